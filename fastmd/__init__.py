@@ -1,0 +1,119 @@
+"""fastmd: an embeddable, high-throughput Binance market-data client.
+
+Public names are imported lazily (PEP 562): ``import fastmd`` loads nothing heavy and nothing
+optional; ``fastmd.Decoder`` loads the codec on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# public name -> module that defines it (each name is in exactly one module's __all__)
+_EXPORTS: dict[str, str] = {}
+_MODULE_ALL: dict[str, tuple[str, ...]] = {
+    "fastmd.errors": (
+        "DecodeError", "DecodeErrorCategory", "FastmdError", "ProtocolError", "StreamNameError",
+    ),
+    "fastmd.core.streams": (
+        "SPOT_KLINE_INTERVALS", "USDM_KLINE_INTERVALS", "Stream", "StreamKind", "Venue",
+        "build_stream", "futures_route", "parse_stream", "validate_stream",
+    ),
+    "fastmd.core.events": (
+        "AggTrade", "AvgPrice", "BlockTrade", "BookTicker", "ControlError", "ControlReply",
+        "DepthUpdate", "ForceOrder", "Kline", "KlineData", "LiquidationOrder", "MarkPrice",
+        "MiniTicker", "PartialDepth", "ReferencePrice", "ServerShutdown", "Ticker", "Ticker1d",
+        "Ticker1h", "Ticker4h", "Trade", "WindowTicker",
+    ),
+    "fastmd.core.rest_models": (
+        "DepthSnapshot", "ExchangeInfo", "KlineBar", "PremiumIndex", "RateLimit", "RestAggTrade",
+        "RestAvgPrice", "RestBookTicker", "RestErrorBody", "RestTicker", "RestTrade",
+        "ServerTime", "SymbolFilter", "SymbolInfo", "TickerPrice",
+    ),
+    "fastmd.core.codec": ("Decoder", "Message", "PriceType"),
+}  # fmt: skip
+for _module, _names in _MODULE_ALL.items():
+    for _name in _names:
+        _EXPORTS[_name] = _module
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from fastmd.core.codec import Decoder, Message, PriceType
+    from fastmd.core.events import (
+        AggTrade,
+        AvgPrice,
+        BlockTrade,
+        BookTicker,
+        ControlError,
+        ControlReply,
+        DepthUpdate,
+        ForceOrder,
+        Kline,
+        KlineData,
+        LiquidationOrder,
+        MarkPrice,
+        MiniTicker,
+        PartialDepth,
+        ReferencePrice,
+        ServerShutdown,
+        Ticker,
+        Ticker1d,
+        Ticker1h,
+        Ticker4h,
+        Trade,
+        WindowTicker,
+    )
+    from fastmd.core.rest_models import (
+        DepthSnapshot,
+        ExchangeInfo,
+        KlineBar,
+        PremiumIndex,
+        RateLimit,
+        RestAggTrade,
+        RestAvgPrice,
+        RestBookTicker,
+        RestErrorBody,
+        RestTicker,
+        RestTrade,
+        ServerTime,
+        SymbolFilter,
+        SymbolInfo,
+        TickerPrice,
+    )
+    from fastmd.core.streams import (
+        SPOT_KLINE_INTERVALS,
+        USDM_KLINE_INTERVALS,
+        Stream,
+        StreamKind,
+        Venue,
+        build_stream,
+        futures_route,
+        parse_stream,
+        validate_stream,
+    )
+    from fastmd.errors import (
+        DecodeError,
+        DecodeErrorCategory,
+        FastmdError,
+        ProtocolError,
+        StreamNameError,
+    )  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastmd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
