@@ -1,11 +1,12 @@
 """Single-pass decoding of Binance frames into typed events.
 
 How one pass works: every stream the decoder knows gets its own :class:`Message` subclass,
-tagged with the stream name (msgspec ``tag_field="stream"``) and typed with the stream's event. The
-union of those classes is one msgspec decoder, so ``{"stream": "btcusdt@trade", "data": {...}}``
-is routed by its first key and the payload is decoded straight into a ``Trade`` in the same pass; the stream name
-is never copied into a new string. Streams are registered up front (:meth:`Decoder.register`, the
-client does this when it subscribes) or learned from the first frame that names them.
+tagged with the stream name (msgspec ``tag_field="stream"``) and typed with the stream's event.
+The union of those classes is one msgspec decoder, so a combined frame
+``{"stream": "btcusdt@trade", "data": {...}}`` is routed by its first key and the payload is
+decoded straight into a ``Trade`` in the same pass; the stream name is never copied into a new
+string. Streams are registered up front (:meth:`Decoder.register`, the client does this when it
+subscribes) or learned from the first frame that names them.
 
 Everything the fast path cannot take (unknown streams, raw payloads, control replies, bad input)
 falls to a slower path that classifies the frame; bad input raises :class:`fastmd.DecodeError` with
