@@ -107,6 +107,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "sim":  # the simulator is a submodule; it loads asyncio, picows and aiohttp
+        return importlib.import_module("fastmd.sim")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fastmd' has no attribute {name!r}")

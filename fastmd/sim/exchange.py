@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -267,10 +268,8 @@ class Exchange:
         for task in (self._driver, self._replay_task):
             if task is not None:
                 task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
-                except asyncio.CancelledError:
-                    pass
         self._driver = self._replay_task = None
         await self._ws.stop()
         await self._rest.stop()
@@ -373,7 +372,8 @@ class Exchange:
         return self._replay_sent
 
     async def _replay(self) -> None:
-        assert self.recording is not None and self._replay_done is not None
+        assert self.recording is not None
+        assert self._replay_done is not None
         frames = self.recording.frames
         loop = asyncio.get_running_loop()
         start_wall = loop.time()

@@ -1,4 +1,4 @@
-"""The venue limits the simulator enforces, each configurable (binance-protocol.md §3, §4, §6, §7)."""
+"""The venue limits the simulator enforces, each configurable (binance-protocol.md §3-§7)."""
 
 from __future__ import annotations
 

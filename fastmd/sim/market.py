@@ -164,10 +164,11 @@ class _Book:
         self.bars: dict[str, deque[_Bar]] = {}
         self.tz_bars: dict[str, deque[_Bar]] = {}
         self.last_price = spec.start_price
-        self.last_quantity = 0
+        self.last_trade_quantity = 0
         self.prev_top: tuple[int, int, int, int] | None = None
         self.diffs: dict[str | None, _DiffWindow] = {}
         self.last_force_order = 0
+        self.ensure_bars("1m")  # tickers aggregate the 1-minute bars
         self._seed_book(now)
 
     # -- formatting ------------------------------------------------------------------------
@@ -302,7 +303,8 @@ class _Book:
             aggs.append(agg)
             self.agg_trades.append(agg)
             self._set("a" if buy else "b", price, levels[price] - filled)
-            self.last_price, self.last_quantity = price, filled
+            self.last_price = price
+            self.last_trade_quantity = trades[-1].quantity
             if (buy and not self.ask_prices) or (not buy and not self.bid_prices):
                 self._replenish()
         self._replenish()
@@ -346,24 +348,12 @@ class _Book:
         return bars
 
     def window_stats(self, now: int, window_ms: int) -> dict[str, Any]:
-        """Rolling-window statistics over the trades of the last ``window_ms``."""
+        """Rolling-window statistics from the 1-minute bars: the window opens on the minute
+        boundary at or before ``now - window_ms`` (as Binance's window tickers do)."""
         since = now - window_ms
-        first: _Trade | None = None
-        high = low = volume = quote = count = 0
-        last: _Trade | None = None
-        for trade in reversed(self.trades):
-            if trade.time < since:
-                break
-            if last is None:
-                last = trade
-                high = low = trade.price
-            first = trade
-            high = max(high, trade.price)
-            low = min(low, trade.price)
-            volume += trade.quantity
-            quote += trade.price * trade.quantity
-            count += 1
-        if first is None or last is None:
+        since -= since % _MINUTE
+        bars = [bar for bar in self.bars["1m"] if bar.open_time >= since and bar.count]
+        if not bars:
             price = self.last_price
             return {
                 "open": price, "high": price, "low": price, "close": price, "volume": 0,
@@ -371,11 +361,19 @@ class _Book:
                 "prev_close": price, "last_qty": 0,
             }  # fmt: skip
         return {
-            "open": first.price, "high": high, "low": low, "close": last.price,
-            "volume": volume, "quote": quote, "first": first.trade_id, "last": last.trade_id,
-            "count": count, "open_time": since, "prev_close": first.price,
-            "last_qty": last.quantity,
-        }  # fmt: skip
+            "open": bars[0].open,
+            "high": max(bar.high for bar in bars),
+            "low": min(bar.low for bar in bars),
+            "close": bars[-1].close,
+            "volume": sum(bar.volume for bar in bars),
+            "quote": sum(bar.quote_volume for bar in bars),
+            "first": bars[0].first_trade_id,
+            "last": bars[-1].last_trade_id,
+            "count": sum(bar.count for bar in bars),
+            "open_time": since,
+            "prev_close": bars[0].open,
+            "last_qty": self.last_trade_quantity,
+        }
 
 
 def bucket_start(time_ms: int, interval: str, offset: int = 0) -> int:
