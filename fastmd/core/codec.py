@@ -16,7 +16,7 @@ its category, and a counter per category is kept in :attr:`Decoder.error_counts`
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Generic, TypeAlias, Union
@@ -38,6 +38,7 @@ PriceType: TypeAlias = type[float] | type[str] | type[Decimal]
 
 DEFAULT_MAX_FRAME_SIZE: Final = 4 * 1024 * 1024
 DEFAULT_MAX_STREAMS: Final = 10_000
+_OVERFLOW_ROUTES: Final = 1024
 
 
 class Message(msgspec.Struct, Generic[E], frozen=True, gc=False, tag_field="stream"):
@@ -178,10 +179,11 @@ class Decoder:
         """Errors raised so far, per :class:`fastmd.DecodeErrorCategory`."""
         self._strict = price_type is not float
         self._classes: dict[str, type[Message[Any]]] = {}
-        self._event_types: dict[str, Any] = {}
+        self._payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {}
+        self._overflow: OrderedDict[str, tuple[type[Message[Any]], msgspec.json.Decoder[Any]]]
+        self._overflow = OrderedDict()
         self._routed: frozenset[str] = frozenset()  # the streams the fast decoder covers
         self._slow_since_build = 0
-        self._payload_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
         tagged: tuple[Any, ...] = (*(t[price_type] for t in _TAGGED_EVENTS), ev.ServerShutdown)
         self._tagged_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             Union[tagged],  # noqa: UP007
@@ -248,8 +250,9 @@ class Decoder:
 
     @property
     def streams(self) -> frozenset[str]:
-        """The streams this decoder has a route for."""
-        return frozenset(self._classes)
+        """The streams this decoder has a fast-path route for (besides ``!serverShutdown``,
+        which every decoder routes)."""
+        return frozenset(self._classes) - {_SHUTDOWN_STREAM}
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -288,12 +291,19 @@ class Decoder:
         if name not in self._classes:
             self._route(name)
 
-    def _route(self, name: str) -> tuple[type[Message[Any]], Any]:
-        """The message class and event type of ``name``, created (and kept, up to max_streams)
-        on first use."""
+    def _route(self, name: str) -> tuple[type[Message[Any]], msgspec.json.Decoder[Any]]:
+        """The message class of ``name`` and the decoder of its payload, created on first use.
+
+        Up to ``max_streams`` streams are kept for good (and join the fast path); routes of
+        further streams live in a small LRU, so memory stays bounded whatever a peer sends.
+        """
         known = self._classes.get(name)
         if known is not None:
-            return known, self._event_types[name]
+            return known, self._payload_decoders[name]
+        overflow = self._overflow.get(name)
+        if overflow is not None:
+            self._overflow.move_to_end(name)
+            return overflow
         event_type = self.event_type(parse_stream(name, self.venue))
         cls: Any = msgspec.defstruct(
             "Message",
@@ -304,10 +314,15 @@ class Decoder:
             frozen=True,
             gc=False,
         )
-        if len(self._classes) < self.max_streams:
+        decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(event_type, strict=self._strict)
+        if len(self._classes) < self.max_streams + 1:  # + the built-in !serverShutdown route
             self._classes[name] = cls
-            self._event_types[name] = event_type
-        return cls, event_type
+            self._payload_decoders[name] = decoder
+        else:
+            self._overflow[name] = (cls, decoder)
+            if len(self._overflow) > _OVERFLOW_ROUTES:
+                self._overflow.popitem(last=False)
+        return cls, decoder
 
     def _rebuild(self) -> None:
         classes: tuple[Any, ...] = tuple(self._classes.values())
@@ -325,13 +340,6 @@ class Decoder:
         pending = len(self._classes) - len(self._routed)
         if pending and self._slow_since_build > len(self._routed) // 16:
             self._rebuild()
-
-    def _payload_decoder(self, event_type: Any) -> msgspec.json.Decoder[Any]:
-        decoder = self._payload_decoders.get(event_type)
-        if decoder is None:
-            decoder = msgspec.json.Decoder(event_type, strict=self._strict)
-            self._payload_decoders[event_type] = decoder
-        return decoder
 
     # -- slow paths -------------------------------------------------------------------------
 
@@ -366,7 +374,7 @@ class Decoder:
         probe = self._probe(frame, exc)
         if not isinstance(probe.stream, UnsetType):
             return self._decode_envelope(probe, probe.stream, exc)
-        if not isinstance(probe.id, UnsetType) or not isinstance(probe.result, UnsetType):
+        if _is_control(probe):
             return self._decode_control(frame, probe)
         if not isinstance(probe.e, UnsetType):
             return self._decode_tagged(frame)
@@ -381,12 +389,12 @@ class Decoder:
         if name in self._routed:
             raise self._wrap(exc, name, "payload")  # the fast path knew the stream: data is bad
         try:
-            cls, event_type = self._route(name)
+            cls, decoder = self._route(name)
         except StreamNameError as bad:
             raise self._error(f"unknown_stream: {bad}", Cat.UNKNOWN_STREAM, name) from bad
         self._maybe_rebuild()
         try:
-            event = self._payload_decoder(event_type).decode(probe.data)
+            event = decoder.decode(probe.data)
         except _ERRORS as inner:
             raise self._wrap(inner, name, "payload") from inner
         return cls(event)
@@ -412,26 +420,43 @@ class Decoder:
             raise self._wrap(exc, None) from exc
         if isinstance(event, ev.ServerShutdown):
             return self._route(_SHUTDOWN_STREAM)[0](event)
-        return self._route(_stream_of(event))[0](event)
+        name = _stream_of(event)
+        try:
+            return self._route(name)[0](event)
+        except StreamNameError as bad:
+            raise self._error(
+                f"unroutable: payload's symbol makes no valid stream name: {bad}", Cat.UNROUTABLE
+            ) from bad
 
     def _decode_raw(self, frame: bytes | bytearray | memoryview, stream: str) -> Any:
         try:
-            cls, event_type = self._route(stream)
+            cls, decoder = self._route(stream)
         except StreamNameError as bad:
             raise self._error(f"unknown_stream: {bad}", Cat.UNKNOWN_STREAM, stream) from bad
         try:
-            return cls(self._payload_decoder(event_type).decode(frame))
+            return cls(decoder.decode(frame))
         except _ERRORS as exc:
             # Control replies and serverShutdown share raw connections with data.
             try:
                 probe = _probe_decoder.decode(frame)
             except _ERRORS:
                 raise self._wrap(exc, stream, "payload") from exc
-            if not isinstance(probe.id, UnsetType) or not isinstance(probe.result, UnsetType):
+            if _is_control(probe):
                 return self._decode_control(frame, probe)
             if probe.e == ev.ServerShutdown.__struct_config__.tag:
                 return self._decode_tagged(frame)
             raise self._wrap(exc, stream, "payload") from exc
+
+
+def _is_control(probe: _Probe) -> bool:
+    """Replies to control requests: ``result``/``error`` with ``id``, or the flat legacy
+    ``{"code", "msg"}`` shape (with or without ``id``)."""
+    return (
+        not isinstance(probe.id, UnsetType)
+        or not isinstance(probe.result, UnsetType)
+        or not isinstance(probe.error, UnsetType)
+        or (not isinstance(probe.code, UnsetType) and not isinstance(probe.msg, UnsetType))
+    )
 
 
 def _stream_of(event: Any) -> str:

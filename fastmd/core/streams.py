@@ -189,10 +189,13 @@ def _check_venue(venue: str) -> None:
         raise StreamNameError(f"unknown venue {venue!r}; allowed: {', '.join(VENUES)}")
 
 
-def _check_symbol(name: str, symbol: str) -> None:
+def _check_symbol(name: str, symbol: str, venue: Venue) -> None:
     if not symbol:
         raise _fail(name, "the symbol before '@' is empty", "a lowercase symbol such as 'btcusdt'")
     for char in symbol:
+        # USD-M delivery contracts carry their expiry after an underscore: btcusdt_250926.
+        if char == "_" and venue == "binance-usdm":
+            continue
         if not char.isalnum():
             raise _fail(
                 name,
@@ -254,8 +257,10 @@ def parse_stream(name: str, venue: Venue = "binance-spot") -> Stream:
     symbol, at, rest = name.partition("@")
     if not at:
         raise _fail(name, "no '@' between symbol and stream type", "<symbol>@<type>")
-    _check_symbol(name, symbol)
-    stream_type, _, suffix = rest.partition("@")
+    _check_symbol(name, symbol, venue)
+    stream_type, at_suffix, suffix = rest.partition("@")
+    if at_suffix and not suffix:
+        raise _fail(name, "nothing after the trailing '@'", "a speed or timezone, or no '@'")
     if stream_type.startswith("kline_"):
         intervals = SPOT_KLINE_INTERVALS if venue == "binance-spot" else USDM_KLINE_INTERVALS
         interval = stream_type[len("kline_") :]
@@ -274,7 +279,7 @@ def parse_stream(name: str, venue: Venue = "binance-spot") -> Stream:
         return Stream(StreamKind.WINDOW_TICKER, symbol, window=window)
     if stream_type.startswith("depth") and stream_type != "depth":
         levels_text = stream_type[len("depth") :]
-        if not levels_text.isdigit() or int(levels_text) not in PARTIAL_DEPTH_LEVELS:
+        if levels_text not in {str(n) for n in PARTIAL_DEPTH_LEVELS}:
             raise _fail(name, f"depth levels {levels_text!r}", "5, 10, 20")
         speed = _check_depth_speed(name, venue, suffix)
         return Stream(StreamKind.PARTIAL_DEPTH, symbol, levels=int(levels_text), speed=speed)
