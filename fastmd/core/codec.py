@@ -250,9 +250,9 @@ class Decoder:
 
     @property
     def streams(self) -> frozenset[str]:
-        """The streams this decoder has a fast-path route for (besides ``!serverShutdown``,
-        which every decoder routes)."""
-        return frozenset(self._classes) - {_SHUTDOWN_STREAM}
+        """The streams this decoder has a fast-path route for; ``!serverShutdown`` is always
+        one of them and does not count toward ``max_streams``."""
+        return frozenset(self._classes)
 
     # -- routes -----------------------------------------------------------------------------
 

@@ -204,7 +204,7 @@ def test_max_streams_further_streams_still_decode() -> None:
             assert depth.event.bids == [(1.0, 2.0)]
             raw = decoder.decode(dumps(trade(s=symbol.upper(), t=i)), stream=f"{symbol}@trade")
             assert raw.event == expected_trade(symbol=symbol.upper(), trade_id=i)
-        assert len(decoder.streams) <= 5
+        assert len(decoder.streams - {"!serverShutdown"}) <= 5  # the built-in route is extra
     assert sum(decoder.error_counts.values()) == 0
 
 
