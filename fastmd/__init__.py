@@ -18,7 +18,9 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _EXPORTS: dict[str, str] = {}
 _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.errors": (
-        "DecodeError", "DecodeErrorCategory", "FastmdError", "ProtocolError", "StreamNameError",
+        "CallbackError", "ConnectError", "ConnectionClosed", "DecodeError", "DecodeErrorCategory",
+        "FastmdError", "FastmdTimeoutError", "HandshakeError", "InvalidState", "ProtocolError",
+        "StreamNameError", "TLSError",
     ),
     "fastmd.core.streams": (
         "SPOT_KLINE_INTERVALS", "USDM_KLINE_INTERVALS", "Stream", "StreamKind", "Venue",
@@ -36,6 +38,12 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
         "ServerTime", "SymbolFilter", "SymbolInfo", "TickerPrice",
     ),
     "fastmd.core.codec": ("Decoder", "Message", "PriceType"),
+    "fastmd.core.backoff": ("Backoff",),
+    "fastmd.core.breaker": ("CircuitBreakerPolicy", "CircuitState"),
+    "fastmd.core.liveness": ("Heartbeat",),
+    "fastmd.core.lifecycle": ("ConnectionState", "ErrorReport", "ErrorReporter", "Severity"),
+    "fastmd.core.stats": ("ConnectionStats", "LatencyStats"),
+    "fastmd.aio.connection": ("Connection", "LoggingReporter"),
 }  # fmt: skip
 for _module, _names in _MODULE_ALL.items():
     for _name in _names:
@@ -44,6 +52,9 @@ for _module, _names in _MODULE_ALL.items():
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from fastmd.aio.connection import Connection, LoggingReporter
+    from fastmd.core.backoff import Backoff
+    from fastmd.core.breaker import CircuitBreakerPolicy, CircuitState
     from fastmd.core.codec import Decoder, Message, PriceType
     from fastmd.core.events import (
         AggTrade,
@@ -69,6 +80,8 @@ if TYPE_CHECKING:
         Trade,
         WindowTicker,
     )
+    from fastmd.core.lifecycle import ConnectionState, ErrorReport, ErrorReporter, Severity
+    from fastmd.core.liveness import Heartbeat
     from fastmd.core.rest_models import (
         DepthSnapshot,
         ExchangeInfo,
@@ -86,6 +99,7 @@ if TYPE_CHECKING:
         SymbolInfo,
         TickerPrice,
     )
+    from fastmd.core.stats import ConnectionStats, LatencyStats
     from fastmd.core.streams import (
         SPOT_KLINE_INTERVALS,
         USDM_KLINE_INTERVALS,
@@ -98,11 +112,18 @@ if TYPE_CHECKING:
         validate_stream,
     )
     from fastmd.errors import (
+        CallbackError,
+        ConnectError,
+        ConnectionClosed,
         DecodeError,
         DecodeErrorCategory,
         FastmdError,
+        FastmdTimeoutError,
+        HandshakeError,
+        InvalidState,
         ProtocolError,
         StreamNameError,
+        TLSError,
     )  # fmt: skip
 
 

@@ -5,9 +5,19 @@ Every error fastmd raises derives from :class:`FastmdError`; errors of the libra
 
     FastmdError
     ├── StreamNameError (also ValueError)   a stream name that Binance would not accept
-    └── ProtocolError                       a venue or wire violation detected by the core
-        └── DecodeError                     a frame that cannot become a typed event
-                                            (``category`` says why)
+    ├── ProtocolError                       a venue or wire violation detected by the core
+    │   └── DecodeError                     a frame that cannot become a typed event
+    │                                       (``category`` says why)
+    ├── ConnectError                        a connection attempt failed (the OS error is the cause)
+    │   ├── HandshakeError                  the HTTP upgrade was refused (status, Retry-After)
+    │   └── TLSError                        certificate or TLS failure: a configuration problem
+    ├── ConnectionClosed                    the socket closed (``code``, ``reason``)
+    ├── FastmdTimeoutError (also TimeoutError)  an operation ran out of time
+    ├── CallbackError                       a user callback raised (``__cause__`` is its error)
+    └── InvalidState                        API misuse, e.g. connecting a closed connection
+
+Network faults are never raised into user code: they arrive through events (``error``,
+``disconnect``...) carrying these exception objects. Only API misuse and bad input raise.
 """
 
 from __future__ import annotations
@@ -15,11 +25,18 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "CallbackError",
+    "ConnectError",
+    "ConnectionClosed",
     "DecodeError",
     "DecodeErrorCategory",
     "FastmdError",
+    "FastmdTimeoutError",
+    "HandshakeError",
+    "InvalidState",
     "ProtocolError",
     "StreamNameError",
+    "TLSError",
 ]
 
 
@@ -79,3 +96,52 @@ class DecodeError(ProtocolError):
         super().__init__(message)
         self.category = category
         self.stream = stream
+
+
+class ConnectError(FastmdError):
+    """A connection attempt failed (refused, unreachable, reset during the handshake...)."""
+
+
+class HandshakeError(ConnectError):
+    """The server refused the WebSocket upgrade.
+
+    Attributes:
+        status: the HTTP status (429 and 418 mean rate-limited or banned).
+        retry_after: the ``Retry-After`` header in seconds, when sent.
+    """
+
+    def __init__(self, message: str, *, status: int | None, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TLSError(ConnectError):
+    """A TLS failure (unknown CA, wrong host, expired certificate): fixing it needs a
+    configuration change, so the connection opens its circuit instead of retrying fast."""
+
+
+class ConnectionClosed(FastmdError):
+    """The WebSocket closed.
+
+    Attributes:
+        code: the close code received (1006 when the socket died without a close frame).
+        reason: the close reason received.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"connection closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
+class FastmdTimeoutError(FastmdError, TimeoutError):
+    """An operation ran out of time (connect, handshake, acknowledgement...)."""
+
+
+class CallbackError(FastmdError):
+    """A user callback raised; the original error is ``__cause__``. The socket stays up."""
+
+
+class InvalidState(FastmdError):
+    """The object cannot do that in its current state (e.g. connecting a closed connection)."""

@@ -15,6 +15,12 @@ MODULES = (
     "fastmd.core.events",
     "fastmd.core.rest_models",
     "fastmd.core.codec",
+    "fastmd.core.backoff",
+    "fastmd.core.breaker",
+    "fastmd.core.liveness",
+    "fastmd.core.lifecycle",
+    "fastmd.core.stats",
+    "fastmd.aio.connection",
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Backoff", "reconnect_delay"]
+__all__ = ["Backoff"]
 
 # A 1008 ("too many requests") means we were too fast: wait as if this many more attempts failed.
 POLICY_VIOLATION_PENALTY = 4.0
@@ -53,10 +53,10 @@ class Backoff:
     def ceiling(self, attempt: int) -> float:
         """The un-jittered delay of ``attempt`` (1-based)."""
         exponent = max(attempt - 1, 0)
-        # Avoid float overflow for long outages: the cap is reached long before.
-        if exponent > 1000:
+        try:
+            return min(self.max_delay, self.initial_delay * self.factor**exponent)
+        except OverflowError:  # a long outage: the cap was reached long ago
             return self.max_delay
-        return min(self.max_delay, self.initial_delay * self.factor**exponent)
 
     def delay(self, attempt: int, draw: float) -> float:
         """The delay before ``attempt`` given a uniform random ``draw`` in [0, 1)."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-__all__ = ["CircuitBreaker", "CircuitBreakerPolicy", "CircuitState"]
+__all__ = ["CircuitBreakerPolicy", "CircuitState"]
 
 
 class CircuitState(IntEnum):

@@ -1,0 +1,857 @@
+"""``fastmd.Connection``: one picows WebSocket that stays up, says what happens to it, and never
+goes silent.
+
+The rules (backoff, circuit breaker, liveness, pacing, close frames, state transitions) live in
+``fastmd.core``; this module owns the socket, the timers and the one supervisor task, feeds the
+core and does what it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import ssl
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, Literal, overload
+
+from picows import (
+    WSCloseCode,
+    WSError,
+    WSFrame,
+    WSInvalidStatusError,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    ws_connect,
+)
+
+from fastmd.core.backoff import Backoff, reconnect_delay
+from fastmd.core.breaker import CircuitBreaker, CircuitBreakerPolicy
+from fastmd.core.lifecycle import (
+    ConnectionState,
+    ErrorReport,
+    ErrorReporter,
+    Severity,
+    check_transition,
+    parse_close_payload,
+)
+from fastmd.core.liveness import Heartbeat, Liveness, LivenessAction
+from fastmd.core.pacing import Pacer
+from fastmd.core.stats import ConnectionStats, LatencyTracker, RateMeter
+from fastmd.errors import (
+    CallbackError,
+    ConnectError,
+    ConnectionClosed,
+    FastmdTimeoutError,
+    HandshakeError,
+    InvalidState,
+    ProtocolError,
+    TLSError,
+)
+
+__all__ = ["Connection", "LoggingReporter"]
+
+logger = logging.getLogger(__name__)
+
+EventName = Literal[
+    "message", "connect", "disconnect", "reconnecting", "error", "circuit_open", "circuit_closed"
+]
+EVENTS: Final[tuple[str, ...]] = (
+    "message", "connect", "disconnect", "reconnecting", "error", "circuit_open", "circuit_closed",
+)  # fmt: skip
+
+_TEXT: Final = WSMsgType.TEXT
+_STABLE_AFTER: Final = 10.0  # a socket up this long resets the backoff schedule
+_STATS_INTERVAL: Final = 1.0
+_MAX_QUEUED_FRAMES: Final = 10_000
+_CLOSE_TIMEOUT: Final = 1.0
+_WIRE_CLOSE_CODES: Final = {code.value: code for code in WSCloseCode}
+_TCP_INFO_LAST_DATA_RECV: Final = 48  # offset of tcpi_last_data_recv (ms) in Linux's tcp_info
+
+
+class LoggingReporter:
+    """The default error reporter: one log line per report, at most one per code per second.
+
+    Args:
+        interval: minimum seconds between two lines of the same code (the rest are counted and
+            mentioned in the next line).
+        clock: monotonic clock.
+    """
+
+    _LEVELS: Final = {
+        Severity.WARNING: logging.WARNING,
+        Severity.ERROR: logging.ERROR,
+        Severity.CRITICAL: logging.CRITICAL,
+    }
+
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, report: ErrorReport) -> None:
+        now = self._clock()
+        last = self._last.get(report.code)
+        if last is not None and now - last < self._interval:
+            self._suppressed[report.code] = self._suppressed.get(report.code, 0) + 1
+            return
+        self._last[report.code] = now
+        suppressed = self._suppressed.pop(report.code, 0)
+        logger.log(
+            self._LEVELS[report.severity],
+            "%s: %s%s",
+            report.code,
+            report.message[:256],
+            f" (+{suppressed} similar)" if suppressed else "",
+            extra={"fastmd_context": dict(report.context)},
+        )
+
+
+class _Listener(WSListener):
+    """picows callbacks of one socket; events of a socket the connection has left are ignored."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        pass
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        conn = self._conn
+        if conn._listener is not self:
+            return
+        conn._frames_total += 1
+        if frame.msg_type is _TEXT and frame.fin:
+            payload = frame.get_payload_as_memoryview()
+            conn._messages += 1
+            conn._bytes += len(payload)
+            handler = conn._frame_handler
+            if handler is not None:
+                try:
+                    handler(payload)
+                except Exception as exc:
+                    conn._callback_failed("frame_handler", exc)
+            if conn._listeners["message"]:
+                conn._emit("message", bytes(payload))
+            return
+        try:
+            conn._on_other_frame(transport, frame)
+        except Exception as exc:  # never let anything reach picows
+            conn._report(Severity.ERROR, "frame_error", f"failed to handle a frame: {exc}", exc)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        conn = self._conn
+        if conn._listener is self:
+            conn._socket_closed(transport)
+
+
+class Connection:
+    """One resilient WebSocket connection (the seed's ``WebSocketConnectionManager``).
+
+    It reconnects after every close it was not asked for (1000 and 1001 included), with
+    exponential backoff and jitter; opens a circuit after repeated failures; pings to measure
+    latency and detect dead links; paces every frame it sends (pongs and pings included) to the
+    venue's budget; and reports everything through events. A network fault never raises into user
+    code.
+
+    Args:
+        url: ``ws://`` or ``wss://`` URL.
+        backoff: reconnect delays (:class:`fastmd.Backoff`).
+        heartbeat: client ping interval and timeout (:class:`fastmd.Heartbeat`).
+        circuit_breaker: when to stop trying for a while (:class:`fastmd.CircuitBreakerPolicy`).
+        auto_reconnect: reconnect after closes and failures (default True).
+        max_outgoing_per_second: frames this side sends in any sliding second, pings and pongs
+            included (Binance spot allows 5; fastmd uses 4).
+        stale_after: seconds without a data frame after which the link counts as stale and is
+            reconnected, though it still answers pings; ``None`` disables the watchdog.
+        open_timeout: seconds for TCP, TLS and the HTTP upgrade together.
+        max_frame_size: frames larger than this (bytes) close the socket with 1009.
+        ssl_context: TLS settings for ``wss://`` (certificates are verified by default).
+        extra_headers: HTTP headers for the upgrade request.
+        error_reporter: receives every :class:`fastmd.ErrorReport`; the default logs them.
+        clock: monotonic clock (injected in tests).
+        rng: random source of the jitter (injected in tests).
+
+    Events (``conn.on(name, callback)``; callbacks run on the event loop and must not block):
+
+    - ``message(data: bytes)``: a text frame;
+    - ``connect()``: the socket is open;
+    - ``disconnect(code: int, reason: str)``: the socket closed (1006: no close frame);
+    - ``reconnecting(attempt: int, delay: float)``: the next attempt in ``delay`` seconds;
+    - ``error(report: ErrorReport)``: something went wrong (also given to ``error_reporter``);
+    - ``circuit_open(cooldown: float)`` and ``circuit_closed()``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        backoff: Backoff | None = None,
+        heartbeat: Heartbeat | None = None,
+        circuit_breaker: CircuitBreakerPolicy | None = None,
+        auto_reconnect: bool = True,
+        max_outgoing_per_second: int = 4,
+        stale_after: float | None = None,
+        open_timeout: float = 10.0,
+        max_frame_size: int = 4 * 1024 * 1024,
+        ssl_context: ssl.SSLContext | None = None,
+        extra_headers: dict[str, str] | None = None,
+        error_reporter: ErrorReporter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"url must start with ws:// or wss://, not {url!r}")
+        if stale_after is not None and stale_after <= 0:
+            raise ValueError("stale_after must be positive or None")
+        self.url = url
+        self.backoff = backoff or Backoff()
+        self.heartbeat = heartbeat or Heartbeat()
+        self.circuit_breaker = circuit_breaker or CircuitBreakerPolicy()
+        self.auto_reconnect = auto_reconnect
+        self.stale_after = stale_after
+        self.open_timeout = open_timeout
+        self.max_frame_size = max_frame_size
+        self.ssl_context = ssl_context
+        self.extra_headers = extra_headers
+        self._reporter: ErrorReporter = error_reporter or LoggingReporter(clock=clock)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        threshold = self.circuit_breaker.failure_threshold
+        if self.backoff.max_attempts is not None:
+            threshold = min(threshold, self.backoff.max_attempts)
+        self._breaker = CircuitBreaker(self.circuit_breaker, clock, threshold=threshold)
+        self._pacer = Pacer(max_outgoing_per_second)
+        self._listeners: dict[str, list[Callable[..., object]]] = {name: [] for name in EVENTS}
+        self._frame_handler: Callable[[memoryview], None] | None = None
+        self._state = ConnectionState.IDLE
+        self._listener: _Listener | None = None
+        self._transport: WSTransport | None = None
+        self._socket_done: asyncio.Future[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._opened: asyncio.Event | None = None
+        self._closing = False
+        self._reconnect_requested = False
+        self._attempt = 0
+        self._outgoing: deque[tuple[WSMsgType, bytes]] = deque()
+        self._pending_pong: bytearray | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._liveness: Liveness | None = None
+        self._fragments: bytearray | None = None
+        self._close_code = 1006
+        self._close_reason = ""
+        # counters (plain ints: the hot path only increments them)
+        self._messages = 0
+        self._bytes = 0
+        self._frames_total = 0
+        self._sent = 0
+        self._errors = 0
+        self._reconnects = 0
+        self._connects = 0
+        self._listener_errors = 0
+        self._opened_at: float | None = None
+        self._rates = RateMeter()
+        self._latency = LatencyTracker()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @overload
+    def on(
+        self, event: Literal["message"], callback: Callable[[bytes], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, event: Literal["connect", "circuit_closed"], callback: Callable[[], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, event: Literal["disconnect"], callback: Callable[[int, str], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, event: Literal["reconnecting"], callback: Callable[[int, float], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, event: Literal["error"], callback: Callable[[ErrorReport], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, event: Literal["circuit_open"], callback: Callable[[float], object]
+    ) -> Callable[[], None]: ...
+    def on(self, event: str, callback: Callable[..., object]) -> Callable[[], None]:
+        """Register ``callback`` for ``event``; returns a function that removes it.
+
+        Raises:
+            ValueError: ``event`` is not one of the connection's events.
+        """
+        listeners = self._listeners.get(event)
+        if listeners is None:
+            raise ValueError(f"unknown event {event!r}; allowed: {', '.join(EVENTS)}")
+        listeners.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                listeners.remove(callback)
+
+        return remove
+
+    @property
+    def state(self) -> ConnectionState:
+        """The current :class:`fastmd.ConnectionState`."""
+        return self._state
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is ConnectionState.OPEN
+
+    def set_frame_handler(self, handler: Callable[[memoryview], None] | None) -> None:
+        """Install the hot-path handler of text frames: called synchronously inside picows'
+        frame callback with a memoryview that is valid only during the call (copy to keep)."""
+        self._frame_handler = handler
+
+    async def connect(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Start the connection and wait until it is open.
+
+        Returns True once open; False if ``timeout`` passed first or attempts stopped (circuit
+        open, or ``auto_reconnect=False`` after a failure). Failures are reported through the
+        ``error`` event, never raised; the connection keeps trying in the background unless
+        ``auto_reconnect`` is off.
+
+        Raises:
+            InvalidState: the connection was closed.
+        """
+        if self._state is ConnectionState.CLOSED:
+            raise InvalidState("a closed Connection cannot connect again; create a new one")
+        if self._supervisor is None:
+            self._wake = asyncio.Event()
+            self._opened = asyncio.Event()
+            self._supervisor = asyncio.create_task(self._supervise(), name=f"fastmd {self.url}")
+        assert self._opened is not None
+        waiter = asyncio.ensure_future(self._opened.wait())
+        try:
+            await asyncio.wait(
+                {waiter, self._supervisor}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+        return self._state is ConnectionState.OPEN
+
+    def send(self, data: str | bytes) -> bool:
+        """Queue a text frame; frames leave paced to ``max_outgoing_per_second``.
+
+        Returns False (and sends nothing) when the socket is not open: nothing queued while
+        disconnected is replayed on a new socket.
+
+        Raises:
+            TypeError: ``data`` is neither str nor bytes.
+        """
+        if isinstance(data, str):
+            payload = data.encode()
+        elif isinstance(data, bytes | bytearray | memoryview):
+            payload = bytes(data)
+        else:
+            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
+        if self._state is not ConnectionState.OPEN or self._transport is None:
+            return False
+        if len(self._outgoing) >= _MAX_QUEUED_FRAMES:
+            self._report(
+                Severity.ERROR, "send_queue_full", "outgoing queue full; frame dropped", None
+            )
+            return False
+        self._outgoing.append((_TEXT, payload))
+        self._flush()
+        return True
+
+    async def reconnect(self) -> None:
+        """Close the current socket (if any) and connect again at once, without backoff."""
+        if self._state is ConnectionState.CLOSED:
+            raise InvalidState("a closed Connection cannot reconnect")
+        if self._supervisor is None:
+            await self.connect()
+            return
+        self._reconnect_requested = True
+        self._attempt = 0
+        if self._transport is not None:
+            self._close_code, self._close_reason = 1000, "reconnect requested"
+            self._disconnect(WSCloseCode.OK)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def close(self) -> None:
+        """Close for good; idempotent, returns within about a second from any state, and leaves
+        no task or socket behind."""
+        if self._state is ConnectionState.CLOSED and self._supervisor is None:
+            return
+        self._closing = True
+        if self._transport is not None:
+            self._close_code, self._close_reason = 1000, "closed by user"
+            self._disconnect(WSCloseCode.OK)
+        if self._wake is not None:
+            self._wake.set()
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None and not supervisor.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(supervisor), _CLOSE_TIMEOUT)
+            except (TimeoutError, asyncio.CancelledError):
+                supervisor.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await supervisor
+        self._teardown_socket()
+        self._set_state(ConnectionState.CLOSED)
+
+    async def __aenter__(self) -> Connection:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def stats(self) -> ConnectionStats:
+        """A snapshot of the connection's statistics."""
+        now = self._clock()
+        return ConnectionStats(
+            state=self._state.name,
+            messages=self._messages,
+            bytes=self._bytes,
+            message_rate_1s=self._rates.rate(now, self._messages, 1.0),
+            message_rate_10s=self._rates.rate(now, self._messages, 10.0),
+            latency=self._latency.snapshot(),
+            uptime=now - self._opened_at if self._opened_at is not None else 0.0,
+            reconnects=self._reconnects,
+            errors=self._errors,
+            sent=self._sent,
+        )
+
+    @property
+    def last_close(self) -> tuple[int, str]:
+        """Code and reason of the last close (1006 when the socket died without one)."""
+        return self._close_code, self._close_reason
+
+    # -- supervisor ---------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        try:
+            while not self._closing:
+                wait = self._breaker.time_until_allowed()
+                if wait > 0:
+                    self._set_state(ConnectionState.CIRCUIT_OPEN)
+                    await self._sleep(wait)
+                    continue
+                self._set_state(ConnectionState.CONNECTING)
+                self._attempt += 1
+                try:
+                    transport = await self._open()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    error = self._translate(exc)
+                    if self._stopping():
+                        break
+                    self._attempt_failed(error)
+                    if not self.auto_reconnect:
+                        break
+                    status = error.status if isinstance(error, HandshakeError) else None
+                    retry = error.retry_after if isinstance(error, HandshakeError) else None
+                    await self._backoff(handshake_status=status, retry_after=retry)
+                    continue
+                await self._run_open(transport)
+                if self._stopping() or not self.auto_reconnect:
+                    break
+                if self._reconnect_requested:
+                    self._reconnect_requested = False
+                    continue
+                await self._backoff(close_code=self._close_code)
+        finally:
+            self._teardown_socket()
+            self._closing = True
+            if self._state is not ConnectionState.CLOSED:
+                self._state = ConnectionState.CLOSED
+            if self._opened is not None:
+                self._opened.set()
+
+    def _stopping(self) -> bool:
+        # A method, not the attribute: close() flips it while the supervisor awaits.
+        return self._closing
+
+    async def _open(self) -> WSTransport:
+        listener = _Listener(self)
+
+        def factory() -> _Listener:
+            return listener
+
+        self._listener = listener
+        try:
+            transport, _ = await asyncio.wait_for(
+                ws_connect(
+                    factory,
+                    self.url,
+                    ssl_context=self.ssl_context,
+                    disconnect_on_exception=False,
+                    websocket_handshake_timeout=self.open_timeout,
+                    enable_auto_ping=False,
+                    enable_auto_pong=False,
+                    max_frame_size=self.max_frame_size,
+                    extra_headers=self.extra_headers,
+                ),
+                self.open_timeout,
+            )
+        except BaseException:
+            self._listener = None
+            raise
+        return transport
+
+    def _attempt_failed(self, error: Exception) -> None:
+        code = "tls_error" if isinstance(error, TLSError) else "connect_failed"
+        if isinstance(error, HandshakeError):
+            code = "handshake_rejected"
+        self._report(
+            Severity.ERROR if not isinstance(error, TLSError) else Severity.CRITICAL,
+            code,
+            f"connection attempt {self._attempt} to {self.url} failed: {error}",
+            error,
+            attempt=self._attempt,
+        )
+        opened = self._breaker.record_failure()
+        if isinstance(error, TLSError):
+            # A certificate problem will not fix itself: no fast retry loop.
+            while not opened and self._breaker.state.name == "CLOSED":
+                opened = self._breaker.record_failure()
+        if opened:
+            cooldown = self._breaker.policy.cooldown
+            self._report(
+                Severity.CRITICAL,
+                "circuit_open",
+                f"{self._breaker.failures} consecutive failures: no attempt for {cooldown:g} s",
+                None,
+            )
+            self._emit("circuit_open", cooldown)
+
+    async def _backoff(
+        self,
+        *,
+        close_code: int | None = None,
+        handshake_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        if self._breaker.time_until_allowed() > 0:
+            return  # the circuit decides the wait
+        attempt = self._attempt + 1
+        delay = reconnect_delay(
+            self.backoff,
+            attempt,
+            self._rng.random(),
+            close_code=close_code,
+            handshake_status=handshake_status,
+            retry_after=retry_after,
+        )
+        self._set_state(ConnectionState.RECONNECTING)
+        self._emit("reconnecting", attempt, delay)
+        await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep, waking early for close() and reconnect()."""
+        assert self._wake is not None
+        self._wake.clear()
+        if self._closing or self._reconnect_requested:
+            self._reconnect_requested = False
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        self._reconnect_requested = False
+
+    async def _run_open(self, transport: WSTransport) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport = transport
+        self._socket_done = loop.create_future()
+        now = self._clock()
+        self._opened_at = now
+        self._close_code, self._close_reason = 1006, ""
+        self._liveness = Liveness(self.heartbeat, self.stale_after, now)
+        self._outgoing.clear()
+        self._pending_pong = None
+        self._fragments = None
+        if self._breaker.record_success():
+            self._emit("circuit_closed")
+        if self._connects:
+            self._reconnects += 1
+        self._connects += 1
+        self._set_state(ConnectionState.OPEN)
+        assert self._opened is not None
+        self._opened.set()
+        self._emit("connect")
+        if transport.is_disconnected:  # closed while the connect listeners ran
+            self._socket_closed(transport)
+        socket_done = self._socket_done
+        next_sample = now
+        while not socket_done.done():
+            now = self._clock()
+            if now >= next_sample:
+                self._rates.sample(now, self._messages)
+                next_sample = now + _STATS_INTERVAL
+            self._check_liveness(now)
+            assert self._liveness is not None
+            timeout = min(self._liveness.next_deadline(now), next_sample) - now
+            await asyncio.wait({socket_done}, timeout=max(timeout, 0.001))
+        uptime = self._clock() - (self._opened_at or 0.0)
+        if uptime >= _STABLE_AFTER:
+            self._attempt = 0
+        self._opened_at = None
+        self._emit("disconnect", self._close_code, self._close_reason)
+        if not self._closing:
+            error = ConnectionClosed(self._close_code, self._close_reason)
+            self._report(
+                Severity.WARNING,
+                "disconnected",
+                f"{self.url} closed ({self._close_code} {self._close_reason}); reconnecting",
+                error,
+                close_code=self._close_code,
+            )
+
+    def _check_liveness(self, now: float) -> None:
+        liveness, transport = self._liveness, self._transport
+        if liveness is None or transport is None:
+            return
+        action = liveness.poll(now, self._messages, self._frames_total, self._socket_idle())
+        if action is LivenessAction.SEND_PING:
+            self._queue_control(WSMsgType.PING, liveness.ping_payload(now, self._frames_total))
+        elif action is LivenessAction.DEAD:
+            error = FastmdTimeoutError(
+                f"no pong and no data within {self.heartbeat.timeout:g} s of a ping"
+            )
+            self._report(Severity.WARNING, "heartbeat_timeout", str(error), error)
+            self._close_code, self._close_reason = 1006, "heartbeat timeout"
+            self._disconnect(None)
+        elif action is LivenessAction.STALE:
+            error = FastmdTimeoutError(f"no data for {self.stale_after:g} s while pings succeed")
+            self._report(Severity.WARNING, "stale", str(error), error)
+            self._close_code, self._close_reason = 1000, "stale data"
+            self._disconnect(WSCloseCode.OK)
+
+    def _socket_idle(self) -> float | None:
+        """Seconds since the socket last received a byte (Linux TCP_INFO), else None."""
+        transport = self._transport
+        if transport is None:
+            return None
+        try:
+            sock = transport.underlying_transport.get_extra_info("socket")
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+            (idle_ms,) = struct.unpack_from("<I", info, _TCP_INFO_LAST_DATA_RECV)
+        except (AttributeError, OSError, struct.error, ValueError):
+            return None
+        return float(idle_ms) / 1000.0
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def _on_other_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.PING:
+            self._queue_pong(frame.get_payload_as_bytes())
+        elif msg_type is WSMsgType.PONG:
+            if self._liveness is not None:
+                rtt = self._liveness.on_pong(frame.get_payload_as_bytes(), self._clock())
+                if rtt is not None:
+                    self._latency.add(rtt)
+        elif msg_type is WSMsgType.CLOSE:
+            self._on_close_frame(frame.get_payload_as_bytes())
+        elif msg_type is WSMsgType.BINARY:
+            self._report(
+                Severity.WARNING,
+                "binary_frame",
+                f"binary frame of {frame.payload_size} bytes on a JSON stream; dropped",
+                ProtocolError("binary frame on a JSON stream"),
+            )
+        else:  # TEXT start of a fragmented message, or CONTINUATION
+            self._on_fragment(frame, msg_type)
+
+    def _on_fragment(self, frame: WSFrame, msg_type: WSMsgType) -> None:
+        if msg_type is _TEXT:
+            self._fragments = bytearray(frame.get_payload_as_bytes())
+            return
+        if msg_type is not WSMsgType.CONTINUATION or self._fragments is None:
+            self._protocol_error(f"unexpected {msg_type.name} frame")
+            return
+        self._fragments += frame.get_payload_as_bytes()
+        if len(self._fragments) > self.max_frame_size:
+            self._fragments = None
+            self._close_code, self._close_reason = 1009, "message too big"
+            self._report(Severity.ERROR, "message_too_big", "fragmented message over the cap", None)
+            self._disconnect(WSCloseCode.MESSAGE_TOO_BIG)
+            return
+        if frame.fin:
+            data, self._fragments = bytes(self._fragments), None
+            self._messages += 1
+            self._bytes += len(data)
+            if self._frame_handler is not None:
+                try:
+                    self._frame_handler(memoryview(data))
+                except Exception as exc:
+                    self._callback_failed("frame_handler", exc)
+            if self._listeners["message"]:
+                self._emit("message", data)
+
+    def _on_close_frame(self, payload: bytes) -> None:
+        code, reason, problem = parse_close_payload(payload)
+        if problem is not None:
+            self._protocol_error(problem)
+            return
+        self._close_code, self._close_reason = code, reason
+        reply = _WIRE_CLOSE_CODES.get(code, WSCloseCode.OK) if code != 1005 else WSCloseCode.OK
+        self._disconnect(reply)
+
+    def _protocol_error(self, problem: str) -> None:
+        error = ProtocolError(problem)
+        self._report(Severity.ERROR, "protocol_error", f"{problem}: closing with 1002", error)
+        self._close_code, self._close_reason = 1002, problem
+        self._disconnect(WSCloseCode.PROTOCOL_ERROR)
+
+    def _socket_closed(self, transport: WSTransport) -> None:
+        if self._transport is transport or self._transport is None:
+            self._teardown_socket()
+
+    def _teardown_socket(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        transport, self._transport = self._transport, None
+        self._listener = None
+        self._liveness = None
+        self._outgoing.clear()
+        self._pending_pong = None
+        if transport is not None and not transport.is_disconnected:
+            transport.disconnect(graceful=False)
+        done = self._socket_done
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    def _disconnect(self, code: WSCloseCode | None) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        try:
+            if code is not None and not transport.is_close_frame_sent:
+                transport.send_close(code)
+            transport.disconnect(graceful=code is not None)
+        except (WSError, OSError, RuntimeError) as exc:
+            logger.debug("disconnect of %s failed: %s", self.url, exc)
+            self._teardown_socket()
+
+    # -- outgoing -----------------------------------------------------------------------------
+
+    def _queue_pong(self, payload: bytes) -> None:
+        # Only the latest ping needs an answer: coalesce, so a ping flood cannot eat the budget.
+        if self._pending_pong is not None:
+            self._pending_pong[:] = payload
+            return
+        self._pending_pong = bytearray(payload)
+        self._flush()
+
+    def _queue_control(self, msg_type: WSMsgType, payload: bytes) -> None:
+        self._outgoing.appendleft((msg_type, payload))
+        self._flush()
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        transport = self._transport
+        if transport is None:
+            return
+        pacer = self._pacer
+        while self._pending_pong is not None or self._outgoing:
+            now = self._clock()
+            delay = pacer.delay(now)
+            if delay > 0:
+                if self._flush_timer is None:
+                    loop = asyncio.get_running_loop()
+                    self._flush_timer = loop.call_later(delay, self._flush)
+                return
+            try:
+                if self._pending_pong is not None:
+                    payload, self._pending_pong = bytes(self._pending_pong), None
+                    transport.send_pong(payload)
+                else:
+                    msg_type, data = self._outgoing.popleft()
+                    if msg_type is WSMsgType.PING:
+                        transport.send_ping(data)
+                    else:
+                        transport.send(msg_type, data)
+            except (WSError, OSError, RuntimeError) as exc:
+                self._report(Severity.WARNING, "send_failed", f"send failed: {exc}", None)
+                return
+            pacer.record(now)
+            self._sent += 1
+
+    # -- events and errors --------------------------------------------------------------------
+
+    def _set_state(self, state: ConnectionState) -> None:
+        self._state = check_transition(self._state, state)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in tuple(self._listeners[event]):
+            try:
+                callback(*args)
+            except Exception as exc:
+                self._callback_failed(f"{event} listener", exc)
+
+    def _callback_failed(self, what: str, exc: Exception) -> None:
+        self._listener_errors += 1
+        error = CallbackError(f"{what} raised {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        self._report(Severity.ERROR, "listener_error", str(error), error, callback=what)
+
+    def _report(
+        self,
+        severity: Severity,
+        code: str,
+        message: str,
+        error: BaseException | None,
+        **context: Any,
+    ) -> None:
+        self._errors += 1
+        report = ErrorReport(severity, code, message, error, {"url": self.url, **context})
+        try:
+            self._reporter(report)
+        except Exception:
+            logger.exception("the error reporter raised while reporting %s", code)
+        for callback in tuple(self._listeners["error"]):
+            try:
+                callback(report)
+            except Exception:
+                # An error listener that raises must not recurse into error reporting.
+                self._listener_errors += 1
+                logger.exception("an error listener raised")
+
+    def _translate(self, exc: BaseException) -> Exception:
+        """Foreign connect errors become fastmd errors (the original is the cause)."""
+        error: Exception
+        if isinstance(exc, WSInvalidStatusError):
+            response = exc.response
+            status = int(response.status) if response is not None else None
+            retry_after = None
+            if response is not None:
+                header = response.headers.get("Retry-After")
+                with contextlib.suppress(TypeError, ValueError):
+                    retry_after = float(header) if header is not None else None
+            error = HandshakeError(
+                f"upgrade refused with HTTP {status}", status=status, retry_after=retry_after
+            )
+        elif isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            error = TLSError(f"TLS failure: {exc}")
+        elif isinstance(exc, TimeoutError):
+            error = FastmdTimeoutError(f"no connection within {self.open_timeout:g} s")
+        elif isinstance(exc, WSError):
+            error = ConnectError(f"WebSocket handshake failed: {exc}")
+        elif isinstance(exc, OSError):
+            error = ConnectError(f"cannot connect: {exc}")
+        else:
+            error = ConnectError(f"connection attempt failed: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
