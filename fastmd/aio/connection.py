@@ -72,7 +72,7 @@ _STATS_INTERVAL: Final = 1.0
 _MAX_QUEUED_FRAMES: Final = 10_000
 _CLOSE_TIMEOUT: Final = 1.0
 _WIRE_CLOSE_CODES: Final = {code.value: code for code in WSCloseCode}
-_TCP_INFO_LAST_DATA_RECV: Final = 48  # offset of tcpi_last_data_recv (ms) in Linux's tcp_info
+_TCP_INFO_LAST_DATA_RECV: Final = 52  # offset of tcpi_last_data_recv (ms) in Linux tcp_info
 
 
 class LoggingReporter:
@@ -121,7 +121,8 @@ class _Listener(WSListener):
         self._conn = connection
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        pass
+        # Frames that came with the handshake response arrive before ws_connect() returns.
+        self._conn._socket_opened(transport)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         conn = self._conn
@@ -233,14 +234,17 @@ class Connection:
         self._frame_handler: Callable[[memoryview], None] | None = None
         self._state = ConnectionState.IDLE
         self._listener: _Listener | None = None
-        self._transport: WSTransport | None = None
+        self._transport: WSTransport | None = None  # the open socket, None once it closed
+        self._current_socket: WSTransport | None = None  # the latest socket, even closed
         self._socket_done: asyncio.Future[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._opened: asyncio.Event | None = None
         self._closing = False
         self._reconnect_requested = False
-        self._attempt = 0
+        self._attempt = 0  # failed attempts since the last open
+        self._flaps = 0  # consecutive connections that closed before _STABLE_AFTER
+        self._last_close = (1006, "")
         self._outgoing: deque[tuple[WSMsgType, bytes]] = deque()
         self._pending_pong: bytearray | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -379,7 +383,7 @@ class Connection:
             await self.connect()
             return
         self._reconnect_requested = True
-        self._attempt = 0
+        self._attempt = self._flaps = 0
         if self._transport is not None:
             self._close_code, self._close_reason = 1000, "reconnect requested"
             self._disconnect(WSCloseCode.OK)
@@ -399,12 +403,14 @@ class Connection:
             self._wake.set()
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None and not supervisor.done():
+            if self._state is not ConnectionState.OPEN:
+                supervisor.cancel()  # connecting or waiting: nothing to close gracefully
             try:
                 await asyncio.wait_for(asyncio.shield(supervisor), _CLOSE_TIMEOUT)
             except (TimeoutError, asyncio.CancelledError):
                 supervisor.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await supervisor
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await supervisor
         self._teardown_socket()
         self._set_state(ConnectionState.CLOSED)
 
@@ -435,7 +441,7 @@ class Connection:
     @property
     def last_close(self) -> tuple[int, str]:
         """Code and reason of the last close (1006 when the socket died without one)."""
-        return self._close_code, self._close_reason
+        return self._last_close
 
     # -- supervisor ---------------------------------------------------------------------------
 
@@ -448,7 +454,6 @@ class Connection:
                     await self._sleep(wait)
                     continue
                 self._set_state(ConnectionState.CONNECTING)
-                self._attempt += 1
                 try:
                     transport = await self._open()
                 except asyncio.CancelledError:
@@ -457,6 +462,7 @@ class Connection:
                     error = self._translate(exc)
                     if self._stopping():
                         break
+                    self._attempt += 1
                     self._attempt_failed(error)
                     if not self.auto_reconnect:
                         break
@@ -517,9 +523,9 @@ class Connection:
         self._report(
             Severity.ERROR if not isinstance(error, TLSError) else Severity.CRITICAL,
             code,
-            f"connection attempt {self._attempt} to {self.url} failed: {error}",
+            f"connection attempt {self._flaps + self._attempt} to {self.url} failed: {error}",
             error,
-            attempt=self._attempt,
+            attempt=self._flaps + self._attempt,
         )
         opened = self._breaker.record_failure()
         if isinstance(error, TLSError):
@@ -545,7 +551,9 @@ class Connection:
     ) -> None:
         if self._breaker.time_until_allowed() > 0:
             return  # the circuit decides the wait
-        attempt = self._attempt + 1
+        # Failed attempts since the last open, plus connections that died young: a link that
+        # flaps keeps backing off further instead of reconnecting at the first delay forever.
+        attempt = self._flaps + self._attempt
         delay = reconnect_delay(
             self.backoff,
             attempt,
@@ -569,17 +577,22 @@ class Connection:
             await asyncio.wait_for(self._wake.wait(), delay)
         self._reconnect_requested = False
 
-    async def _run_open(self, transport: WSTransport) -> None:
-        loop = asyncio.get_running_loop()
-        self._transport = transport
-        self._socket_done = loop.create_future()
+    def _socket_opened(self, transport: WSTransport) -> None:
         now = self._clock()
+        self._transport = self._current_socket = transport
+        self._socket_done = asyncio.get_running_loop().create_future()
         self._opened_at = now
         self._close_code, self._close_reason = 1006, ""
         self._liveness = Liveness(self.heartbeat, self.stale_after, now)
         self._outgoing.clear()
         self._pending_pong = None
         self._fragments = None
+
+    async def _run_open(self, transport: WSTransport) -> None:
+        if self._current_socket is not transport:  # on_ws_connected did not run (defensive)
+            self._socket_opened(transport)
+        now = self._clock()
+        self._attempt = 0
         if self._breaker.record_success():
             self._emit("circuit_closed")
         if self._connects:
@@ -592,6 +605,7 @@ class Connection:
         if transport.is_disconnected:  # closed while the connect listeners ran
             self._socket_closed(transport)
         socket_done = self._socket_done
+        assert socket_done is not None
         next_sample = now
         while not socket_done.done():
             now = self._clock()
@@ -602,10 +616,11 @@ class Connection:
             assert self._liveness is not None
             timeout = min(self._liveness.next_deadline(now), next_sample) - now
             await asyncio.wait({socket_done}, timeout=max(timeout, 0.001))
+        await self._collect_transport_error(transport)
         uptime = self._clock() - (self._opened_at or 0.0)
-        if uptime >= _STABLE_AFTER:
-            self._attempt = 0
+        self._flaps = 1 if uptime >= _STABLE_AFTER else self._flaps + 1
         self._opened_at = None
+        self._last_close = (self._close_code, self._close_reason)
         self._emit("disconnect", self._close_code, self._close_reason)
         if not self._closing:
             error = ConnectionClosed(self._close_code, self._close_reason)
@@ -616,6 +631,21 @@ class Connection:
                 error,
                 close_code=self._close_code,
             )
+
+    async def _collect_transport_error(self, transport: WSTransport) -> None:
+        """picows keeps the error that ended a socket (an invalid frame from the peer, a frame
+        over max_frame_size); retrieve and report it."""
+        try:
+            await asyncio.wait_for(transport.wait_disconnected(), _CLOSE_TIMEOUT)
+        except WSError as exc:
+            code = getattr(exc, "code", None)
+            close_code = int(code.value) if isinstance(code, WSCloseCode) else 1002
+            self._close_code, self._close_reason = close_code, str(exc)
+            error = ProtocolError(f"peer broke the WebSocket protocol: {exc}")
+            error.__cause__ = exc
+            self._report(Severity.ERROR, "protocol_error", str(error), error)
+        except (TimeoutError, OSError) as exc:
+            logger.debug("socket of %s ended with %r", self.url, exc)
 
     def _check_liveness(self, now: float) -> None:
         liveness, transport = self._liveness, self._transport
