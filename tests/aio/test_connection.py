@@ -578,7 +578,7 @@ async def test_close_is_fast_and_clean_from_every_state(exchange: Exchange) -> N
     await conn.close()  # idempotent
     assert time.monotonic() - started < 1.0
     # backing off (refused port, long backoff)
-    conn, rec = await open_conn(
+    conn, _ = await open_conn(
         f"ws://127.0.0.1:{free_port()}/ws", backoff=Backoff(initial_delay=30, max_delay=60)
     )
     await conn.connect(timeout=0.1)
