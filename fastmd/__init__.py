@@ -51,80 +51,102 @@ for _module, _names in _MODULE_ALL.items():
 
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:
-    from fastmd.aio.connection import Connection, LoggingReporter
-    from fastmd.core.backoff import Backoff
-    from fastmd.core.breaker import CircuitBreakerPolicy, CircuitState
-    from fastmd.core.codec import Decoder, Message, PriceType
+if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the public names
+    from fastmd.aio.connection import (
+        Connection as Connection,
+        LoggingReporter as LoggingReporter,
+    )
+    from fastmd.core.backoff import (
+        Backoff as Backoff,
+    )
+    from fastmd.core.breaker import (
+        CircuitBreakerPolicy as CircuitBreakerPolicy,
+        CircuitState as CircuitState,
+    )
+    from fastmd.core.codec import (
+        Decoder as Decoder,
+        Message as Message,
+        PriceType as PriceType,
+    )
     from fastmd.core.events import (
-        AggTrade,
-        AvgPrice,
-        BlockTrade,
-        BookTicker,
-        ControlError,
-        ControlReply,
-        DepthUpdate,
-        ForceOrder,
-        Kline,
-        KlineData,
-        LiquidationOrder,
-        MarkPrice,
-        MiniTicker,
-        PartialDepth,
-        ReferencePrice,
-        ServerShutdown,
-        Ticker,
-        Ticker1d,
-        Ticker1h,
-        Ticker4h,
-        Trade,
-        WindowTicker,
+        AggTrade as AggTrade,
+        AvgPrice as AvgPrice,
+        BlockTrade as BlockTrade,
+        BookTicker as BookTicker,
+        ControlError as ControlError,
+        ControlReply as ControlReply,
+        DepthUpdate as DepthUpdate,
+        ForceOrder as ForceOrder,
+        Kline as Kline,
+        KlineData as KlineData,
+        LiquidationOrder as LiquidationOrder,
+        MarkPrice as MarkPrice,
+        MiniTicker as MiniTicker,
+        PartialDepth as PartialDepth,
+        ReferencePrice as ReferencePrice,
+        ServerShutdown as ServerShutdown,
+        Ticker as Ticker,
+        Ticker1d as Ticker1d,
+        Ticker1h as Ticker1h,
+        Ticker4h as Ticker4h,
+        Trade as Trade,
+        WindowTicker as WindowTicker,
     )
-    from fastmd.core.lifecycle import ConnectionState, ErrorReport, ErrorReporter, Severity
-    from fastmd.core.liveness import Heartbeat
+    from fastmd.core.lifecycle import (
+        ConnectionState as ConnectionState,
+        ErrorReport as ErrorReport,
+        ErrorReporter as ErrorReporter,
+        Severity as Severity,
+    )
+    from fastmd.core.liveness import (
+        Heartbeat as Heartbeat,
+    )
     from fastmd.core.rest_models import (
-        DepthSnapshot,
-        ExchangeInfo,
-        KlineBar,
-        PremiumIndex,
-        RateLimit,
-        RestAggTrade,
-        RestAvgPrice,
-        RestBookTicker,
-        RestErrorBody,
-        RestTicker,
-        RestTrade,
-        ServerTime,
-        SymbolFilter,
-        SymbolInfo,
-        TickerPrice,
+        DepthSnapshot as DepthSnapshot,
+        ExchangeInfo as ExchangeInfo,
+        KlineBar as KlineBar,
+        PremiumIndex as PremiumIndex,
+        RateLimit as RateLimit,
+        RestAggTrade as RestAggTrade,
+        RestAvgPrice as RestAvgPrice,
+        RestBookTicker as RestBookTicker,
+        RestErrorBody as RestErrorBody,
+        RestTicker as RestTicker,
+        RestTrade as RestTrade,
+        ServerTime as ServerTime,
+        SymbolFilter as SymbolFilter,
+        SymbolInfo as SymbolInfo,
+        TickerPrice as TickerPrice,
     )
-    from fastmd.core.stats import ConnectionStats, LatencyStats
+    from fastmd.core.stats import (
+        ConnectionStats as ConnectionStats,
+        LatencyStats as LatencyStats,
+    )
     from fastmd.core.streams import (
-        SPOT_KLINE_INTERVALS,
-        USDM_KLINE_INTERVALS,
-        Stream,
-        StreamKind,
-        Venue,
-        build_stream,
-        futures_route,
-        parse_stream,
-        validate_stream,
+        SPOT_KLINE_INTERVALS as SPOT_KLINE_INTERVALS,
+        USDM_KLINE_INTERVALS as USDM_KLINE_INTERVALS,
+        Stream as Stream,
+        StreamKind as StreamKind,
+        Venue as Venue,
+        build_stream as build_stream,
+        futures_route as futures_route,
+        parse_stream as parse_stream,
+        validate_stream as validate_stream,
     )
     from fastmd.errors import (
-        CallbackError,
-        ConnectError,
-        ConnectionClosed,
-        DecodeError,
-        DecodeErrorCategory,
-        FastmdError,
-        FastmdTimeoutError,
-        HandshakeError,
-        InvalidState,
-        ProtocolError,
-        StreamNameError,
-        TLSError,
-    )  # fmt: skip
+        CallbackError as CallbackError,
+        ConnectError as ConnectError,
+        ConnectionClosed as ConnectionClosed,
+        DecodeError as DecodeError,
+        DecodeErrorCategory as DecodeErrorCategory,
+        FastmdError as FastmdError,
+        FastmdTimeoutError as FastmdTimeoutError,
+        HandshakeError as HandshakeError,
+        InvalidState as InvalidState,
+        ProtocolError as ProtocolError,
+        StreamNameError as StreamNameError,
+        TLSError as TLSError,
+    )
 
 
 def __getattr__(name: str) -> Any:

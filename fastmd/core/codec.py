@@ -93,13 +93,18 @@ def _categorize(exc: BaseException) -> Cat:
     if isinstance(exc, RecursionError):
         return Cat.TOO_DEEP
     if isinstance(exc, msgspec.ValidationError):
-        text = str(exc)
-        if text.startswith("Object missing required field"):
+        # msgspec: "<problem> - at `$.path`"; the problem may quote the input, so match its start
+        head, _, path = str(exc).rpartition(" - at ")
+        if not head:
+            head, path = path, ""
+        if head.startswith("Object missing required field"):
             return Cat.MISSING_FIELD
-        if "out of range" in text or ">=" in text or "<=" in text:
-            return Cat.OUT_OF_RANGE
-        if text.startswith("Invalid value") and (".e`" in text or text.endswith("`$.e`")):
+        if head.startswith("Invalid value") and path.endswith(".e`"):
             return Cat.UNKNOWN_EVENT
+        if head == "Number out of range" or (
+            head.startswith("Expected `int` ") and ("=" in head or "<" in head or ">" in head)
+        ):
+            return Cat.OUT_OF_RANGE
         return Cat.WRONG_TYPE
     if isinstance(exc, msgspec.DecodeError) and "too deep" in str(exc):
         return Cat.TOO_DEEP
@@ -189,7 +194,11 @@ class Decoder:
             Union[tagged],  # noqa: UP007
             strict=self._strict,
         )
-        self._fast: Any = None
+        self.fast_decode: Any = None
+        """The single msgspec pass over combined frames of the registered streams, for hot
+        paths whose transport already caps frame size: it raises msgspec's own errors (or
+        UnicodeDecodeError/RecursionError); hand those to :meth:`recover`. Rebuilt when streams
+        are registered, so read the attribute at each call rather than keeping it."""
         self._register(_SHUTDOWN_STREAM)
         self._rebuild()
 
@@ -210,18 +219,33 @@ class Decoder:
         Raises:
             DecodeError: the frame is not a valid frame of this venue; ``category`` says why.
         """
+        if stream is None and len(frame) <= self.max_frame_size:
+            try:
+                return self.fast_decode(frame)
+            except _ERRORS as exc:
+                return self._decode_slow(frame, exc)
         if len(frame) > self.max_frame_size:
             raise self._error(
                 f"frame of {len(frame)} bytes exceeds max_frame_size={self.max_frame_size}",
                 Cat.OVERSIZED,
                 stream,
             )
-        if stream is None:
-            try:
-                return self._fast(frame)
-            except _ERRORS as exc:
-                return self._decode_slow(frame, exc)
+        assert stream is not None
         return self._decode_raw(frame, stream)
+
+    def recover(self, frame: bytes | bytearray | memoryview, error: Exception) -> Any:
+        """Finish decoding a frame that :attr:`fast_decode` raised ``error`` on: learn a new
+        stream, route a control reply or a raw payload, or raise the classified error.
+
+        Raises:
+            DecodeError: as :meth:`decode`.
+        """
+        if len(frame) > self.max_frame_size:
+            raise self._error(
+                f"frame of {len(frame)} bytes exceeds max_frame_size={self.max_frame_size}",
+                Cat.OVERSIZED,
+            )
+        return self._decode_slow(frame, error)
 
     def reject_binary(self, frame: bytes | bytearray | memoryview) -> DecodeError:
         """Count a binary frame received on a JSON connection and return the error to report."""
@@ -326,7 +350,7 @@ class Decoder:
 
     def _rebuild(self) -> None:
         classes: tuple[Any, ...] = tuple(self._classes.values())
-        self._fast = msgspec.json.Decoder(
+        self.fast_decode = msgspec.json.Decoder(
             Union[classes],  # noqa: UP007
             strict=self._strict,
         ).decode
