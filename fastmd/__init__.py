@@ -44,6 +44,11 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.core.lifecycle": ("ConnectionState", "ErrorReport", "ErrorReporter", "Severity"),
     "fastmd.core.stats": ("ConnectionStats", "LatencyStats"),
     "fastmd.aio.connection": ("Connection", "LoggingReporter"),
+    "fastmd.aio.client": (
+        "Client", "EventStream", "Metrics", "Status", "StreamOverflow", "Subscription",
+        "SubscriptionError", "UnknownSymbolError",
+    ),
+    "fastmd.core.sequence": ("Gap", "GapReason"),
 }  # fmt: skip
 for _module, _names in _MODULE_ALL.items():
     for _name in _names:
@@ -52,6 +57,16 @@ for _module, _names in _MODULE_ALL.items():
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the public names
+    from fastmd.aio.client import (
+        Client as Client,
+        EventStream as EventStream,
+        Metrics as Metrics,
+        Status as Status,
+        StreamOverflow as StreamOverflow,
+        Subscription as Subscription,
+        SubscriptionError as SubscriptionError,
+        UnknownSymbolError as UnknownSymbolError,
+    )
     from fastmd.aio.connection import (
         Connection as Connection,
         LoggingReporter as LoggingReporter,
@@ -117,6 +132,10 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         SymbolFilter as SymbolFilter,
         SymbolInfo as SymbolInfo,
         TickerPrice as TickerPrice,
+    )
+    from fastmd.core.sequence import (
+        Gap as Gap,
+        GapReason as GapReason,
     )
     from fastmd.core.stats import (
         ConnectionStats as ConnectionStats,

@@ -21,6 +21,8 @@ MODULES = (
     "fastmd.core.lifecycle",
     "fastmd.core.stats",
     "fastmd.aio.connection",
+    "fastmd.aio.client",
+    "fastmd.core.sequence",
 )
 
 

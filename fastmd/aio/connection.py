@@ -177,6 +177,8 @@ class Connection:
         ssl_context: TLS settings for ``wss://`` (certificates are verified by default).
         extra_headers: HTTP headers for the upgrade request.
         error_reporter: receives every :class:`fastmd.ErrorReport`; the default logs them.
+        connect_budget: a pacer of connection attempts shared by several connections (a pool
+            stays far below Binance's 300 attempts per 5 minutes per address).
         clock: monotonic clock (injected in tests).
         rng: random source of the jitter (injected in tests).
 
@@ -205,6 +207,7 @@ class Connection:
         ssl_context: ssl.SSLContext | None = None,
         extra_headers: dict[str, str] | None = None,
         error_reporter: ErrorReporter | None = None,
+        connect_budget: Pacer | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
@@ -230,6 +233,7 @@ class Connection:
             threshold = min(threshold, self.backoff.max_attempts)
         self._breaker = CircuitBreaker(self.circuit_breaker, clock, threshold=threshold)
         self._pacer = Pacer(max_outgoing_per_second)
+        self._connect_budget = connect_budget
         self._listeners: dict[str, list[Callable[..., object]]] = {name: [] for name in EVENTS}
         self._frame_handler: Callable[[memoryview], None] | None = None
         self._state = ConnectionState.IDLE
@@ -453,6 +457,15 @@ class Connection:
                     self._set_state(ConnectionState.CIRCUIT_OPEN)
                     await self._sleep(wait)
                     continue
+                budget = self._connect_budget
+                if budget is not None:
+                    wait = budget.delay(self._clock())
+                    if wait > 0:
+                        self._set_state(ConnectionState.RECONNECTING)
+                        self._emit("reconnecting", self._flaps + self._attempt + 1, wait)
+                        await self._sleep(wait)
+                        continue
+                    budget.record(self._clock())
                 self._set_state(ConnectionState.CONNECTING)
                 try:
                     transport = await self._open()

@@ -39,7 +39,9 @@ class ConnectionState(IntEnum):
 
 
 TRANSITIONS: Mapping[ConnectionState, frozenset[ConnectionState]] = {
-    ConnectionState.IDLE: frozenset({ConnectionState.CONNECTING, ConnectionState.CLOSED}),
+    ConnectionState.IDLE: frozenset(
+        {ConnectionState.CONNECTING, ConnectionState.RECONNECTING, ConnectionState.CLOSED}
+    ),
     ConnectionState.CONNECTING: frozenset(
         {
             ConnectionState.OPEN,

@@ -125,7 +125,8 @@ class Faults:
         retry_after: float | None = None,
         duration: float | None = None,
     ) -> Fault:
-        """Refuse new WebSocket upgrades with HTTP ``status`` (429 and 418 carry Retry-After)."""
+        """Refuse new WebSocket upgrades with HTTP ``status`` (and a ``Retry-After`` header when
+        ``retry_after`` is given)."""
         self._ws.set_refuse_upgrades(status, retry_after=retry_after)
         return self._track(lambda: self._ws.set_refuse_upgrades(None), duration)
 

@@ -1,0 +1,1078 @@
+"""``fastmd.Client``: pooled connections, batched and paced subscriptions, callbacks called
+straight from the frame handler, gap and duplicate accounting, make-before-break handovers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+import aiohttp
+
+from fastmd.aio.connection import Connection, LoggingReporter
+from fastmd.aio.rest import SymbolDirectory
+from fastmd.core.backoff import Backoff
+from fastmd.core.breaker import CircuitBreakerPolicy
+from fastmd.core.codec import Decoder, Message, PriceType
+from fastmd.core.events import ControlReply, ServerShutdown
+from fastmd.core.lifecycle import ConnectionState, ErrorReport, ErrorReporter, Severity
+from fastmd.core.liveness import Heartbeat
+from fastmd.core.pacing import Pacer
+from fastmd.core.sequence import Gap, GapReason, Sequencer, sequencer_for
+from fastmd.core.stats import ConnectionStats, LatencyStats
+from fastmd.core.streams import Stream, Venue, futures_route, parse_stream
+from fastmd.core.subscriptions import ControlChannel, Outcome
+from fastmd.errors import (
+    CallbackError,
+    DecodeError,
+    FastmdError,
+    FastmdTimeoutError,
+    InvalidState,
+    StreamNameError,
+)
+
+__all__ = [
+    "Client",
+    "EventStream",
+    "Metrics",
+    "Status",
+    "StreamOverflow",
+    "Subscription",
+    "SubscriptionError",
+    "UnknownSymbolError",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _VenuePreset:
+    ws_url: str
+    rest_url: str
+    routed: bool
+    max_streams: int
+    max_outgoing: int
+
+
+_PRESETS: Final[dict[str, _VenuePreset]] = {
+    "binance-spot": _VenuePreset(
+        "wss://stream.binance.com:9443", "https://api.binance.com", False, 1024, 4
+    ),
+    "binance-usdm": _VenuePreset(
+        "wss://fstream.binance.com", "https://fapi.binance.com", True, 200, 8
+    ),
+}
+_TIMING_SAMPLE_MASK: Final = 15  # time one message in 16: slow callbacks show, cost stays low
+_ROTATE_SETTLE_TIMEOUT: Final = 10.0
+
+
+class Status(StrEnum):
+    """The client's overall state."""
+
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    RECONNECTING = "RECONNECTING"
+    FALLBACK = "FALLBACK"
+    CLOSED = "CLOSED"
+
+
+class SubscriptionError(FastmdError):
+    """A subscription failed: the server refused it or never acknowledged it.
+
+    Attributes:
+        stream: the stream concerned.
+        code: the server's control error code (-1 for a timeout).
+    """
+
+    def __init__(self, message: str, *, stream: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.stream = stream
+        self.code = code
+
+
+class UnknownSymbolError(SubscriptionError):
+    """The stream is well formed but its symbol is not listed by the exchange (Binance would
+    acknowledge it and send nothing)."""
+
+
+class StreamOverflow(FastmdError):
+    """An :class:`EventStream` with the ``"disconnect"`` policy fell too far behind."""
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """A snapshot of the client's health (``client.metrics()``).
+
+    Attributes:
+        status: the client's :class:`Status`.
+        connections: per-connection statistics.
+        streams: subscribed streams.
+        messages: data frames received, all connections.
+        message_rate_1s: frames per second over the last second, all connections.
+        message_rate_10s: frames per second over the last ten seconds.
+        latency: ping round trips of the connection with the most samples.
+        uptime: seconds since the client started.
+        reconnects: reconnects of all connections.
+        handovers: make-before-break connection swaps (serverShutdown, rotation, forced).
+        errors: errors reported.
+        gaps: losses detected (each reported through ``on_gap``).
+        duplicates_dropped: events dropped because their id was already delivered.
+        decode_errors: frames that could not be decoded.
+        callback_errors: user callbacks that raised.
+        callback_time_mean: mean seconds a callback run took (sampled).
+        callback_time_max: the longest sampled callback run, seconds.
+        slow_callbacks: sampled callback runs longer than ``slow_callback``.
+        overflow_dropped: events dropped by full :meth:`Client.stream` queues.
+    """
+
+    status: Status
+    connections: tuple[ConnectionStats, ...]
+    streams: int
+    messages: int
+    message_rate_1s: float
+    message_rate_10s: float
+    latency: LatencyStats
+    uptime: float
+    reconnects: int
+    handovers: int
+    errors: int
+    gaps: int
+    duplicates_dropped: int
+    decode_errors: int
+    callback_errors: int
+    callback_time_mean: float
+    callback_time_max: float
+    slow_callbacks: int
+    overflow_dropped: int
+
+
+class _Route:
+    """Everything the frame handler needs about one stream."""
+
+    __slots__ = ("callbacks", "name", "parsed", "sequencer", "slot", "subscriptions")
+
+    def __init__(self, name: str, parsed: Stream, sequencer: Sequencer | None) -> None:
+        self.name = name
+        self.parsed = parsed
+        self.sequencer = sequencer
+        self.callbacks: tuple[Callable[[Any], object], ...] = ()
+        self.subscriptions: list[Subscription] = []
+        self.slot: _Slot | None = None
+
+
+class Subscription:
+    """A callback subscribed to one or more streams (``client.subscribe(...)``).
+
+    ``state`` is ``"pending"`` until every stream is acknowledged, then ``"active"``;
+    ``"failed"`` (see ``error``) or ``"closed"`` after :meth:`unsubscribe`.
+    """
+
+    def __init__(
+        self, client: Client, streams: tuple[str, ...], callback: Callable[[Any], object]
+    ) -> None:
+        self._client = client
+        self.streams = streams
+        self.callback = callback
+        self.state: Literal["pending", "active", "failed", "closed"] = "pending"
+        self.error: FastmdError | None = None
+        self._waiting: set[str] = set(streams)
+        self._settled = asyncio.get_running_loop().create_future()
+
+    def __repr__(self) -> str:
+        return f"Subscription({list(self.streams)!r}, state={self.state!r})"
+
+    def unsubscribe(self) -> None:
+        """Stop calling the callback; streams nobody else uses are unsubscribed. Idempotent."""
+        if self.state == "closed":
+            return
+        self.state = "closed"
+        self._client._remove(self)
+        self._settle()
+
+    async def wait_active(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until every stream is acknowledged by the server.
+
+        Raises:
+            SubscriptionError: a stream was refused, not acknowledged, or its symbol is unknown.
+            FastmdTimeoutError: ``timeout`` passed first.
+            InvalidState: the subscription was removed.
+        """
+        try:
+            await asyncio.wait_for(asyncio.shield(self._settled), timeout)
+        except TimeoutError:
+            raise FastmdTimeoutError(
+                f"{len(self._waiting)} stream(s) not acknowledged within {timeout:g} s"
+            ) from None
+        if self.error is not None:
+            raise self.error
+        if self.state == "closed":
+            raise InvalidState("the subscription was removed")
+
+    def _acknowledged(self, stream: str) -> None:
+        self._waiting.discard(stream)
+        if not self._waiting and self.state == "pending":
+            self.state = "active"
+            self._settle()
+
+    def _failed(self, error: FastmdError) -> None:
+        if self.state in ("failed", "closed"):
+            return
+        self.state = "failed"
+        self.error = error
+        self._settle()
+
+    def _settle(self) -> None:
+        if not self._settled.done():
+            self._settled.set_result(None)
+
+
+class EventStream:
+    """An async iterator over events (``client.stream(...)``), through a bounded queue.
+
+    Overflow policies when the consumer falls ``maxsize`` events behind:
+
+    - ``"drop_oldest"``: the oldest queued event is dropped;
+    - ``"keep_latest"``: one event per stream is kept, the newest (conflation, for tickers/books);
+    - ``"disconnect"``: the iterator raises :class:`StreamOverflow` and unsubscribes.
+
+    Every dropped event is reported as a gap with reason ``overflow``.
+    """
+
+    def __init__(self, client: Client, maxsize: int, overflow: str) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        if overflow not in ("drop_oldest", "keep_latest", "disconnect"):
+            raise ValueError(
+                f"overflow must be 'drop_oldest', 'keep_latest' or 'disconnect', not {overflow!r}"
+            )
+        self._client = client
+        self.maxsize = maxsize
+        self.overflow = overflow
+        self._queue: deque[Any] = deque()
+        self._latest: dict[str, Any] = {}
+        self._wakeup = asyncio.Event()
+        self._failure: FastmdError | None = None
+        self._subscription: Subscription | None = None
+        self.dropped = 0
+        self._positions: dict[str, int] = {}
+
+    def _push(self, event: Any, stream: str) -> None:
+        position = self._positions.get(stream, 0) + 1
+        self._positions[stream] = position
+        if self.overflow == "keep_latest":
+            if stream in self._latest:
+                self.dropped += 1
+                self._client._overflow_gap(stream, position - 1, position)
+            self._latest[stream] = event
+        elif len(self._queue) >= self.maxsize:
+            if self.overflow == "disconnect":
+                if self._failure is None:
+                    self._failure = StreamOverflow(
+                        f"consumer fell {self.maxsize} events behind; stream closed"
+                    )
+                    self._client._overflow_gap(stream, position, position + 1)
+                    if self._subscription is not None:
+                        self._subscription.unsubscribe()
+            else:
+                _, dropped_stream, dropped_position = self._queue.popleft()
+                self.dropped += 1
+                self._client._overflow_gap(dropped_stream, dropped_position, dropped_position + 1)
+                self._queue.append((event, stream, position))
+        else:
+            self._queue.append((event, stream, position))
+        self._wakeup.set()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        while True:
+            if self._queue:
+                return self._queue.popleft()[0]
+            if self._latest:
+                stream = next(iter(self._latest))
+                return self._latest.pop(stream)
+            if self._failure is not None:
+                raise self._failure
+            if self._subscription is not None and self._subscription.state == "closed":
+                raise StopAsyncIteration
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def close(self) -> None:
+        """Unsubscribe and end the iteration."""
+        if self._subscription is not None:
+            self._subscription.unsubscribe()
+        self._wakeup.set()
+
+    def __len__(self) -> int:
+        return len(self._queue) + len(self._latest)
+
+
+class _Slot:
+    """One pooled connection and the streams it carries."""
+
+    def __init__(self, key: tuple[str, int], url: str) -> None:
+        self.key = key
+        self.url = url
+        self.streams: set[str] = set()
+        self.conn: Connection | None = None
+        self.channel = ControlChannel()
+        self.decoder: Decoder | None = None
+        self.rotate_timer: asyncio.TimerHandle | None = None
+        self.ticker: asyncio.Task[None] | None = None
+        self.rotating = False
+        self.ever_connected = False
+
+
+class Client:
+    """The client most users hold (the seed's ``UnifiedWebSocketClient``).
+
+    Streams are sharded over pooled connections (at most ``max_streams_per_connection`` each);
+    subscriptions are batched (up to ``max_params_per_request`` streams per SUBSCRIBE) and paced
+    (``max_outgoing_per_second`` frames in any second per connection, pings and pongs included);
+    callbacks are plain functions called directly from the frame handler; every loss is reported
+    through :meth:`on_gap` and duplicates are dropped; ``serverShutdown``, the 24 h limit and
+    :meth:`force_reconnect` are handled make-before-break.
+
+    Args:
+        venue: ``"binance-spot"`` or ``"binance-usdm"`` (Binance's real URLs by default).
+        ws_url: base WebSocket URL (the simulator's ``ws_url``), overriding the venue's.
+        rest_url: base REST URL (used to validate symbols), overriding the venue's.
+        max_streams_per_connection: 1024 spot, 200 futures by default.
+        max_outgoing_per_second: 4 spot, 8 futures by default (Binance allows 5 and 10).
+        max_params_per_request: streams per SUBSCRIBE/UNSUBSCRIBE.
+        ack_timeout: seconds to wait for a control reply before sending again.
+        ack_retries: resends before a subscription fails.
+        connect_budget: connection attempts per 5 minutes for the whole pool.
+        rotate_after: seconds after which a connection is replaced make-before-break
+            (Binance closes at 24 h); ``None`` disables rotation.
+        validate_symbols: check symbols against ``exchangeInfo`` before subscribing.
+        price_type: ``float``, ``str`` or ``Decimal`` for prices and quantities.
+        backoff, heartbeat, circuit_breaker, stale_after: per-connection settings
+            (see :class:`fastmd.Connection`).
+        slow_callback: seconds above which a sampled callback run counts as slow.
+        error_reporter: receives every :class:`fastmd.ErrorReport`.
+    """
+
+    def __init__(
+        self,
+        venue: Venue = "binance-spot",
+        *,
+        ws_url: str | None = None,
+        rest_url: str | None = None,
+        max_streams_per_connection: int | None = None,
+        max_outgoing_per_second: int | None = None,
+        max_params_per_request: int = 200,
+        ack_timeout: float = 5.0,
+        ack_retries: int = 2,
+        connect_budget: int = 30,
+        rotate_after: float | None = 23 * 3600.0,
+        validate_symbols: bool = True,
+        price_type: PriceType = float,
+        backoff: Backoff | None = None,
+        heartbeat: Heartbeat | None = None,
+        circuit_breaker: CircuitBreakerPolicy | None = None,
+        stale_after: float | None = None,
+        slow_callback: float = 0.01,
+        error_reporter: ErrorReporter | None = None,
+    ) -> None:
+        preset = _PRESETS.get(venue)
+        if preset is None:
+            raise ValueError(f"unknown venue {venue!r}; allowed: {', '.join(_PRESETS)}")
+        self.venue: Venue = venue
+        self.ws_url = (ws_url or preset.ws_url).rstrip("/")
+        self.rest_url = (rest_url or preset.rest_url).rstrip("/")
+        self._routed = preset.routed
+        self.max_streams_per_connection = max_streams_per_connection or preset.max_streams
+        self.max_outgoing_per_second = max_outgoing_per_second or preset.max_outgoing
+        self.max_params_per_request = max_params_per_request
+        self.ack_timeout = ack_timeout
+        self.ack_retries = ack_retries
+        self.rotate_after = rotate_after
+        self.validate_symbols = validate_symbols
+        self.price_type = price_type
+        self.backoff = backoff
+        self.heartbeat = heartbeat
+        self.circuit_breaker = circuit_breaker
+        self.stale_after = stale_after
+        self.slow_callback = slow_callback
+        self._reporter: ErrorReporter = error_reporter or LoggingReporter()
+        self._connect_budget = Pacer(connect_budget, 300.0)
+        self._routes: dict[str, _Route] = {}
+        self._slots: dict[tuple[str, int], _Slot] = {}
+        self._retired: list[Connection] = []
+        self._gap_listeners: list[Callable[[Gap], object]] = []
+        self._status_listeners: list[Callable[[Status, Metrics], object]] = []
+        self._status = Status.CONNECTING
+        self._started_at: float | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._symbols: SymbolDirectory | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._started = False
+        # counters
+        self._gaps = 0
+        self._errors = 0
+        self._decode_errors = 0
+        self._callback_errors = 0
+        self._handovers = 0
+        self._overflow_dropped = 0
+        self._dispatched = 0
+        self._callback_time = 0.0
+        self._callback_samples = 0
+        self._callback_max = 0.0
+        self._slow_callbacks = 0
+        self._duplicates_retired = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the client's HTTP session (done by ``async with``).
+
+        Raises:
+            InvalidState: the client was closed.
+        """
+        if self._closed:
+            raise InvalidState("a closed Client cannot start again")
+        if self._started:
+            return
+        self._started = True
+        self._started_at = time.monotonic()
+        self._session = aiohttp.ClientSession()
+        self._symbols = SymbolDirectory(self._session, self.rest_url, self.venue)
+
+    async def close(self) -> None:
+        """Close every connection and the HTTP session; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        closing = [conn for conn in self._retired]
+        for slot in self._slots.values():
+            self._stop_slot_timers(slot)
+            if slot.conn is not None:
+                closing.append(slot.conn)
+        await asyncio.gather(*(conn.close() for conn in closing), return_exceptions=True)
+        for route in self._routes.values():
+            for sub in route.subscriptions:
+                if sub.state != "closed":
+                    sub.state = "closed"
+                    sub._settle()
+        if self._session is not None:
+            await self._session.close()
+        self._set_status(Status.CLOSED)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidState("the Client is closed")
+        if not self._started:
+            raise InvalidState("start the Client first: async with fastmd.Client(...) as client")
+
+    # -- subscribing --------------------------------------------------------------------------
+
+    def subscribe(
+        self, streams: str | Iterable[str], callback: Callable[[Any], object]
+    ) -> Subscription:
+        """Call ``callback(event)`` for every event of ``streams``.
+
+        Returns at once; the streams become active once the server acknowledges them
+        (``await sub.wait_active()``). Several callbacks may share a stream.
+
+        Raises:
+            StreamNameError: a stream name is invalid for the venue (nothing is subscribed).
+            InvalidState: the client is not started or is closed.
+        """
+        self._check_open()
+        names = (streams,) if isinstance(streams, str) else tuple(dict.fromkeys(streams))
+        if not names:
+            raise StreamNameError("subscribe() needs at least one stream")
+        parsed = [parse_stream(name, self.venue) for name in names]
+        subscription = Subscription(self, names, callback)
+        fresh: list[str] = []
+        for name, stream in zip(names, parsed, strict=True):
+            route = self._routes.get(name)
+            if route is None:
+                sequencer = sequencer_for(
+                    stream, name, self._on_gap, futures=self.venue == "binance-usdm"
+                )
+                route = self._routes[name] = _Route(name, stream, sequencer)
+                fresh.append(name)
+            route.subscriptions.append(subscription)
+            route.callbacks = (*route.callbacks, callback)
+            if route.slot is not None and name in route.slot.channel.active:
+                subscription._acknowledged(name)
+        if fresh:
+            self._spawn(self._place(fresh, subscription))
+        elif subscription.state == "pending" and not subscription._waiting:
+            subscription.state = "active"
+            subscription._settle()
+        return subscription
+
+    def stream(
+        self,
+        streams: str | Iterable[str],
+        *,
+        maxsize: int = 10_000,
+        overflow: Literal["drop_oldest", "keep_latest", "disconnect"] = "drop_oldest",
+    ) -> EventStream:
+        """An async iterator over the events of ``streams`` through a bounded queue.
+
+        Raises:
+            StreamNameError: a stream name is invalid.
+            ValueError: bad ``maxsize`` or ``overflow``.
+        """
+        events = EventStream(self, maxsize, overflow)
+        names = (streams,) if isinstance(streams, str) else tuple(streams)
+        callbacks = {name: self._stream_pusher(events, name) for name in names}
+        # One subscription per stream name so the queue knows where each event came from.
+        subs = [self.subscribe(name, callbacks[name]) for name in names]
+        events._subscription = subs[0] if len(subs) == 1 else _Group(subs)  # type: ignore[assignment]
+        return events
+
+    @staticmethod
+    def _stream_pusher(events: EventStream, name: str) -> Callable[[Any], None]:
+        def push(event: Any) -> None:
+            events._push(event, name)
+
+        return push
+
+    async def _place(self, streams: list[str], subscription: Subscription) -> None:
+        if self.validate_symbols:
+            unknown = await self._unknown_symbols(streams)
+            for name in unknown:
+                error = UnknownSymbolError(
+                    f"{name}: symbol is not listed by the exchange", stream=name
+                )
+                self._fail_stream(name, error)
+            streams = [s for s in streams if s not in unknown]
+        by_route: dict[str, list[str]] = {}
+        for name in streams:
+            route = self._routes.get(name)
+            if route is None:  # unsubscribed while validating
+                continue
+            route_key: str = futures_route(route.parsed) if self._routed else ""
+            by_route.setdefault(route_key, []).append(name)
+        for route_key, names in by_route.items():
+            for name in names:
+                slot = self._slot_with_room(route_key)
+                slot.streams.add(name)
+                self._routes[name].slot = slot
+                slot.channel.want([name])
+                if slot.decoder is not None:
+                    slot.decoder.register([name])
+            for slot in self._slots.values():
+                if slot.key[0] == route_key:
+                    self._ensure_connection(slot)
+                    self._flush_requests(slot)
+
+    async def _unknown_symbols(self, streams: list[str]) -> set[str]:
+        assert self._symbols is not None
+        try:
+            listed = await self._symbols.symbols()
+        except FastmdError as exc:
+            # Validation is a safeguard, not a gate: without it, still subscribe.
+            self._report(
+                Severity.WARNING, "symbol_check_failed", f"symbols not validated: {exc}", exc
+            )
+            return set()
+        unknown = set()
+        for name in streams:
+            route = self._routes.get(name)
+            symbol = route.parsed.symbol if route is not None else None
+            if symbol is not None and symbol.upper() not in listed:
+                unknown.add(name)
+        return unknown
+
+    def _slot_with_room(self, route_key: str) -> _Slot:
+        index = 0
+        while True:
+            slot = self._slots.get((route_key, index))
+            if slot is None:
+                prefix = f"/{route_key}" if route_key else ""
+                slot = self._slots[(route_key, index)] = _Slot(
+                    (route_key, index), f"{self.ws_url}{prefix}/stream"
+                )
+                slot.channel = self._new_channel()
+                return slot
+            if len(slot.streams) < self.max_streams_per_connection:
+                return slot
+            index += 1
+
+    def _new_channel(self) -> ControlChannel:
+        return ControlChannel(
+            max_params=self.max_params_per_request,
+            ack_timeout=self.ack_timeout,
+            max_retries=self.ack_retries,
+        )
+
+    def _fail_stream(self, name: str, error: SubscriptionError) -> None:
+        route = self._routes.pop(name, None)
+        if route is None:
+            return
+        if route.slot is not None:
+            route.slot.streams.discard(name)
+            route.slot.channel.drop([name])
+        for sub in route.subscriptions:
+            sub._failed(error)
+        self._report(Severity.ERROR, "subscription_failed", str(error), error, stream=name)
+
+    def _remove(self, subscription: Subscription) -> None:
+        for name in subscription.streams:
+            route = self._routes.get(name)
+            if route is None:
+                continue
+            with contextlib.suppress(ValueError):
+                route.subscriptions.remove(subscription)
+            route.callbacks = tuple(s.callback for s in route.subscriptions)
+            if route.subscriptions:
+                continue
+            del self._routes[name]
+            slot = route.slot
+            if slot is not None:
+                slot.streams.discard(name)
+                slot.channel.drop([name])
+                self._flush_requests(slot)
+                if not slot.streams:
+                    self._retire_slot(slot)
+
+    def _retire_slot(self, slot: _Slot) -> None:
+        self._slots.pop(slot.key, None)
+        self._stop_slot_timers(slot)
+        if slot.conn is not None:
+            conn, slot.conn = slot.conn, None
+            self._spawn(conn.close())
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _connection_for(self, slot: _Slot) -> Connection:
+        options: dict[str, Any] = {}
+        if self.backoff is not None:
+            options["backoff"] = self.backoff
+        if self.heartbeat is not None:
+            options["heartbeat"] = self.heartbeat
+        if self.circuit_breaker is not None:
+            options["circuit_breaker"] = self.circuit_breaker
+        return Connection(
+            slot.url,
+            max_outgoing_per_second=self.max_outgoing_per_second,
+            stale_after=self.stale_after,
+            error_reporter=self._reporter,
+            connect_budget=self._connect_budget,
+            **options,
+        )
+
+    def _new_decoder(self, streams: Iterable[str]) -> Decoder:
+        decoder = Decoder(self.venue, price_type=self.price_type)
+        decoder.register(streams)
+        return decoder
+
+    def _ensure_connection(self, slot: _Slot) -> None:
+        if slot.conn is not None or self._closed:
+            return
+        slot.decoder = self._new_decoder(slot.streams)
+        conn = slot.conn = self._connection_for(slot)
+        conn.set_frame_handler(self._frame_handler(slot, slot.decoder))
+        conn.on("connect", lambda: self._on_connect(slot, conn))
+        conn.on("disconnect", lambda code, reason: self._on_disconnect(slot, conn))
+        conn.on("reconnecting", lambda attempt, delay: self._update_status())
+        conn.on("circuit_open", lambda cooldown: self._update_status())
+        self._spawn(conn.connect())
+        slot.ticker = self._spawn(self._tick(slot))
+
+    def _on_connect(self, slot: _Slot, conn: Connection) -> None:
+        if slot.conn is not conn:
+            return
+        if slot.ever_connected:
+            for name in slot.streams:
+                route = self._routes.get(name)
+                if route is not None and route.sequencer is not None:
+                    route.sequencer.mark_reconnect()
+        slot.ever_connected = True
+        slot.channel.reset()
+        self._flush_requests(slot)
+        self._schedule_rotation(slot)
+        self._update_status()
+
+    def _on_disconnect(self, slot: _Slot, conn: Connection) -> None:
+        if slot.conn is not conn:
+            return
+        if slot.rotate_timer is not None:
+            slot.rotate_timer.cancel()
+            slot.rotate_timer = None
+        self._update_status()
+
+    def _flush_requests(self, slot: _Slot) -> None:
+        conn = slot.conn
+        if conn is None or not conn.is_open:
+            return
+        for frame in slot.channel.requests(time.monotonic()):
+            conn.send(frame)
+
+    async def _tick(self, slot: _Slot) -> None:
+        """Acknowledgement timeouts of one slot."""
+        while True:
+            await asyncio.sleep(min(self.ack_timeout / 4, 0.5))
+            conn = slot.conn
+            if conn is None or not conn.is_open:
+                continue
+            frames, outcomes = slot.channel.poll(time.monotonic())
+            for frame in frames:
+                conn.send(frame)
+            self._apply_outcomes(outcomes)
+
+    def _schedule_rotation(self, slot: _Slot) -> None:
+        if self.rotate_after is None or slot.rotate_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        slot.rotate_timer = loop.call_later(
+            self.rotate_after, lambda: self._spawn(self._handover(slot, "lifetime"))
+        )
+
+    def _stop_slot_timers(self, slot: _Slot) -> None:
+        if slot.rotate_timer is not None:
+            slot.rotate_timer.cancel()
+            slot.rotate_timer = None
+        if slot.ticker is not None:
+            slot.ticker.cancel()
+            slot.ticker = None
+
+    async def _handover(self, slot: _Slot, why: str) -> None:
+        """Make-before-break: a second connection subscribes the slot's streams; once it is
+        acknowledged the old one closes. Both deliver during the overlap; the sequencers drop
+        what was already delivered, so nothing is lost or repeated."""
+        if slot.rotating or self._closed or self._slots.get(slot.key) is not slot:
+            return
+        slot.rotating = True
+        old = slot.conn
+        try:
+            if slot.rotate_timer is not None:
+                slot.rotate_timer.cancel()
+                slot.rotate_timer = None
+            channel = self._new_channel()
+            channel.want(slot.streams)
+            decoder = self._new_decoder(slot.streams)
+            conn = self._connection_for(slot)
+            settled = asyncio.get_running_loop().create_future()
+
+            def on_frame_reply(reply: ControlReply) -> None:
+                self._apply_outcomes(channel.on_reply(reply))
+                if channel.is_settled() and not settled.done():
+                    settled.set_result(None)
+
+            conn.set_frame_handler(self._frame_handler(slot, decoder, replies=on_frame_reply))
+            opened = await conn.connect(timeout=_ROTATE_SETTLE_TIMEOUT)
+            if opened:
+                for frame in channel.requests(time.monotonic()):
+                    conn.send(frame)
+                if channel.is_settled():
+                    settled.set_result(None)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(settled, _ROTATE_SETTLE_TIMEOUT)
+            if not opened or not settled.done():
+                self._report(
+                    Severity.WARNING,
+                    "handover_failed",
+                    f"replacement connection for {why} did not settle; keeping the old one",
+                    None,
+                )
+                await conn.close()
+                return
+            # Swap: the new connection becomes the slot's; the old one is closed after it.
+            slot.conn, slot.channel, slot.decoder = conn, channel, decoder
+            conn.set_frame_handler(self._frame_handler(slot, decoder))
+            conn.on("connect", lambda: self._on_connect(slot, conn))
+            conn.on("disconnect", lambda code, reason: self._on_disconnect(slot, conn))
+            conn.on("reconnecting", lambda attempt, delay: self._update_status())
+            conn.on("circuit_open", lambda cooldown: self._update_status())
+            slot.ever_connected = True
+            self._handovers += 1
+            self._schedule_rotation(slot)
+            if old is not None:
+                self._retired.append(old)
+                await old.close()
+                self._retired.remove(old)
+            logger.info("connection %s handed over (%s)", slot.url, why)
+        finally:
+            slot.rotating = False
+            self._update_status()
+
+    async def force_reconnect(self) -> None:
+        """Replace every connection, make-before-break: no gap, no duplicate."""
+        self._check_open()
+        await asyncio.gather(*(self._handover(s, "forced") for s in list(self._slots.values())))
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def _frame_handler(
+        self,
+        slot: _Slot,
+        decoder: Decoder,
+        *,
+        replies: Callable[[ControlReply], None] | None = None,
+    ) -> Callable[[memoryview], None]:
+        routes = self._routes
+        on_reply = replies or (lambda reply: self._on_reply(slot, reply))
+
+        def on_frame(payload: memoryview) -> None:
+            try:
+                message = decoder.fast_decode(payload)
+            except Exception as exc:
+                try:
+                    message = decoder.recover(payload, exc)
+                except DecodeError as error:
+                    self._decode_failed(error)
+                    return
+                if type(message) is ControlReply:
+                    on_reply(message)
+                    return
+            route = routes.get(message.stream)
+            if route is None:
+                self._unrouted(slot, message)
+                return
+            event = message.event
+            sequencer = route.sequencer
+            if sequencer is not None and not sequencer.check(event):
+                return
+            self._dispatched += 1
+            if self._dispatched & _TIMING_SAMPLE_MASK:
+                for callback in route.callbacks:
+                    try:
+                        callback(event)
+                    except Exception as exc:
+                        self._callback_failed(route, exc)
+            else:
+                self._timed_dispatch(route, event)
+
+        return on_frame
+
+    def _timed_dispatch(self, route: _Route, event: Any) -> None:
+        started = time.perf_counter()
+        for callback in route.callbacks:
+            try:
+                callback(event)
+            except Exception as exc:
+                self._callback_failed(route, exc)
+        elapsed = time.perf_counter() - started
+        self._callback_time += elapsed
+        self._callback_samples += 1
+        if elapsed > self._callback_max:
+            self._callback_max = elapsed
+        if elapsed > self.slow_callback:
+            self._slow_callbacks += 1
+            self._report(
+                Severity.WARNING,
+                "slow_callback",
+                f"callbacks of {route.name} took {elapsed * 1000:.1f} ms (loop blocked)",
+                None,
+                stream=route.name,
+            )
+
+    def _unrouted(self, slot: _Slot, message: Message[Any]) -> None:
+        if isinstance(message.event, ServerShutdown):
+            self._report(
+                Severity.WARNING, "server_shutdown", f"{slot.url}: serverShutdown received", None
+            )
+            self._spawn(self._handover(slot, "serverShutdown"))
+        # else: a stream unsubscribed a moment ago; its last frames are dropped on purpose
+
+    def _on_reply(self, slot: _Slot, reply: ControlReply) -> None:
+        self._apply_outcomes(slot.channel.on_reply(reply))
+
+    def _apply_outcomes(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            route = self._routes.get(outcome.stream)
+            if route is None:
+                continue
+            if outcome.ok and outcome.method == "SUBSCRIBE":
+                for sub in route.subscriptions:
+                    sub._acknowledged(outcome.stream)
+            elif not outcome.ok and outcome.method == "SUBSCRIBE":
+                error = outcome.error
+                code = error.code if error is not None else None
+                message = error.msg if error is not None else "refused"
+                self._fail_stream(
+                    outcome.stream,
+                    SubscriptionError(f"{outcome.stream}: {message}", stream=outcome.stream,
+                                      code=code),
+                )  # fmt: skip
+
+    def _decode_failed(self, error: DecodeError) -> None:
+        self._decode_errors += 1
+        self._report(
+            Severity.WARNING, f"decode_{error.category.value}", str(error)[:256], error,
+            stream=error.stream,
+        )  # fmt: skip
+
+    def _callback_failed(self, route: _Route, exc: Exception) -> None:
+        self._callback_errors += 1
+        error = CallbackError(f"callback of {route.name} raised {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        self._report(Severity.ERROR, "callback_error", str(error), error, stream=route.name)
+
+    # -- gaps, status, metrics ----------------------------------------------------------------
+
+    def on_gap(self, callback: Callable[[Gap], object]) -> Callable[[], None]:
+        """Call ``callback(gap)`` for every detected loss; returns a remover."""
+        self._gap_listeners.append(callback)
+        return lambda: self._remove_listener(self._gap_listeners, callback)
+
+    def on_status(self, callback: Callable[[Status, Metrics], object]) -> Callable[[], None]:
+        """Call ``callback(status, metrics)`` on every status change; returns a remover."""
+        self._status_listeners.append(callback)
+        return lambda: self._remove_listener(self._status_listeners, callback)
+
+    @staticmethod
+    def _remove_listener(listeners: list[Any], callback: Any) -> None:
+        with contextlib.suppress(ValueError):
+            listeners.remove(callback)
+
+    def _on_gap(self, gap: Gap) -> None:
+        self._gaps += 1
+        self._report(
+            Severity.WARNING,
+            "gap",
+            f"{gap.stream}: expected {gap.expected}, got {gap.received} ({gap.reason.value})",
+            None,
+            stream=gap.stream,
+        )
+        for listener in tuple(self._gap_listeners):
+            try:
+                listener(gap)
+            except Exception as exc:
+                self._callback_errors += 1
+                logger.warning("a gap listener raised: %r", exc)
+
+    def _overflow_gap(self, stream: str, expected: int, received: int) -> None:
+        self._overflow_dropped += 1
+        self._on_gap(Gap(stream, expected, received, GapReason.OVERFLOW))
+
+    @property
+    def status(self) -> Status:
+        """The client's :class:`Status`."""
+        return self._status
+
+    def _update_status(self) -> None:
+        if self._closed:
+            return
+        conns = [slot.conn for slot in self._slots.values() if slot.conn is not None]
+        ever = any(slot.ever_connected for slot in self._slots.values())
+        if conns and all(conn.state is ConnectionState.OPEN for conn in conns):
+            status = Status.CONNECTED
+        elif not conns:
+            # No stream subscribed: nothing is down; keep saying connected once we were.
+            status = Status.CONNECTED if ever or self._status is Status.CONNECTED else self._status
+        else:
+            status = Status.RECONNECTING if ever else Status.CONNECTING
+        self._set_status(status)
+
+    def _set_status(self, status: Status) -> None:
+        if status is self._status:
+            return
+        self._status = status
+        metrics = self.metrics()
+        for listener in tuple(self._status_listeners):
+            try:
+                listener(status, metrics)
+            except Exception as exc:
+                self._callback_errors += 1
+                logger.warning("a status listener raised: %r", exc)
+
+    def metrics(self) -> Metrics:
+        """A :class:`Metrics` snapshot."""
+        conns = [slot.conn for slot in self._slots.values() if slot.conn is not None]
+        stats = tuple(conn.stats for conn in conns)
+        latency = max(
+            (s.latency for s in stats), key=lambda lat: lat.samples, default=LatencyStats(
+                None, None, None, 0)
+        )  # fmt: skip
+        duplicates = self._duplicates_retired + sum(
+            route.sequencer.duplicates for route in self._routes.values() if route.sequencer
+        )
+        return Metrics(
+            status=self._status,
+            connections=stats,
+            streams=len(self._routes),
+            messages=sum(s.messages for s in stats),
+            message_rate_1s=sum(s.message_rate_1s for s in stats),
+            message_rate_10s=sum(s.message_rate_10s for s in stats),
+            latency=latency,
+            uptime=time.monotonic() - self._started_at if self._started_at else 0.0,
+            reconnects=sum(s.reconnects for s in stats),
+            handovers=self._handovers,
+            errors=self._errors + sum(s.errors for s in stats),
+            gaps=self._gaps,
+            duplicates_dropped=duplicates,
+            decode_errors=self._decode_errors,
+            callback_errors=self._callback_errors,
+            callback_time_mean=(
+                self._callback_time / self._callback_samples if self._callback_samples else 0.0
+            ),
+            callback_time_max=self._callback_max,
+            slow_callbacks=self._slow_callbacks,
+            overflow_dropped=self._overflow_dropped,
+        )
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The pool's open connections (one per shard)."""
+        return [slot.conn for slot in self._slots.values() if slot.conn is not None]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self._report(Severity.ERROR, "internal_error", f"background task failed: {exc!r}", exc)
+
+    def _report(
+        self,
+        severity: Severity,
+        code: str,
+        message: str,
+        error: BaseException | None,
+        **context: Any,
+    ) -> None:
+        self._errors += 1
+        try:
+            self._reporter(ErrorReport(severity, code, message, error, context))
+        except Exception:
+            logger.exception("the error reporter raised while reporting %s", code)
+
+
+class _Group:
+    """Several subscriptions that close together (one per stream of an EventStream)."""
+
+    def __init__(self, subscriptions: list[Subscription]) -> None:
+        self._subscriptions = subscriptions
+
+    @property
+    def state(self) -> str:
+        states = {s.state for s in self._subscriptions}
+        return "closed" if states == {"closed"} else "active"
+
+    def unsubscribe(self) -> None:
+        for sub in self._subscriptions:
+            sub.unsubscribe()

@@ -1,0 +1,259 @@
+"""Per-stream sequence checks: detect every loss, drop every duplicate.
+
+Rules, per stream kind:
+
+- trade: ``trade_id`` must be the previous + 1;
+- aggTrade: ``agg_trade_id`` must be the previous + 1 (futures ``f``/``l`` are not contiguous and
+  are not checked);
+- diff depth: spot ``first_update_id`` must be the previous ``final_update_id`` + 1, futures
+  ``prev_final_update_id`` must equal the previous ``final_update_id``;
+- kline: a candle whose start is more than one interval after the last one means lost candles;
+- everything else (tickers, book ticker, partial depth, mark price...) has no sequence to break
+  but a monotonic key (update id or event time) that drops duplicates.
+
+An event whose key is not past the last delivered one is a duplicate (the overlap of a
+make-before-break handover, a server replay): it is dropped and counted, never delivered twice.
+A jump is reported as a :class:`Gap`; the event itself is delivered and becomes the new base.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from fastmd.core.streams import Stream, StreamKind
+
+__all__ = ["Gap", "GapReason"]
+
+_INTERVAL_MS: Final = {
+    "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000,
+    "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000,
+    "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000,
+    "1w": 604_800_000, "1M": 31 * 86_400_000,
+}  # fmt: skip
+
+
+class GapReason(StrEnum):
+    """Why data was lost."""
+
+    SERVER_SKIP = "server_skip"
+    """The exchange's own sequence jumped while the connection stayed up."""
+    RECONNECT = "reconnect"
+    """Events were missed while a connection was down."""
+    OVERFLOW = "overflow"
+    """A bounded queue was full and its policy dropped events."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A detected loss on one stream.
+
+    Attributes:
+        stream: the stream name.
+        expected: the id (or time, for klines) that should have come next.
+        received: the id (or time) that came instead.
+        reason: why (:class:`GapReason`).
+    """
+
+    stream: str
+    expected: int
+    received: int
+    reason: GapReason
+
+    @property
+    def missing(self) -> int:
+        """How many ids were lost (candles, for klines)."""
+        return max(self.received - self.expected, 0)
+
+
+GapSink = Callable[[Gap], None]
+
+
+class Sequencer:
+    """Checks one stream's events in order. ``check(event)`` returns True to deliver it."""
+
+    __slots__ = ("duplicates", "last", "pending_reason", "sink", "stream")
+
+    def __init__(self, stream: str, sink: GapSink) -> None:
+        self.stream = stream
+        self.sink = sink
+        self.last = -1
+        self.duplicates = 0
+        self.pending_reason = GapReason.SERVER_SKIP
+
+    def mark_reconnect(self) -> None:
+        """The next jump is blamed on a reconnect rather than on the server."""
+        self.pending_reason = GapReason.RECONNECT
+
+    def _gap(self, expected: int, received: int) -> None:
+        reason, self.pending_reason = self.pending_reason, GapReason.SERVER_SKIP
+        self.sink(Gap(self.stream, expected, received, reason))
+
+    def check(self, event: Any) -> bool:  # pragma: no cover - every stream has a subclass
+        raise NotImplementedError
+
+
+class _Contiguous(Sequencer):
+    """Ids that must go up by exactly one (trade, aggTrade)."""
+
+    __slots__ = ("attribute",)
+
+    def __init__(self, stream: str, sink: GapSink, attribute: str) -> None:
+        super().__init__(stream, sink)
+        self.attribute = attribute
+
+    def check(self, event: Any) -> bool:
+        key: int = getattr(event, self.attribute)
+        last = self.last
+        if key == last + 1 or last < 0:
+            self.last = key
+            self.pending_reason = GapReason.SERVER_SKIP
+            return True
+        if key <= last:
+            self.duplicates += 1
+            return False
+        self._gap(last + 1, key)
+        self.last = key
+        return True
+
+
+class _TradeIds(Sequencer):
+    __slots__ = ()
+
+    def check(self, event: Any) -> bool:
+        key: int = event.trade_id
+        last = self.last
+        if key == last + 1 or last < 0:
+            self.last = key
+            self.pending_reason = GapReason.SERVER_SKIP
+            return True
+        if key <= last:
+            self.duplicates += 1
+            return False
+        self._gap(last + 1, key)
+        self.last = key
+        return True
+
+
+class _SpotDepth(Sequencer):
+    """Spot diffs: ``U`` must be the previous ``u`` + 1."""
+
+    __slots__ = ()
+
+    def check(self, event: Any) -> bool:
+        last = self.last
+        final: int = event.final_update_id
+        if last >= 0 and final <= last:
+            self.duplicates += 1
+            return False
+        first: int = event.first_update_id
+        if last >= 0 and first != last + 1:
+            self._gap(last + 1, first)
+        else:
+            self.pending_reason = GapReason.SERVER_SKIP
+        self.last = final
+        return True
+
+
+class _FuturesDepth(Sequencer):
+    """Futures diffs: ``pu`` must equal the previous ``u``."""
+
+    __slots__ = ()
+
+    def check(self, event: Any) -> bool:
+        last = self.last
+        final: int = event.final_update_id
+        if last >= 0 and final <= last:
+            self.duplicates += 1
+            return False
+        previous = event.prev_final_update_id
+        if last >= 0 and previous is not None and previous != last:
+            self._gap(last, previous)
+        else:
+            self.pending_reason = GapReason.SERVER_SKIP
+        self.last = final
+        return True
+
+
+class _Klines(Sequencer):
+    """Candles: updates of the open candle repeat; a skipped candle period is a gap. Duplicates
+    are updates whose event time is not newer than the last delivered one."""
+
+    __slots__ = ("interval_ms", "last_event_time")
+
+    def __init__(self, stream: str, sink: GapSink, interval: str) -> None:
+        super().__init__(stream, sink)
+        self.interval_ms = _INTERVAL_MS.get(interval, 60_000)
+        self.last_event_time = -1
+
+    def check(self, event: Any) -> bool:
+        event_time: int = event.event_time
+        if event_time <= self.last_event_time:
+            self.duplicates += 1
+            return False
+        self.last_event_time = event_time
+        start: int = event.kline.start_time
+        last = self.last
+        if last >= 0 and start > last + self.interval_ms and self.interval_ms < 2_419_200_000:
+            self._gap(last + self.interval_ms, start)
+        self.last = max(start, last)
+        return True
+
+
+class _Monotonic(Sequencer):
+    """No sequence, only a key that must grow: drops replays and handover overlaps."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, stream: str, sink: GapSink, key: Callable[[Any], int]) -> None:
+        super().__init__(stream, sink)
+        self.key = key
+
+    def check(self, event: Any) -> bool:
+        key = self.key(event)
+        if key <= self.last:
+            self.duplicates += 1
+            return False
+        self.last = key
+        return True
+
+
+def _event_time(event: Any) -> int:
+    return int(event.event_time)
+
+
+def _array_time(events: Any) -> int:
+    return max((int(e.event_time) for e in events), default=-1) if events else -1
+
+
+def sequencer_for(stream: Stream, name: str, sink: GapSink, *, futures: bool) -> Sequencer | None:
+    """The checker of ``stream`` (``None`` for streams with nothing to check)."""
+    kind = stream.kind
+    if kind is StreamKind.TRADE:
+        return _TradeIds(name, sink)
+    if kind is StreamKind.AGG_TRADE:
+        return _Contiguous(name, sink, "agg_trade_id")
+    if kind is StreamKind.DEPTH:
+        return _FuturesDepth(name, sink) if futures else _SpotDepth(name, sink)
+    if kind is StreamKind.KLINE:
+        return _Klines(name, sink, stream.interval or "1m")
+    if kind is StreamKind.BOOK_TICKER:
+        return _Monotonic(name, sink, lambda e: int(e.update_id))
+    if kind is StreamKind.PARTIAL_DEPTH:
+        if futures:
+            return _Monotonic(name, sink, lambda e: int(e.final_update_id))
+        return _Monotonic(name, sink, lambda e: int(e.last_update_id))
+    if kind is StreamKind.REFERENCE_PRICE:
+        return _Monotonic(name, sink, lambda e: int(e.engine_time))
+    if kind in (
+        StreamKind.ALL_MINI_TICKERS, StreamKind.ALL_TICKERS, StreamKind.ALL_WINDOW_TICKERS,
+        StreamKind.ALL_MARK_PRICES,
+    ):  # fmt: skip
+        return _Monotonic(name, sink, _array_time)
+    if kind in (StreamKind.SERVER_SHUTDOWN, StreamKind.ALL_BOOK_TICKERS):
+        return None  # many symbols interleave on !bookTicker: no single key orders it
+    if kind in (StreamKind.FORCE_ORDER, StreamKind.ALL_FORCE_ORDERS, StreamKind.BLOCK_TRADE):
+        return _Monotonic(name, sink, _event_time) if kind is StreamKind.BLOCK_TRADE else None
+    return _Monotonic(name, sink, _event_time)
