@@ -18,9 +18,9 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _EXPORTS: dict[str, str] = {}
 _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.errors": (
-        "CallbackError", "ConnectError", "ConnectionClosed", "DecodeError", "DecodeErrorCategory",
-        "FastmdError", "FastmdTimeoutError", "HandshakeError", "InvalidState", "ProtocolError",
-        "StreamNameError", "TLSError",
+        "BookNotSynced", "CallbackError", "ConnectError", "ConnectionClosed", "DecodeError",
+        "DecodeErrorCategory", "FastmdError", "FastmdTimeoutError", "HandshakeError",
+        "InvalidState", "ProtocolError", "RestError", "StreamNameError", "TLSError",
     ),
     "fastmd.core.streams": (
         "SPOT_KLINE_INTERVALS", "USDM_KLINE_INTERVALS", "Stream", "StreamKind", "Venue",
@@ -49,6 +49,8 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
         "SubscriptionError", "UnknownSymbolError",
     ),
     "fastmd.core.sequence": ("Gap", "GapReason"),
+    "fastmd.core.book": ("BookState", "BookUpdate"),
+    "fastmd.aio.book": ("BookSnapshot", "OrderBook"),
 }  # fmt: skip
 for _module, _names in _MODULE_ALL.items():
     for _name in _names:
@@ -57,6 +59,10 @@ for _module, _names in _MODULE_ALL.items():
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the public names
+    from fastmd.aio.book import (
+        BookSnapshot as BookSnapshot,
+        OrderBook as OrderBook,
+    )
     from fastmd.aio.client import (
         Client as Client,
         EventStream as EventStream,
@@ -73,6 +79,10 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
     )
     from fastmd.core.backoff import (
         Backoff as Backoff,
+    )
+    from fastmd.core.book import (
+        BookState as BookState,
+        BookUpdate as BookUpdate,
     )
     from fastmd.core.breaker import (
         CircuitBreakerPolicy as CircuitBreakerPolicy,
@@ -153,6 +163,7 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         validate_stream as validate_stream,
     )
     from fastmd.errors import (
+        BookNotSynced as BookNotSynced,
         CallbackError as CallbackError,
         ConnectError as ConnectError,
         ConnectionClosed as ConnectionClosed,
@@ -163,6 +174,7 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         HandshakeError as HandshakeError,
         InvalidState as InvalidState,
         ProtocolError as ProtocolError,
+        RestError as RestError,
         StreamNameError as StreamNameError,
         TLSError as TLSError,
     )

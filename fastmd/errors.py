@@ -13,6 +13,8 @@ Every error fastmd raises derives from :class:`FastmdError`; errors of the libra
     │   └── TLSError                        certificate or TLS failure: a configuration problem
     ├── ConnectionClosed                    the socket closed (``code``, ``reason``)
     ├── FastmdTimeoutError (also TimeoutError)  an operation ran out of time
+    ├── RestError                           a REST request failed (status, code, Retry-After)
+    ├── BookNotSynced                       a local order book read while it is not in sync
     ├── CallbackError                       a user callback raised (``__cause__`` is its error)
     └── InvalidState                        API misuse, e.g. connecting a closed connection
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "BookNotSynced",
     "CallbackError",
     "ConnectError",
     "ConnectionClosed",
@@ -35,6 +38,7 @@ __all__ = [
     "HandshakeError",
     "InvalidState",
     "ProtocolError",
+    "RestError",
     "StreamNameError",
     "TLSError",
 ]
@@ -145,3 +149,31 @@ class CallbackError(FastmdError):
 
 class InvalidState(FastmdError):
     """The object cannot do that in its current state (e.g. connecting a closed connection)."""
+
+
+class RestError(FastmdError):
+    """A REST request failed.
+
+    Attributes:
+        status: the HTTP status (``None`` when no response arrived).
+        code: Binance's error code (-1121 invalid symbol, -1003 rate limit...), when sent.
+        retry_after: the ``Retry-After`` header in seconds (429 and 418), when sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+
+class BookNotSynced(FastmdError):
+    """The local order book is not in sync (yet, or any more): reading it would give stale or
+    wrong levels."""

@@ -23,6 +23,8 @@ MODULES = (
     "fastmd.aio.connection",
     "fastmd.aio.client",
     "fastmd.core.sequence",
+    "fastmd.core.book",
+    "fastmd.aio.book",
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 
 import aiohttp
 
+from fastmd.aio.book import BookKeeper, OrderBook
 from fastmd.aio.connection import Connection, LoggingReporter
 from fastmd.aio.rest import SymbolDirectory
 from fastmd.core.backoff import Backoff
@@ -358,6 +359,8 @@ class Client:
         backoff, heartbeat, circuit_breaker, stale_after: per-connection settings
             (see :class:`fastmd.Connection`).
         slow_callback: seconds above which a sampled callback run counts as slow.
+        rest_weight_budget: REST weight per minute fastmd may spend on book snapshots (half of
+            Binance's limit by default: 3,000 spot, 1,200 futures).
         error_reporter: receives every :class:`fastmd.ErrorReport`.
     """
 
@@ -381,6 +384,7 @@ class Client:
         circuit_breaker: CircuitBreakerPolicy | None = None,
         stale_after: float | None = None,
         slow_callback: float = 0.01,
+        rest_weight_budget: int | None = None,
         error_reporter: ErrorReporter | None = None,
     ) -> None:
         preset = _PRESETS.get(venue)
@@ -430,6 +434,10 @@ class Client:
         self._callback_max = 0.0
         self._slow_callbacks = 0
         self._duplicates_retired = 0
+        self._book_resyncs = 0
+        self._books = BookKeeper(
+            self, rest_weight_budget or (3000 if venue == "binance-spot" else 1200)
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -460,6 +468,8 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        for book in list(self._books.books.values()):
+            book.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -657,6 +667,72 @@ class Client:
         if slot.conn is not None:
             conn, slot.conn = slot.conn, None
             self._spawn(conn.close())
+
+    # -- order books --------------------------------------------------------------------------
+
+    async def order_book(
+        self,
+        symbol: str,
+        depth: int | None = None,
+        *,
+        strict: bool = True,
+        timeout: float | None = 30.0,  # noqa: ASYNC109
+    ) -> OrderBook:
+        """A live local order book of ``symbol``, synced (snapshot plus diffs) before it is
+        returned; the same object for repeated calls.
+
+        Args:
+            symbol: the symbol, any case.
+            depth: levels to read per side (also caps the snapshot size); all when ``None``.
+            strict: reads of a book that is not in sync raise :class:`fastmd.BookNotSynced`;
+                with ``False`` they return the levels and ``book.synced`` tells.
+            timeout: seconds to wait for the first sync.
+
+        Raises:
+            SubscriptionError: the diff stream could not be subscribed (unknown symbol...).
+            FastmdTimeoutError: not synced within ``timeout``.
+            InvalidState: the client is not started or closed.
+        """
+        self._check_open()
+        key = symbol.upper()
+        book = self._books.books.get(key)
+        if book is None:
+            book = OrderBook(self, key, depth=depth, strict=strict)
+            self._books.books[key] = book
+            book._subscription = self.subscribe(f"{key.lower()}@depth@100ms", book._on_diff)
+            try:
+                await book._subscription.wait_active(timeout)
+            except FastmdError:
+                book.close()
+                raise
+            book._request_snapshot()  # diffs are buffered from the acknowledgement on
+        await book.wait_synced(timeout)
+        return book
+
+    @property
+    def books(self) -> dict[str, OrderBook]:
+        """The order books the client keeps, by symbol."""
+        return dict(self._books.books)
+
+    async def _book_snapshot(self, book: OrderBook) -> Any:
+        return await self._books.fetch(book)
+
+    def _book_resync(self, book: OrderBook, reason: str) -> None:
+        self._book_resyncs += 1
+        self._report(
+            Severity.WARNING, "book_resync", f"{book.symbol} book resyncing ({reason})", None,
+            symbol=book.symbol,
+        )  # fmt: skip
+
+    def _book_listener_failed(self, book: OrderBook, exc: Exception) -> None:
+        self._callback_errors += 1
+        error = CallbackError(f"on_update of the {book.symbol} book raised {exc!r}")
+        error.__cause__ = exc
+        self._report(Severity.ERROR, "callback_error", str(error), error, symbol=book.symbol)
+
+    def _forget_book(self, book: OrderBook) -> None:
+        if self._books.books.get(book.symbol) is book:
+            del self._books.books[book.symbol]
 
     # -- connections --------------------------------------------------------------------------
 

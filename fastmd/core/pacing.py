@@ -50,3 +50,60 @@ class Pacer:
         """Sends counted in the window ending at ``now``."""
         self._expire(now)
         return len(self._sent)
+
+
+class WeightWindow:
+    """REST request weight spent in a sliding window, against a budget.
+
+    Binance counts request weight per address per minute (6,000 spot, 2,400 futures); fastmd
+    spends at most a share of it so the application's own requests keep room.
+
+    Args:
+        budget: weight allowed per window.
+        window: window length, seconds.
+    """
+
+    def __init__(self, budget: int, window: float = 60.0) -> None:
+        if budget < 1 or window <= 0:
+            raise ValueError("WeightWindow needs budget >= 1 and window > 0")
+        self.budget = budget
+        self.window = window
+        self._spent: deque[tuple[float, int]] = deque()
+        self._total = 0
+        self._blocked_until = 0.0
+
+    def _expire(self, now: float) -> None:
+        spent = self._spent
+        while spent and spent[0][0] <= now - self.window:
+            self._total -= spent.popleft()[1]
+
+    def used(self, now: float) -> int:
+        """Weight spent in the window ending at ``now``."""
+        self._expire(now)
+        return self._total
+
+    def delay(self, now: float, weight: int) -> float:
+        """Seconds until ``weight`` fits in the budget (0: now)."""
+        self._expire(now)
+        if now < self._blocked_until:
+            return self._blocked_until - now
+        if self._total + weight <= self.budget or not self._spent:
+            return 0.0
+        # Wait until enough old spending leaves the window.
+        excess = self._total + weight - self.budget
+        freed = 0
+        for when, amount in self._spent:
+            freed += amount
+            if freed >= excess:
+                return max(when + self.window - now, 0.0)
+        return self.window
+
+    def record(self, now: float, weight: int) -> None:
+        """Count ``weight`` spent at ``now``."""
+        self._expire(now)
+        self._spent.append((now, weight))
+        self._total += weight
+
+    def block(self, now: float, seconds: float) -> None:
+        """Spend nothing for ``seconds`` (a 429/418 with ``Retry-After``)."""
+        self._blocked_until = max(self._blocked_until, now + seconds)

@@ -19,7 +19,7 @@ A jump is reported as a :class:`Gap`; the event itself is delivered and becomes 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -61,11 +61,13 @@ class Gap:
     expected: int
     received: int
     reason: GapReason
+    step: int = field(default=1, compare=False)
+    """The distance between consecutive keys: 1 for ids, the interval in ms for klines."""
 
     @property
     def missing(self) -> int:
         """How many ids were lost (candles, for klines)."""
-        return max(self.received - self.expected, 0)
+        return max((self.received - self.expected) // self.step, 0)
 
 
 GapSink = Callable[[Gap], None]
@@ -87,9 +89,9 @@ class Sequencer:
         """The next jump is blamed on a reconnect rather than on the server."""
         self.pending_reason = GapReason.RECONNECT
 
-    def _gap(self, expected: int, received: int) -> None:
+    def _gap(self, expected: int, received: int, step: int = 1) -> None:
         reason, self.pending_reason = self.pending_reason, GapReason.SERVER_SKIP
-        self.sink(Gap(self.stream, expected, received, reason))
+        self.sink(Gap(self.stream, expected, received, reason, step))
 
     def check(self, event: Any) -> bool:  # pragma: no cover - every stream has a subclass
         raise NotImplementedError
@@ -179,25 +181,27 @@ class _FuturesDepth(Sequencer):
 
 class _Klines(Sequencer):
     """Candles: updates of the open candle repeat; a skipped candle period is a gap. Duplicates
-    are updates whose event time is not newer than the last delivered one."""
+    are updates not newer than the last delivered one by (event time, candle start): the final
+    update of a candle and the first of the next one share their event time."""
 
-    __slots__ = ("interval_ms", "last_event_time")
+    __slots__ = ("interval_ms", "last_key")
 
     def __init__(self, stream: str, sink: GapSink, interval: str) -> None:
         super().__init__(stream, sink)
         self.interval_ms = _INTERVAL_MS.get(interval, 60_000)
-        self.last_event_time = -1
+        self.last_key = (-1, -1)
 
     def check(self, event: Any) -> bool:
-        event_time: int = event.event_time
-        if event_time <= self.last_event_time:
+        start: int = event.kline.start_time
+        key = (event.event_time, start)
+        if key <= self.last_key:
             self.duplicates += 1
             return False
-        self.last_event_time = event_time
-        start: int = event.kline.start_time
+        self.last_key = key
         last = self.last
+        # 1M candles have uneven lengths: only a step back or repeat is checked for them
         if last >= 0 and start > last + self.interval_ms and self.interval_ms < 2_419_200_000:
-            self._gap(last + self.interval_ms, start)
+            self._gap(last + self.interval_ms, start, self.interval_ms)
         self.last = max(start, last)
         return True
 

@@ -155,6 +155,9 @@ class ControlChannel:
             )
             if request.method == "SUBSCRIBE":
                 self.failed.update(request.streams)
+                # Only the replies may have been lost: count the streams as possibly active,
+                # so that once dropped from the desired set they are unsubscribed for sure.
+                self.active.update(request.streams)
             outcomes += [Outcome(s, request.method, False, error) for s in request.streams]
         return frames, outcomes
 

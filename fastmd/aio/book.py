@@ -1,0 +1,305 @@
+"""``fastmd.OrderBook``: a live local order book kept by the snapshot-and-diffs procedure.
+
+The rules live in :mod:`fastmd.core.book`; this module feeds it the diff stream (through the
+client's subscription, so the sequencer's gap and duplicate checks run first), fetches REST
+snapshots within the weight budget, and tells listeners what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastmd.aio.rest import depth_limits, depth_weight, fetch_depth
+from fastmd.core.book import BookState, BookSync, BookUpdate
+from fastmd.core.lifecycle import Severity
+from fastmd.core.pacing import WeightWindow
+from fastmd.errors import BookNotSynced, FastmdTimeoutError, InvalidState, RestError
+
+if TYPE_CHECKING:
+    from fastmd.aio.client import Client, Subscription
+
+__all__ = ["BookSnapshot", "OrderBook"]
+
+logger = logging.getLogger(__name__)
+
+_SNAPSHOT_RETRY_DELAY = 0.25
+_SNAPSHOT_MAX_DELAY = 3.0
+_HEADROOM = 0.9  # of the exchange's weight limit, above which snapshots wait
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    """A copy of a book at one update id: bids best first, asks best first."""
+
+    symbol: str
+    update_id: int
+    bids: list[tuple[Any, Any]]
+    asks: list[tuple[Any, Any]]
+
+
+class OrderBook:
+    """A live local order book of one symbol (``await client.order_book("btcusdt")``).
+
+    Reads raise :class:`fastmd.BookNotSynced` while the book is not in sync, unless the book was
+    made with ``strict=False``: then they return the (possibly stale) levels and
+    :attr:`synced` says whether to trust them.
+
+    Prices are the decoder's numbers (floats by default: Binance's prices, at most 8 decimals,
+    map to distinct floats, so distinct price strings never share a level; ``Decimal`` keys in
+    exact modes).
+    """
+
+    def __init__(self, client: Client, symbol: str, *, depth: int | None, strict: bool) -> None:
+        self.symbol = symbol.upper()
+        self.depth = depth
+        self.strict = strict
+        self._client = client
+        self._sync = BookSync(self.symbol, futures=client.venue == "binance-usdm")
+        self._listeners: list[Callable[[OrderBook, int], object]] = []
+        self._synced = asyncio.Event()
+        self._fetching: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+        self._closed = False
+        self.last_update: BookUpdate | None = None
+        """The levels the last applied diff (or snapshot) changed."""
+        self.snapshots_fetched = 0
+
+    # -- reads --------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> BookState:
+        """SYNCING, SYNCED or RESYNCING."""
+        return self._sync.state
+
+    @property
+    def synced(self) -> bool:
+        return self._sync.state is BookState.SYNCED
+
+    @property
+    def update_id(self) -> int:
+        """The book's last applied update id (the snapshot's ``lastUpdateId`` or a diff's
+        ``u``)."""
+        return self._sync.update_id
+
+    @property
+    def resyncs(self) -> int:
+        """How many times the book was thrown away and synced again."""
+        return self._sync.resyncs
+
+    def _check(self) -> None:
+        if self.strict and self._sync.state is not BookState.SYNCED:
+            reason = self._sync.resync_reason or "not synced yet"
+            raise BookNotSynced(f"{self.symbol} book is {self._sync.state.name} ({reason})")
+
+    def best_bid(self) -> tuple[Any, Any] | None:
+        """``(price, quantity)`` of the best bid, ``None`` if the side is empty.
+
+        Raises:
+            BookNotSynced: the book is not in sync (``strict`` books).
+        """
+        self._check()
+        return self._sync.bids.highest()
+
+    def best_ask(self) -> tuple[Any, Any] | None:
+        """``(price, quantity)`` of the best ask, ``None`` if the side is empty.
+
+        Raises:
+            BookNotSynced: the book is not in sync (``strict`` books).
+        """
+        self._check()
+        return self._sync.asks.lowest()
+
+    def bids(self, n: int | None = None) -> list[tuple[Any, Any]]:
+        """The best ``n`` bids (all when ``None``), best first.
+
+        Raises:
+            BookNotSynced: the book is not in sync (``strict`` books).
+        """
+        self._check()
+        return self._sync.bids.descending(self._limit(n))
+
+    def asks(self, n: int | None = None) -> list[tuple[Any, Any]]:
+        """The best ``n`` asks (all when ``None``), best first.
+
+        Raises:
+            BookNotSynced: the book is not in sync (``strict`` books).
+        """
+        self._check()
+        return self._sync.asks.ascending(self._limit(n))
+
+    def _limit(self, n: int | None) -> int | None:
+        if self.depth is None:
+            return n
+        return self.depth if n is None else min(n, self.depth)
+
+    def snapshot(self) -> BookSnapshot:
+        """A copy of the whole book.
+
+        Raises:
+            BookNotSynced: the book is not in sync (``strict`` books).
+        """
+        return BookSnapshot(self.symbol, self.update_id, self.bids(), self.asks())
+
+    def on_update(self, callback: Callable[[OrderBook, int], object]) -> Callable[[], None]:
+        """Call ``callback(book, update_id)`` after every applied diff (and after each sync);
+        ``book.last_update`` holds the changed levels. Returns a remover."""
+        self._listeners.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return remove
+
+    async def wait_synced(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until the book is in sync.
+
+        Raises:
+            FastmdTimeoutError: ``timeout`` passed first.
+            InvalidState: the book was closed.
+        """
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except TimeoutError:
+            raise FastmdTimeoutError(
+                f"{self.symbol} book not synced within {timeout:g} s"
+            ) from None
+        if self._closed:
+            raise InvalidState("the order book was closed")
+
+    def close(self) -> None:
+        """Stop maintaining the book (unsubscribes its diff stream)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._subscription is not None:
+            self._subscription.unsubscribe()
+        if self._fetching is not None:
+            self._fetching.cancel()
+        self._synced.set()
+        self._client._forget_book(self)
+
+    # -- feeding ------------------------------------------------------------------------------
+
+    def _on_diff(self, event: Any) -> None:
+        sync = self._sync
+        was = sync.state
+        update = sync.on_diff(event)
+        if sync.state is not BookState.SYNCED:
+            if was is BookState.SYNCED:
+                self._synced.clear()
+                self._client._book_resync(self, sync.resync_reason or "gap")
+            if sync.needs_snapshot:
+                self._request_snapshot()
+            return
+        if update is not None:
+            self._updated(update)
+
+    def _updated(self, update: BookUpdate) -> None:
+        self.last_update = update
+        self._synced.set()
+        for listener in tuple(self._listeners):
+            try:
+                listener(self, update.update_id)
+            except Exception as exc:
+                self._client._book_listener_failed(self, exc)
+
+    def _invalidate(self, reason: str) -> None:
+        if self._sync.state is BookState.SYNCED:
+            self._synced.clear()
+        self._sync.invalidate(reason)
+        self._request_snapshot()
+
+    def _request_snapshot(self) -> None:
+        if self._fetching is None and not self._closed:
+            self._fetching = self._client._spawn(self._fetch_snapshot())
+
+    async def _fetch_snapshot(self) -> None:
+        try:
+            attempt = 0
+            while not self._closed and self._sync.needs_snapshot:
+                attempt += 1
+                try:
+                    snapshot = await self._client._book_snapshot(self)
+                except RestError as error:
+                    delay = min(_SNAPSHOT_RETRY_DELAY * 2 ** (attempt - 1), _SNAPSHOT_MAX_DELAY)
+                    if error.retry_after is not None:
+                        delay = max(delay, error.retry_after)
+                    self._client._report(
+                        Severity.WARNING, "snapshot_failed",
+                        f"{self.symbol} snapshot failed ({error}); retry in {delay:.2f} s", error,
+                        symbol=self.symbol,
+                    )  # fmt: skip
+                    await asyncio.sleep(delay)
+                    continue
+                self.snapshots_fetched += 1
+                update = self._sync.on_snapshot(snapshot)
+                if self._sync.state is BookState.SYNCED and update is not None:
+                    self._updated(update)
+                elif self._sync.needs_snapshot:  # stale: fetch again after a short pause
+                    await asyncio.sleep(min(_SNAPSHOT_RETRY_DELAY * attempt, _SNAPSHOT_MAX_DELAY))
+        finally:
+            self._fetching = None
+
+
+class BookKeeper:
+    """The client's books and the weight budget their snapshots share."""
+
+    def __init__(self, client: Client, weight_budget: int) -> None:
+        self._client = client
+        self.books: dict[str, OrderBook] = {}
+        self.weights = WeightWindow(weight_budget)
+
+    def snapshot_limit(self, book: OrderBook) -> int:
+        """The largest useful snapshot size the budget allows for the books now syncing."""
+        venue = self._client.venue
+        limits = depth_limits(venue)
+        wanted = book.depth or (5000 if venue == "binance-spot" else 1000)
+        syncing = sum(1 for b in self.books.values() if b._sync.needs_snapshot) or 1
+        now = time.monotonic()
+        room = self.weights.budget - self.weights.used(now)
+        choice = limits[0]
+        for limit in limits:
+            if limit > max(wanted, limits[0]):
+                break
+            if depth_weight(venue, limit) * syncing <= max(room, 0):
+                choice = limit
+        return choice
+
+    async def fetch(self, book: OrderBook) -> Any:
+        client = self._client
+        limit = self.snapshot_limit(book)
+        weight = depth_weight(client.venue, limit)
+        while True:
+            wait = self.weights.delay(time.monotonic(), weight)
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        self.weights.record(time.monotonic(), weight)
+        assert client._session is not None
+        try:
+            snapshot, used = await fetch_depth(
+                client._session, client.rest_url, client.venue, book.symbol, limit,
+                price_type=client.price_type,
+            )  # fmt: skip
+        except RestError as error:
+            if error.status in (418, 429):
+                self.weights.block(time.monotonic(), error.retry_after or 60.0)
+            raise
+        limit = self._venue_limit()
+        if used is not None and used + weight > limit * _HEADROOM:
+            # The address is near the exchange's own limit (the application spends weight
+            # too): no more snapshots until the exchange's minute turns.
+            self.weights.block(time.monotonic(), 60.0 - time.time() % 60.0)
+        return snapshot
+
+    def _venue_limit(self) -> int:
+        client = self._client
+        announced = client._symbols.weight_limit if client._symbols is not None else None
+        return announced or (6000 if client.venue == "binance-spot" else 2400)

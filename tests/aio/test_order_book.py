@@ -1,0 +1,226 @@
+"""Local order books through fastmd.Client against the simulator: they equal the simulator's own
+book, resync one symbol at a time, and match Binance's recorded session at all 26 checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fastmd
+from fastmd.sim import Exchange, SimLimits
+
+RECORDING = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance-spot-2021-10-12"
+)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def simulator_levels(ex: Exchange, symbol: str) -> tuple[list[Any], list[Any]]:
+    book = ex.market.books[symbol]
+    bids = [(float(book.price(p)), float(book.qty(q))) for p, q in book.levels("b", 10_000)]
+    asks = [(float(book.price(p)), float(book.qty(q))) for p, q in book.levels("a", 10_000)]
+    return bids, asks
+
+
+def quiet(report: fastmd.ErrorReport) -> None:
+    pass
+
+
+async def test_book_equals_the_simulators_book() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=3, rate=0) as ex,
+        fastmd.Client(ws_url=ex.ws_url, rest_url=ex.rest_url, error_reporter=quiet) as client,
+    ):
+        pending = asyncio.ensure_future(client.order_book("btcusdt", timeout=5))
+        while not pending.done():  # the market moves only when told to (rate=0)
+            ex.advance(5)
+            await asyncio.sleep(0.05)
+        book = await pending
+        assert book.state is fastmd.BookState.SYNCED
+        assert book.update_id == ex.market.books["BTCUSDT"].update_id
+        updates: list[int] = []
+        book.on_update(lambda b, update_id: updates.append(update_id))
+        for _ in range(30):
+            ex.advance(20)  # order flow, then the 100 ms diff timer
+            await asyncio.sleep(0.11)
+            ex.advance(0)
+        target = ex.market.books["BTCUSDT"].update_id
+        await until(lambda: book.update_id == target)
+        bids, asks = simulator_levels(ex, "BTCUSDT")
+        assert book.bids() == bids
+        assert book.asks() == asks
+        assert book.best_bid() == bids[0]
+        assert book.best_ask() == asks[0]
+        assert book.bids(5) == bids[:5]
+        assert updates
+        assert updates[-1] == target
+        assert book.last_update is not None
+        copy = book.snapshot()
+        assert copy.update_id == target
+        assert copy.bids == bids
+        assert await client.order_book("BTCUSDT") is book  # one book per symbol
+        assert client.metrics().gaps == 0
+
+
+async def test_skipped_diff_resyncs_only_that_symbol() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT", "ETHUSDT"], seed=5, rate=400) as ex,
+        fastmd.Client(ws_url=ex.ws_url, rest_url=ex.rest_url, error_reporter=quiet) as client,
+    ):
+        btc = await client.order_book("btcusdt", timeout=5)
+        eth = await client.order_book("ethusdt", timeout=5)
+        ex.faults.skip("btcusdt@depth@100ms")
+        await until(lambda: btc.resyncs == 1 and btc.synced)
+        assert eth.resyncs == 0
+        gaps = client.metrics().gaps
+        assert gaps >= 1
+        await asyncio.sleep(0.3)
+        assert btc.synced
+        assert eth.synced
+
+
+async def test_unsynced_book_refuses_reads_or_flags_them() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT", "ETHUSDT"], seed=5, rate=300) as ex,
+        fastmd.Client(ws_url=ex.ws_url, rest_url=ex.rest_url, error_reporter=quiet) as client,
+    ):
+        strict = await client.order_book("btcusdt", timeout=5)
+        loose = await client.order_book("ethusdt", strict=False, timeout=5)
+        delay = ex.faults.rest_delay(0.5)  # keep the resync pending for a while
+        ex.faults.skip("btcusdt@depth@100ms")
+        ex.faults.skip("ethusdt@depth@100ms")
+        await until(lambda: not strict.synced and not loose.synced)
+        with pytest.raises(fastmd.BookNotSynced, match="BTCUSDT"):
+            strict.best_bid()
+        with pytest.raises(fastmd.BookNotSynced):
+            strict.bids(5)
+        assert loose.bids(5) == []  # thrown away, never stale; the flag says so
+        assert loose.synced is False
+        delay.clear()
+        await strict.wait_synced(timeout=5)
+        assert strict.best_bid() is not None
+
+
+async def test_duplicate_diff_is_ignored_by_the_book() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=6, rate=300) as ex,
+        fastmd.Client(ws_url=ex.ws_url, rest_url=ex.rest_url, error_reporter=quiet) as client,
+    ):
+        book = await client.order_book("btcusdt", timeout=5)
+        ex.faults.duplicate("btcusdt@depth@100ms", 3)
+        await until(lambda: client.metrics().duplicates_dropped >= 3)
+        assert book.resyncs == 0
+        assert book.synced
+
+
+async def test_reconnect_resyncs_and_stays_right() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=8, rate=300) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url,
+            rest_url=ex.rest_url,
+            backoff=fastmd.Backoff(initial_delay=0.15, max_delay=0.3),
+            error_reporter=quiet,
+        ) as client,
+    ):
+        book = await client.order_book("btcusdt", timeout=5)
+        # Keep the link down for a few diff periods, so diffs are surely lost (a reconnect
+        # that loses none keeps the book: its update-id chain proves nothing is missing).
+        ex.faults.refuse_upgrades(503, duration=0.4)
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: book.resyncs >= 1 and book.synced, timeout=10)
+        ex.rate = 0  # freeze the market, then compare level for level
+        await asyncio.sleep(0.3)
+        ex.advance(0)
+        target = ex.market.books["BTCUSDT"].update_id
+        await until(lambda: book.update_id == target)
+        bids, asks = simulator_levels(ex, "BTCUSDT")
+        assert (book.bids(), book.asks()) == (bids, asks)
+
+
+async def test_many_books_resync_within_the_weight_budget() -> None:
+    symbols = [f"C{i}USDT" for i in range(24)]
+    limits = SimLimits.for_venue("binance-spot").with_(rest_weight_per_minute=1200)
+    reports: list[fastmd.ErrorReport] = []
+    async with (
+        Exchange(symbols=symbols, seed=2, rate=200, limits=limits) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url,
+            rest_url=ex.rest_url,
+            rest_weight_budget=600,
+            backoff=fastmd.Backoff(initial_delay=0.15, max_delay=0.3),
+            error_reporter=reports.append,
+        ) as client,
+    ):
+        books = await asyncio.gather(*(client.order_book(s, timeout=15) for s in symbols))
+        ex.faults.refuse_upgrades(503, duration=0.4)
+        ex.faults.drop_connections(mode="rst")
+        # Books whose symbol changed during the outage lost diffs and resync; one that did not
+        # change lost nothing, and its unbroken update-id chain proves it.
+        await until(lambda: sum(b.resyncs for b in books) >= 20, timeout=20)
+        await until(lambda: all(b.synced for b in books), timeout=20)
+        rejected = [r for r in reports if r.code == "snapshot_failed"]
+        assert rejected == []  # no 429 (or anything else) from the exchange
+        spent = ex.rest.used_weight("127.0.0.1")
+        assert spent <= 1200
+
+
+async def test_recorded_session_through_the_simulator_matches_26_book_tickers() -> None:
+    symbols = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
+    streams = [f"{s.lower()}@bookTicker" for s in symbols]
+    async with (
+        Exchange(replay=RECORDING, replay_speed=10.0, replay_autostart=False) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url, rest_url=ex.rest_url, price_type=str, error_reporter=quiet
+        ) as client,
+    ):
+        waiting: dict[tuple[str, int], Any] = {}
+        checked: list[int] = []
+        books: dict[str, fastmd.OrderBook] = {}
+
+        def check(book: fastmd.OrderBook, ticker: Any) -> None:
+            assert book.best_bid() == (Decimal(ticker.bid_price), Decimal(ticker.bid_quantity))
+            assert book.best_ask() == (Decimal(ticker.ask_price), Decimal(ticker.ask_quantity))
+            checked.append(ticker.update_id)
+
+        def on_ticker(ticker: Any) -> None:
+            book = books.get(ticker.symbol)
+            if book is not None and book.synced and book.update_id == ticker.update_id:
+                check(book, ticker)
+            else:
+                waiting[(ticker.symbol, ticker.update_id)] = ticker
+
+        def on_update(book: fastmd.OrderBook, update_id: int) -> None:
+            ticker = waiting.pop((book.symbol, update_id), None)
+            if ticker is not None:
+                check(book, ticker)
+
+        tickers = client.subscribe(streams, on_ticker)
+        diffs = client.subscribe([f"{s.lower()}@depth@100ms" for s in symbols], lambda e: None)
+        await tickers.wait_active(5)
+        await diffs.wait_active(5)
+        pending = [asyncio.ensure_future(client.order_book(s, timeout=10)) for s in symbols]
+        await asyncio.sleep(0.2)  # the books exist and have asked for their snapshots
+        for symbol, book in client.books.items():
+            books[symbol] = book
+            book.on_update(on_update)
+        assert set(books) == set(symbols)
+        ex.start_replay()
+        await asyncio.gather(*pending)
+        await ex.wait_replayed()
+        await asyncio.sleep(0.2)
+        assert len(checked) == 26
+        assert all(book.resyncs == 0 for book in books.values())
+        assert client.metrics().gaps == 0
