@@ -12,7 +12,8 @@ Spot:
 Futures:
 
 1. Buffered diffs with ``u < lastUpdateId`` are dropped (``<``, not ``<=``).
-2. The first applied diff must satisfy ``U <= lastUpdateId <= u`` (no ``+ 1``).
+2. The first applied diff must satisfy ``U <= lastUpdateId <= u`` (no ``+ 1``), or chain from
+   the snapshot by ``pu == lastUpdateId`` (a snapshot taken exactly between two diffs).
 3. Every later diff must have ``pu == previous u``.
 
 Both: quantities are absolute, zero removes the level; a diff whose ``u`` is not past the book is
@@ -193,7 +194,12 @@ class BookSync:
             return None  # the snapshot is ahead of every diff so far: wait for the next ones
         first = pending[0]
         if self.futures:
-            fits = first.first_update_id <= last <= first.final_update_id
+            # Binance's rule is U <= lastUpdateId <= u. A snapshot taken exactly between two
+            # diffs has no such diff; the next one then chains from it by pu, which is exact.
+            fits = (
+                first.first_update_id <= last <= first.final_update_id
+                or first.prev_final_update_id == last
+            )
         else:
             fits = first.first_update_id <= last + 1 <= first.final_update_id
         if not fits:

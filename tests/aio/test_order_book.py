@@ -224,3 +224,22 @@ async def test_recorded_session_through_the_simulator_matches_26_book_tickers() 
         assert len(checked) == 26
         assert all(book.resyncs == 0 for book in books.values())
         assert client.metrics().gaps == 0
+
+
+async def test_futures_book_uses_the_public_route_and_pu_chain() -> None:
+    async with (
+        Exchange("binance-usdm", symbols=["BTCUSDT"], seed=9, rate=300) as ex,
+        fastmd.Client(
+            "binance-usdm", ws_url=ex.ws_url, rest_url=ex.rest_url, error_reporter=quiet
+        ) as client,
+    ):
+        book = await client.order_book("btcusdt", timeout=5)
+        assert [conn.url for conn in client.connections] == [f"{ex.ws_url}/public/stream"]
+        ex.faults.skip("btcusdt@depth@100ms")
+        await until(lambda: book.resyncs == 1 and book.synced)
+        ex.rate = 0
+        await asyncio.sleep(0.3)
+        ex.advance(0)
+        target = ex.market.books["BTCUSDT"].update_id
+        await until(lambda: book.update_id == target)
+        assert (book.bids(), book.asks()) == simulator_levels(ex, "BTCUSDT")

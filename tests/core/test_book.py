@@ -201,3 +201,15 @@ def test_recorded_session_matches_all_26_book_tickers(price_type: type) -> None:
                 waiting[(event.symbol, event.update_id)] = event
     assert len(checked) == 26
     assert all(b.state is BookState.SYNCED and b.resyncs == 0 for b in books.values())
+
+
+def test_futures_snapshot_between_two_diffs_chains_by_pu() -> None:
+    book = BookSync("X", futures=True)
+    book.on_snapshot(snapshot(30, BIDS, ASKS))
+    book.on_diff(futures_diff(31, 33, prev=30, bids=[(100.0, 2.0)]))
+    assert book.state is BookState.SYNCED
+    assert book.update_id == 33
+    other = BookSync("X", futures=True)
+    other.on_snapshot(snapshot(30, BIDS, ASKS))
+    other.on_diff(futures_diff(31, 33, prev=29))  # neither straddles nor chains: stale
+    assert other.resync_reason == ResyncReason.STALE_SNAPSHOT
