@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastmd.aio.rest import depth_limits, depth_weight, fetch_depth
+from fastmd.aio.rest import depth_limits, depth_weight
 from fastmd.core.book import BookState, BookSync, BookUpdate
 from fastmd.core.lifecycle import Severity
 from fastmd.core.pacing import WeightWindow
@@ -282,18 +282,16 @@ class BookKeeper:
                 break
             await asyncio.sleep(wait)
         self.weights.record(time.monotonic(), weight)
-        assert client._session is not None
+        rest = client.rest
         try:
-            snapshot, used = await fetch_depth(
-                client._session, client.rest_url, client.venue, book.symbol, limit,
-                price_type=client.price_type,
-            )  # fmt: skip
+            snapshot = await rest.depth(book.symbol, limit)
         except RestError as error:
             if error.status in (418, 429):
                 self.weights.block(time.monotonic(), error.retry_after or 60.0)
             raise
-        limit = self._venue_limit()
-        if used is not None and used + weight > limit * _HEADROOM:
+        used = rest.used_weight
+        limit_now = self._venue_limit()
+        if used is not None and used + weight > limit_now * _HEADROOM:
             # The address is near the exchange's own limit (the application spends weight
             # too): no more snapshots until the exchange's minute turns.
             self.weights.block(time.monotonic(), 60.0 - time.time() % 60.0)

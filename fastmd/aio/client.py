@@ -17,7 +17,7 @@ import aiohttp
 
 from fastmd.aio.book import BookKeeper, OrderBook
 from fastmd.aio.connection import Connection, LoggingReporter
-from fastmd.aio.rest import SymbolDirectory
+from fastmd.aio.rest import RestClient, SymbolDirectory
 from fastmd.core.backoff import Backoff
 from fastmd.core.breaker import CircuitBreakerPolicy
 from fastmd.core.codec import Decoder, Message, PriceType
@@ -417,6 +417,7 @@ class Client:
         self._status = Status.CONNECTING
         self._started_at: float | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._rest: RestClient | None = None
         self._symbols: SymbolDirectory | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -461,7 +462,10 @@ class Client:
         self._started = True
         self._started_at = time.monotonic()
         self._session = aiohttp.ClientSession()
-        self._symbols = SymbolDirectory(self._session, self.rest_url, self.venue)
+        self._rest = RestClient(
+            self._session, self.rest_url, self.venue, price_type=self.price_type
+        )
+        self._symbols = SymbolDirectory(self._rest)
 
     async def close(self) -> None:
         """Close every connection and the HTTP session; idempotent."""
@@ -1103,6 +1107,17 @@ class Client:
             slow_callbacks=self._slow_callbacks,
             overflow_dropped=self._overflow_dropped,
         )
+
+    @property
+    def rest(self) -> RestClient:
+        """The client's REST access (one aiohttp session, shared weight budget).
+
+        Raises:
+            InvalidState: the client is not started.
+        """
+        if self._rest is None:
+            raise InvalidState("start the Client first: async with fastmd.Client(...) as client")
+        return self._rest
 
     @property
     def connections(self) -> list[Connection]:
