@@ -17,6 +17,7 @@ import aiohttp
 
 from fastmd.aio.book import BookKeeper, OrderBook
 from fastmd.aio.connection import Connection, LoggingReporter
+from fastmd.aio.recovery import Backfiller, Poller
 from fastmd.aio.rest import RestClient, SymbolDirectory
 from fastmd.core.backoff import Backoff
 from fastmd.core.breaker import CircuitBreakerPolicy
@@ -27,7 +28,7 @@ from fastmd.core.liveness import Heartbeat
 from fastmd.core.pacing import Pacer
 from fastmd.core.sequence import Gap, GapReason, Sequencer, sequencer_for
 from fastmd.core.stats import ConnectionStats, LatencyStats
-from fastmd.core.streams import Stream, Venue, futures_route, parse_stream
+from fastmd.core.streams import Stream, StreamKind, Venue, futures_route, parse_stream
 from fastmd.core.subscriptions import ControlChannel, Outcome
 from fastmd.errors import (
     CallbackError,
@@ -69,6 +70,13 @@ _PRESETS: Final[dict[str, _VenuePreset]] = {
         "wss://fstream.binance.com", "https://fapi.binance.com", True, 200, 8
     ),
 }
+_BACKFILLABLE: Final = frozenset({StreamKind.AGG_TRADE, StreamKind.KLINE})
+
+
+def _backfilled_by_default(route: _Route) -> bool:
+    return route.parsed.kind in _BACKFILLABLE
+
+
 _TIMING_SAMPLE_MASK: Final = 15  # time one message in 16: slow callbacks show, cost stays low
 _ROTATE_SETTLE_TIMEOUT: Final = 10.0
 
@@ -130,6 +138,8 @@ class Metrics:
         callback_time_max: the longest sampled callback run, seconds.
         slow_callbacks: sampled callback runs longer than ``slow_callback``.
         overflow_dropped: events dropped by full :meth:`Client.stream` queues.
+        backfilled: events recovered from REST after a gap (instead of being lost).
+        book_resyncs: local order books thrown away and synced again.
     """
 
     status: Status
@@ -151,12 +161,16 @@ class Metrics:
     callback_time_max: float
     slow_callbacks: int
     overflow_dropped: int
+    backfilled: int
+    book_resyncs: int
 
 
 class _Route:
     """Everything the frame handler needs about one stream."""
 
-    __slots__ = ("callbacks", "name", "parsed", "sequencer", "slot", "subscriptions")
+    __slots__ = (
+        "backfill", "buffer", "callbacks", "name", "parsed", "sequencer", "slot", "subscriptions",
+    )  # fmt: skip
 
     def __init__(self, name: str, parsed: Stream, sequencer: Sequencer | None) -> None:
         self.name = name
@@ -165,6 +179,8 @@ class _Route:
         self.callbacks: tuple[Callable[[Any], object], ...] = ()
         self.subscriptions: list[Subscription] = []
         self.slot: _Slot | None = None
+        self.backfill = False
+        self.buffer: deque[Any] | None = None  # live events held while a backfill runs
 
 
 class Subscription:
@@ -175,11 +191,16 @@ class Subscription:
     """
 
     def __init__(
-        self, client: Client, streams: tuple[str, ...], callback: Callable[[Any], object]
+        self,
+        client: Client,
+        streams: tuple[str, ...],
+        callback: Callable[[Any], object],
+        backfill: bool | None = None,
     ) -> None:
         self._client = client
         self.streams = streams
         self.callback = callback
+        self.backfill = backfill
         self.state: Literal["pending", "active", "failed", "closed"] = "pending"
         self.error: FastmdError | None = None
         self._waiting: set[str] = set(streams)
@@ -330,6 +351,7 @@ class _Slot:
         self.ticker: asyncio.Task[None] | None = None
         self.rotating = False
         self.ever_connected = False
+        self.poller: Poller | None = None
 
 
 class Client:
@@ -361,6 +383,10 @@ class Client:
         slow_callback: seconds above which a sampled callback run counts as slow.
         rest_weight_budget: REST weight per minute fastmd may spend on book snapshots (half of
             Binance's limit by default: 3,000 spot, 1,200 futures).
+        fallback: serve a connection's streams by REST polling while it cannot be kept up
+            (status FALLBACK).
+        fallback_after: failed reconnect attempts in a row before the fallback starts (it also
+            starts when the connection's circuit opens).
         error_reporter: receives every :class:`fastmd.ErrorReport`.
     """
 
@@ -385,6 +411,8 @@ class Client:
         stale_after: float | None = None,
         slow_callback: float = 0.01,
         rest_weight_budget: int | None = None,
+        fallback: bool = True,
+        fallback_after: int = 3,
         error_reporter: ErrorReporter | None = None,
     ) -> None:
         preset = _PRESETS.get(venue)
@@ -436,6 +464,10 @@ class Client:
         self._slow_callbacks = 0
         self._duplicates_retired = 0
         self._book_resyncs = 0
+        self.fallback = fallback
+        self.fallback_after = fallback_after
+        self._backfiller = Backfiller(self)
+        self._rest_delivery = False
         self._books = BookKeeper(
             self, rest_weight_budget or (3000 if venue == "binance-spot" else 1200)
         )
@@ -501,12 +533,19 @@ class Client:
     # -- subscribing --------------------------------------------------------------------------
 
     def subscribe(
-        self, streams: str | Iterable[str], callback: Callable[[Any], object]
+        self,
+        streams: str | Iterable[str],
+        callback: Callable[[Any], object],
+        *,
+        backfill: bool | None = None,
     ) -> Subscription:
         """Call ``callback(event)`` for every event of ``streams``.
 
         Returns at once; the streams become active once the server acknowledges them
         (``await sub.wait_active()``). Several callbacks may share a stream.
+
+        ``backfill``: fill gaps from REST before live events resume (on by default for
+        aggTrade and kline streams, the ones REST can replay).
 
         Raises:
             StreamNameError: a stream name is invalid for the venue (nothing is subscribed).
@@ -517,7 +556,7 @@ class Client:
         if not names:
             raise StreamNameError("subscribe() needs at least one stream")
         parsed = [parse_stream(name, self.venue) for name in names]
-        subscription = Subscription(self, names, callback)
+        subscription = Subscription(self, names, callback, backfill)
         fresh: list[str] = []
         for name, stream in zip(names, parsed, strict=True):
             route = self._routes.get(name)
@@ -528,7 +567,7 @@ class Client:
                 route = self._routes[name] = _Route(name, stream, sequencer)
                 fresh.append(name)
             route.subscriptions.append(subscription)
-            route.callbacks = (*route.callbacks, callback)
+            self._refresh_callbacks(route)
             if route.slot is not None and name in route.slot.channel.active:
                 subscription._acknowledged(name)
         if fresh:
@@ -558,6 +597,18 @@ class Client:
         subs = [self.subscribe(name, callbacks[name]) for name in names]
         events._subscription = subs[0] if len(subs) == 1 else _Group(subs)  # type: ignore[assignment]
         return events
+
+    def _refresh_callbacks(self, route: _Route) -> None:
+        """What the frame handler calls for ``route``: its subscriptions' callbacks, or the
+        backfill buffer while a backfill runs."""
+        route.backfill = any(
+            sub.backfill if sub.backfill is not None else _backfilled_by_default(route)
+            for sub in route.subscriptions
+        )
+        if route.buffer is not None:
+            route.callbacks = (route.buffer.append,)
+        else:
+            route.callbacks = tuple(sub.callback for sub in route.subscriptions)
 
     @staticmethod
     def _stream_pusher(events: EventStream, name: str) -> Callable[[Any], None]:
@@ -653,7 +704,7 @@ class Client:
                 continue
             with contextlib.suppress(ValueError):
                 route.subscriptions.remove(subscription)
-            route.callbacks = tuple(s.callback for s in route.subscriptions)
+            self._refresh_callbacks(route)
             if route.subscriptions:
                 continue
             del self._routes[name]
@@ -768,16 +819,47 @@ class Client:
         slot.decoder = self._new_decoder(slot.streams)
         conn = slot.conn = self._connection_for(slot)
         conn.set_frame_handler(self._frame_handler(slot, slot.decoder))
-        conn.on("connect", lambda: self._on_connect(slot, conn))
-        conn.on("disconnect", lambda code, reason: self._on_disconnect(slot, conn))
-        conn.on("reconnecting", lambda attempt, delay: self._update_status())
-        conn.on("circuit_open", lambda cooldown: self._update_status())
+        self._watch(slot, conn)
         self._spawn(conn.connect())
         slot.ticker = self._spawn(self._tick(slot))
+
+    def _watch(self, slot: _Slot, conn: Connection) -> None:
+        conn.on("connect", lambda: self._on_connect(slot, conn))
+        conn.on("disconnect", lambda code, reason: self._on_disconnect(slot, conn))
+        conn.on("reconnecting", lambda attempt, delay: self._on_reconnecting(slot, conn, attempt))
+        conn.on("circuit_open", lambda cooldown: self._on_circuit_open(slot, conn))
+
+    def _on_reconnecting(self, slot: _Slot, conn: Connection, attempt: int) -> None:
+        if slot.conn is conn and attempt > self.fallback_after:
+            self._enter_fallback(slot)
+        self._update_status()
+
+    def _on_circuit_open(self, slot: _Slot, conn: Connection) -> None:
+        if slot.conn is conn:
+            self._enter_fallback(slot)
+        self._update_status()
+
+    def _enter_fallback(self, slot: _Slot) -> None:
+        if not self.fallback or self._closed or self._rest is None:
+            return
+        if slot.poller is None:
+            slot.poller = Poller(self, slot)
+        if not slot.poller.running:
+            self._report(
+                Severity.WARNING, "fallback", f"{slot.url}: serving its streams by REST polling",
+                None,
+            )  # fmt: skip
+            slot.poller.start()
+
+    def _leave_fallback(self, slot: _Slot) -> None:
+        if slot.poller is not None and slot.poller.running:
+            slot.poller.stop()
+            logger.info("%s: back on the socket, REST polling stopped", slot.url)
 
     def _on_connect(self, slot: _Slot, conn: Connection) -> None:
         if slot.conn is not conn:
             return
+        self._leave_fallback(slot)
         if slot.ever_connected:
             for name in slot.streams:
                 route = self._routes.get(name)
@@ -825,6 +907,8 @@ class Client:
         )
 
     def _stop_slot_timers(self, slot: _Slot) -> None:
+        if slot.poller is not None:
+            slot.poller.stop()
         if slot.rotate_timer is not None:
             slot.rotate_timer.cancel()
             slot.rotate_timer = None
@@ -876,10 +960,7 @@ class Client:
             # Swap: the new connection becomes the slot's; the old one is closed after it.
             slot.conn, slot.channel, slot.decoder = conn, channel, decoder
             conn.set_frame_handler(self._frame_handler(slot, decoder))
-            conn.on("connect", lambda: self._on_connect(slot, conn))
-            conn.on("disconnect", lambda code, reason: self._on_disconnect(slot, conn))
-            conn.on("reconnecting", lambda attempt, delay: self._update_status())
-            conn.on("circuit_open", lambda cooldown: self._update_status())
+            self._watch(slot, conn)
             slot.ever_connected = True
             self._handovers += 1
             self._schedule_rotation(slot)
@@ -963,6 +1044,28 @@ class Client:
                 stream=route.name,
             )
 
+    def _deliver(self, route: _Route, event: Any) -> bool:
+        """Deliver an event that did not come through the frame handler (REST fallback):
+        the same sequencer and callbacks. Returns whether it was delivered."""
+        sequencer = route.sequencer
+        if sequencer is not None and not sequencer.check(event):
+            return False
+        self._call(route, event)
+        return True
+
+    def _call(self, route: _Route, event: Any) -> None:
+        """Call ``route``'s callbacks with an event already sequenced (backfill, buffer)."""
+        for callback in route.callbacks:
+            try:
+                callback(event)
+            except Exception as exc:
+                self._callback_failed(route, exc)
+
+    @property
+    def event_source(self) -> Literal["ws", "rest"]:
+        """Where the event being delivered right now comes from (read it in a callback)."""
+        return "rest" if self._rest_delivery else "ws"
+
     def _unrouted(self, slot: _Slot, message: Message[Any]) -> None:
         if isinstance(message.event, ServerShutdown):
             self._report(
@@ -1023,6 +1126,12 @@ class Client:
             listeners.remove(callback)
 
     def _on_gap(self, gap: Gap) -> None:
+        route = self._routes.get(gap.stream)
+        if route is not None and self._backfiller.takes(route, gap):
+            return  # the parts REST cannot return are reported when the fill ends
+        self._report_gap(gap)
+
+    def _report_gap(self, gap: Gap) -> None:
         self._gaps += 1
         self._report(
             Severity.WARNING,
@@ -1052,7 +1161,9 @@ class Client:
             return
         conns = [slot.conn for slot in self._slots.values() if slot.conn is not None]
         ever = any(slot.ever_connected for slot in self._slots.values())
-        if conns and all(conn.state is ConnectionState.OPEN for conn in conns):
+        if any(slot.poller is not None and slot.poller.running for slot in self._slots.values()):
+            status = Status.FALLBACK
+        elif conns and all(conn.state is ConnectionState.OPEN for conn in conns):
             status = Status.CONNECTED
         elif not conns:
             # No stream subscribed: nothing is down; keep saying connected once we were.
@@ -1106,6 +1217,8 @@ class Client:
             callback_time_max=self._callback_max,
             slow_callbacks=self._slow_callbacks,
             overflow_dropped=self._overflow_dropped,
+            backfilled=self._backfiller.filled,
+            book_resyncs=self._book_resyncs,
         )
 
     @property

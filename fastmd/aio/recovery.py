@@ -1,0 +1,281 @@
+"""Getting lost data back: REST backfill of gaps, and REST polling while a connection is down.
+
+Backfill: when an aggTrade stream (``a`` ids) or a kline stream (candle times) shows a gap, the
+missing range is fetched from REST (``aggTrades?fromId=``, ``klines?startTime=``) and delivered,
+in order, before the live events that arrived meanwhile (they wait in a buffer). Only what REST
+cannot return is reported as a gap.
+
+Fallback: when a connection's circuit opens (or it failed ``fallback_after`` attempts in a row),
+its streams are served by polling REST, through the same callbacks and in the same event types,
+at an interval that keeps the polling within its share of the weight budget. When the socket is
+back, polling stops; the sequencers drop what both delivered and report what neither did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+from fastmd.core import convert, events as ev
+from fastmd.core.lifecycle import Severity
+from fastmd.core.sequence import Gap
+from fastmd.core.streams import StreamKind
+from fastmd.core.weights import request_weight
+from fastmd.errors import FastmdError, RestError
+
+if TYPE_CHECKING:
+    from fastmd.aio.client import Client, _Route, _Slot
+
+__all__: list[str] = []
+
+logger = logging.getLogger(__name__)
+
+_PAGE: Final = 1000
+_MIN_POLL_INTERVAL: Final = 1.0
+_FALLBACK_SHARE: Final = 0.5  # of the REST budget, for polling
+
+
+class Backfiller:
+    """Fills gaps of aggTrade and kline streams from REST (per route, one at a time)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.filled = 0
+        """Events delivered from REST instead of being lost."""
+
+    def takes(self, route: _Route, gap: Gap) -> bool:
+        """Start filling ``gap`` if the stream can be backfilled; True if it was taken (the
+        parts REST cannot return are reported later)."""
+        kind = route.parsed.kind
+        if not route.backfill or kind not in (StreamKind.AGG_TRADE, StreamKind.KLINE):
+            return False
+        if route.buffer is not None or self._client._rest is None:
+            return False  # one fill at a time; a gap during a fill is reported as it is
+        route.buffer = deque()
+        self._client._refresh_callbacks(route)
+        self._client._spawn(self._fill(route, gap))
+        return True
+
+    async def _fill(self, route: _Route, gap: Gap) -> None:
+        client = self._client
+        delivered: list[Any] = []
+        try:
+            if route.parsed.kind is StreamKind.AGG_TRADE:
+                delivered = await self._agg_trades(route, gap)
+            else:
+                delivered = await self._klines(route, gap)
+        except FastmdError as error:
+            client._report(
+                Severity.WARNING, "backfill_failed", f"{route.name}: backfill failed: {error}",
+                error, stream=route.name,
+            )  # fmt: skip
+        finally:
+            buffered = route.buffer or deque()
+            route.buffer = None
+            client._refresh_callbacks(route)
+            for event in delivered:
+                client._call(route, event)
+            self.filled += len(delivered)
+            self._report_unfilled(route, gap, delivered)
+            while buffered:  # the live events that waited, in their order
+                client._call(route, buffered.popleft())
+
+    async def _agg_trades(self, route: _Route, gap: Gap) -> list[Any]:
+        rest = self._client.rest
+        symbol = route.parsed.symbol or ""
+        found: list[Any] = []
+        next_id = gap.expected
+        while next_id < gap.received:
+            page = await rest.agg_trades(symbol, from_id=next_id, limit=_PAGE)
+            for item in page:
+                if item.agg_trade_id >= gap.received:
+                    break
+                found.append(convert.agg_trade_event(symbol.upper(), item))
+            if len(page) < _PAGE or not page:
+                break
+            next_id = page[-1].agg_trade_id + 1
+        return found
+
+    async def _klines(self, route: _Route, gap: Gap) -> list[Any]:
+        rest = self._client.rest
+        symbol = route.parsed.symbol or ""
+        interval = route.parsed.interval or "1m"
+        bars = await rest.klines(
+            symbol, interval, start_time=gap.expected, end_time=gap.received - 1, limit=_PAGE
+        )
+        return [
+            convert.kline_event(
+                symbol.upper(), interval, bar, event_time=bar.close_time, is_closed=True
+            )
+            for bar in bars
+            if gap.expected <= bar.open_time < gap.received
+        ]
+
+    def _report_unfilled(self, route: _Route, gap: Gap, delivered: list[Any]) -> None:
+        client = self._client
+        if route.parsed.kind is StreamKind.AGG_TRADE:
+            keys = [e.agg_trade_id for e in delivered]
+        else:
+            keys = [e.kline.start_time for e in delivered]
+        expected = gap.expected
+        for key in keys:
+            if key > expected:
+                client._report_gap(Gap(gap.stream, expected, key, gap.reason, gap.step))
+            expected = key + gap.step
+        if expected < gap.received:
+            client._report_gap(Gap(gap.stream, expected, gap.received, gap.reason, gap.step))
+
+
+class Poller:
+    """Serves one slot's streams from REST while its connection is down."""
+
+    def __init__(self, client: Client, slot: _Slot) -> None:
+        self._client = client
+        self._slot = slot
+        self._task: asyncio.Task[None] | None = None
+        self._unserved: set[str] = set()
+        self._kline_starts: dict[str, int] = {}
+        self.polls = 0
+        self.delivered = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if not self.running:
+            self._task = self._client._spawn(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def interval(self) -> float:
+        """Seconds between polling rounds: the round's weight within the fallback share."""
+        client = self._client
+        weight = sum(self._weight(route) for route in self._routes())
+        budget = client.rest.weights.budget * _FALLBACK_SHARE
+        return max(_MIN_POLL_INTERVAL, weight * 60.0 / max(budget, 1.0))
+
+    def _routes(self) -> list[_Route]:
+        routes = self._client._routes
+        return [routes[name] for name in sorted(self._slot.streams) if name in routes]
+
+    def _weight(self, route: _Route) -> int:
+        venue = self._client.venue
+        kind = route.parsed.kind
+        endpoints = {
+            StreamKind.AGG_TRADE: ("aggTrades", {"limit": str(_PAGE)}),
+            StreamKind.TRADE: ("trades", {"limit": "1000"}),
+            StreamKind.KLINE: ("klines", {"limit": "2"}),
+            StreamKind.TICKER: ("ticker/24hr", {"symbol": "x"}),
+            StreamKind.MINI_TICKER: ("ticker/24hr", {"symbol": "x"}),
+            StreamKind.BOOK_TICKER: ("depth", {"limit": "5"}),
+            StreamKind.PARTIAL_DEPTH: ("depth", {"limit": "20"}),
+            StreamKind.AVG_PRICE: ("avgPrice", {}),
+            StreamKind.MARK_PRICE: ("premiumIndex", {"symbol": "x"}),
+        }
+        endpoint = endpoints.get(kind)
+        return request_weight(venue, *endpoint) if endpoint is not None else 0
+
+    async def _run(self) -> None:
+        client = self._client
+        while True:
+            client._rest_delivery = True
+            try:
+                for route in self._routes():
+                    try:
+                        await self._poll(route)
+                    except RestError as error:
+                        client._report(
+                            Severity.WARNING, "fallback_poll_failed",
+                            f"{route.name}: REST poll failed: {error}", error, stream=route.name,
+                        )  # fmt: skip
+            finally:
+                client._rest_delivery = False
+            self.polls += 1
+            await asyncio.sleep(self.interval())
+
+    def _deliver(self, route: _Route, event: Any) -> None:
+        if self._client._deliver(route, event):
+            self.delivered += 1
+
+    async def _poll(self, route: _Route) -> None:
+        rest = self._client.rest
+        stream = route.parsed
+        symbol = stream.symbol or ""
+        upper = symbol.upper()
+        kind = stream.kind
+        sequencer = route.sequencer
+        if kind is StreamKind.AGG_TRADE:
+            last = sequencer.last if sequencer is not None else -1
+            page = await rest.agg_trades(
+                symbol, from_id=last + 1 if last >= 0 else None, limit=_PAGE
+            )
+            for item in page:
+                self._deliver(route, convert.agg_trade_event(upper, item))
+        elif kind is StreamKind.TRADE:
+            last = sequencer.last if sequencer is not None else -1
+            for trade in await rest.recent_trades(symbol, limit=1000):
+                if trade.id > last:
+                    self._deliver(route, convert.trade_event(upper, trade))
+        elif kind is StreamKind.KLINE:
+            interval = stream.interval or "1m"
+            bars = await rest.klines(symbol, interval, limit=2)
+            if not bars:
+                return
+            now = int(time.time() * 1000)
+            previous = self._kline_starts.get(route.name)
+            current = bars[-1]
+            if len(bars) == 2 and previous == bars[0].open_time:
+                # the candle that was open last round has closed: its final update first
+                closed = convert.kline_event(upper, interval, bars[0], event_time=now,
+                                             is_closed=True)  # fmt: skip
+                self._deliver(route, closed)
+            self._deliver(
+                route, convert.kline_event(upper, interval, current, event_time=now,
+                                           is_closed=False)
+            )  # fmt: skip
+            self._kline_starts[route.name] = current.open_time
+        elif kind in (StreamKind.TICKER, StreamKind.MINI_TICKER):
+            ticker = await rest.ticker_24h(symbol)
+            if kind is StreamKind.TICKER:
+                self._deliver(route, convert.ticker_event(ticker))
+            else:
+                self._deliver(route, convert.mini_ticker_event(ticker))
+        elif kind is StreamKind.BOOK_TICKER:
+            quote = convert.book_ticker_event(upper, await rest.depth(symbol, 5))
+            if quote is not None:
+                self._deliver(route, quote)
+        elif kind is StreamKind.PARTIAL_DEPTH and self._client.venue == "binance-spot":
+            decoder = self._slot.decoder
+            if decoder is not None:
+                depth = await rest.depth(symbol, stream.levels or 20)
+                event_type = decoder.event_type(stream)
+                self._deliver(route, convert.partial_depth_event(event_type, depth))
+        elif kind is StreamKind.AVG_PRICE:
+            avg = await rest.avg_price(symbol)
+            stamp = avg.close_time or int(time.time() * 1000)
+            self._deliver(route, ev.AvgPrice(stamp, upper, f"{avg.mins}m", avg.price, stamp))
+        elif kind is StreamKind.MARK_PRICE:
+            index = await rest.premium_index(symbol)
+            self._deliver(
+                route,
+                ev.MarkPrice(
+                    index.time, upper, index.mark_price, index.index_price,
+                    index.estimated_settle_price, index.last_funding_rate,
+                    index.next_funding_time,
+                ),
+            )  # fmt: skip
+        elif route.name not in self._unserved:
+            self._unserved.add(route.name)
+            self._client._report(
+                Severity.WARNING, "fallback_unserved",
+                f"{route.name} has no REST equivalent: nothing is delivered until the socket is "
+                "back (the loss is reported as a gap when it returns)",
+                None, stream=route.name,
+            )  # fmt: skip

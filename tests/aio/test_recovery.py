@@ -1,0 +1,207 @@
+"""Backfill and REST fallback against the simulator: lost data comes back, in order, once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import fastmd
+from fastmd.sim import Exchange
+
+FAST = fastmd.Backoff(initial_delay=0.05, max_delay=0.1, jitter=0.0, max_attempts=None)
+PATIENT = fastmd.CircuitBreakerPolicy(failure_threshold=100, cooldown=1.0)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def quiet(report: fastmd.ErrorReport) -> None:
+    pass
+
+
+def contiguous(ids: list[int]) -> bool:
+    return ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+async def test_backfill_completes_aggtrades_lost_during_a_drop() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
+            circuit_breaker=PATIENT, error_reporter=quiet,
+        ) as client,
+    ):  # fmt: skip
+        ids: list[int] = []
+        gaps: list[fastmd.Gap] = []
+        client.on_gap(gaps.append)
+        sub = client.subscribe("btcusdt@aggTrade", lambda e: ids.append(e.agg_trade_id))
+        await sub.wait_active(5)
+        await until(lambda: len(ids) > 50)
+        ex.faults.refuse_upgrades(503, duration=0.4)  # a burst of trades while we are away
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: client.metrics().backfilled > 0, timeout=5)
+        mark = len(ids)
+        await until(lambda: len(ids) > mark + 50)
+        assert contiguous(ids)  # every id once, in order, across the drop
+        assert gaps == []  # nothing lost, so nothing to report
+        assert client.metrics().duplicates_dropped == 0
+
+
+async def test_without_backfill_the_loss_is_reported() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
+            circuit_breaker=PATIENT, error_reporter=quiet,
+        ) as client,
+    ):  # fmt: skip
+        ids: list[int] = []
+        gaps: list[fastmd.Gap] = []
+        client.on_gap(gaps.append)
+        sub = client.subscribe(
+            "btcusdt@aggTrade", lambda e: ids.append(e.agg_trade_id), backfill=False
+        )
+        await sub.wait_active(5)
+        await until(lambda: len(ids) > 20)
+        ex.faults.refuse_upgrades(503, duration=0.4)
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: len(gaps) == 1, timeout=5)
+        gap = gaps[0]
+        assert gap.reason is fastmd.GapReason.RECONNECT
+        assert gap.stream == "btcusdt@aggTrade"
+        assert gap.expected - 1 in ids  # the last id before the loss was delivered
+        assert ids[ids.index(gap.received) - 1] == gap.expected - 1
+        assert gap.missing == gap.received - gap.expected
+        assert client.metrics().backfilled == 0
+
+
+async def test_what_rest_cannot_return_is_reported() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
+            circuit_breaker=PATIENT, error_reporter=quiet,
+        ) as client,
+    ):  # fmt: skip
+        ids: list[int] = []
+        gaps: list[fastmd.Gap] = []
+        client.on_gap(gaps.append)
+        sub = client.subscribe("btcusdt@aggTrade", lambda e: ids.append(e.agg_trade_id))
+        await sub.wait_active(5)
+        await until(lambda: len(ids) > 20)
+        ex.faults.rest_error(500, path="aggTrades")  # REST is down for aggTrades
+        ex.faults.refuse_upgrades(503, duration=0.4)
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: len(gaps) == 1, timeout=5)
+        mark = len(ids)
+        await until(lambda: len(ids) > mark + 20)
+        gap = gaps[0]
+        assert gap.received - gap.expected > 0
+        assert ids == sorted(set(ids))  # in order, no duplicates
+        assert ids[ids.index(gap.received) - 1] == gap.expected - 1
+
+
+async def test_kline_candles_missed_during_a_drop_are_backfilled() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=2, rate=300) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
+            circuit_breaker=PATIENT, error_reporter=quiet,
+        ) as client,
+    ):  # fmt: skip
+        starts: list[int] = []
+        gaps: list[fastmd.Gap] = []
+        client.on_gap(gaps.append)
+        sub = client.subscribe("btcusdt@kline_1s", lambda e: starts.append(e.kline.start_time))
+        await sub.wait_active(5)
+        await until(lambda: len(starts) >= 2, timeout=5)
+        ex.faults.refuse_upgrades(503, duration=2.2)  # two or more 1 s candles go by
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: client.metrics().backfilled > 0, timeout=8)
+        mark = len(starts)
+        await until(lambda: len(starts) > mark + 1, timeout=5)
+        candles = sorted(set(starts))
+        assert candles == list(range(candles[0], candles[-1] + 1000, 1000))  # none missing
+        assert starts == sorted(starts)
+        assert gaps == []
+
+
+async def test_fallback_round_trip_keeps_order_without_duplicates() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=3, rate=600) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url,
+            rest_url=ex.rest_url,
+            backoff=FAST,
+            circuit_breaker=fastmd.CircuitBreakerPolicy(failure_threshold=3, cooldown=0.8),
+            error_reporter=quiet,
+        ) as client,
+    ):
+        events: list[tuple[int, str]] = []
+        statuses: list[fastmd.Status] = []
+        client.on_status(lambda status, metrics: statuses.append(status))
+
+        def on_trade(event: Any) -> None:
+            assert isinstance(event, fastmd.AggTrade)  # the same type from REST and WS
+            events.append((event.agg_trade_id, client.event_source))
+
+        sub = client.subscribe("btcusdt@aggTrade", on_trade)
+        await sub.wait_active(5)
+        await until(lambda: len(events) > 30)
+        refused = ex.faults.refuse_upgrades(503)  # the WebSocket is killed and refused
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: client.status is fastmd.Status.FALLBACK, timeout=5)
+        await until(lambda: sum(1 for _, source in events if source == "rest") > 30, timeout=8)
+        refused.clear()  # the WebSocket is back
+        await until(lambda: client.status is fastmd.Status.CONNECTED, timeout=8)
+        mark = len(events)
+        await until(lambda: len(events) > mark + 30 and events[-1][1] == "ws", timeout=5)
+        ids = [i for i, _ in events]
+        assert contiguous(ids)  # no duplicate, no step back, nothing missing
+        sources = [source for _, source in events]
+        assert "rest" in sources
+        assert sources[-1] == "ws"
+        assert fastmd.Status.FALLBACK in statuses
+        assert statuses[-1] is fastmd.Status.CONNECTED
+        assert client.metrics().gaps == 0
+
+
+async def test_fallback_serves_other_streams_in_their_own_types() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=4, rate=300) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback_after=1,
+            error_reporter=quiet,
+        ) as client,
+    ):  # fmt: skip
+        seen: dict[str, list[tuple[Any, str]]] = {}
+        streams = [
+            "btcusdt@kline_1m", "btcusdt@bookTicker", "btcusdt@ticker", "btcusdt@miniTicker",
+            "btcusdt@depth5", "btcusdt@avgPrice", "btcusdt@trade",
+        ]  # fmt: skip
+        for stream in streams:
+            seen[stream] = []
+            client.subscribe(stream, lambda e, s=stream: seen[s].append((e, client.event_source)))
+        await until(lambda: client.status is fastmd.Status.CONNECTED)
+        ex.faults.refuse_upgrades(503, duration=3.0)
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: client.status is fastmd.Status.FALLBACK, timeout=5)
+        await until(lambda: all(any(src == "rest" for _, src in seen[s]) for s in streams), 6)
+        types = {
+            "btcusdt@kline_1m": fastmd.Kline, "btcusdt@bookTicker": fastmd.BookTicker,
+            "btcusdt@ticker": fastmd.Ticker, "btcusdt@miniTicker": fastmd.MiniTicker,
+            "btcusdt@depth5": fastmd.PartialDepth, "btcusdt@avgPrice": fastmd.AvgPrice,
+            "btcusdt@trade": fastmd.Trade,
+        }  # fmt: skip
+        for stream, kind in types.items():
+            rest_events = [e for e, src in seen[stream] if src == "rest"]
+            assert all(isinstance(e, kind) for e in rest_events), stream
+            assert all(e.symbol == "BTCUSDT" for e in rest_events), stream
+        trade_ids = [e.trade_id for e, _ in seen["btcusdt@trade"]]
+        assert trade_ids == sorted(set(trade_ids))
