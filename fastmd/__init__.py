@@ -51,6 +51,7 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.core.sequence": ("Gap", "GapReason"),
     "fastmd.core.book": ("BookState", "BookUpdate"),
     "fastmd.aio.book": ("BookSnapshot", "OrderBook"),
+    "fastmd.aio.rest": ("RestClient", "RestTimeouts"),
 }  # fmt: skip
 for _module, _names in _MODULE_ALL.items():
     for _name in _names:
@@ -76,6 +77,10 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
     from fastmd.aio.connection import (
         Connection as Connection,
         LoggingReporter as LoggingReporter,
+    )
+    from fastmd.aio.rest import (
+        RestClient as RestClient,
+        RestTimeouts as RestTimeouts,
     )
     from fastmd.core.backoff import (
         Backoff as Backoff,

@@ -25,6 +25,7 @@ MODULES = (
     "fastmd.core.sequence",
     "fastmd.core.book",
     "fastmd.aio.book",
+    "fastmd.aio.rest",
 )
 
 

@@ -18,7 +18,7 @@ import aiohttp
 from fastmd.aio.book import BookKeeper, OrderBook
 from fastmd.aio.connection import Connection, LoggingReporter
 from fastmd.aio.recovery import Backfiller, Poller
-from fastmd.aio.rest import RestClient, SymbolDirectory
+from fastmd.aio.rest import RestClient, RestTimeouts, SymbolDirectory
 from fastmd.core.backoff import Backoff
 from fastmd.core.breaker import CircuitBreakerPolicy
 from fastmd.core.codec import Decoder, Message, PriceType
@@ -387,6 +387,8 @@ class Client:
             (status FALLBACK).
         fallback_after: failed reconnect attempts in a row before the fallback starts (it also
             starts when the connection's circuit opens).
+        rest_timeouts: timeouts of REST requests (:class:`fastmd.RestTimeouts`).
+        max_response_size: REST bodies larger than this (bytes) are refused while being read.
         error_reporter: receives every :class:`fastmd.ErrorReport`.
     """
 
@@ -413,6 +415,8 @@ class Client:
         rest_weight_budget: int | None = None,
         fallback: bool = True,
         fallback_after: int = 3,
+        rest_timeouts: RestTimeouts | None = None,
+        max_response_size: int = 16 * 1024 * 1024,
         error_reporter: ErrorReporter | None = None,
     ) -> None:
         preset = _PRESETS.get(venue)
@@ -466,6 +470,8 @@ class Client:
         self._book_resyncs = 0
         self.fallback = fallback
         self.fallback_after = fallback_after
+        self.rest_timeouts = rest_timeouts or RestTimeouts()
+        self.max_response_size = max_response_size
         self._backfiller = Backfiller(self)
         self._rest_delivery = False
         self._books = BookKeeper(
@@ -495,7 +501,12 @@ class Client:
         self._started_at = time.monotonic()
         self._session = aiohttp.ClientSession()
         self._rest = RestClient(
-            self._session, self.rest_url, self.venue, price_type=self.price_type
+            self._session,
+            self.rest_url,
+            self.venue,
+            price_type=self.price_type,
+            timeouts=self.rest_timeouts,
+            max_response_size=self.max_response_size,
         )
         self._symbols = SymbolDirectory(self._rest)
 

@@ -44,7 +44,7 @@ from fastmd.core.streams import Venue
 from fastmd.core.weights import DEFAULT_WEIGHT_LIMIT, request_weight
 from fastmd.errors import FastmdError, RestError
 
-__all__ = ["RestClient", "RestTimeouts", "SymbolDirectory"]
+__all__ = ["RestClient", "RestTimeouts"]
 
 T = TypeVar("T")
 
