@@ -121,24 +121,6 @@ class _Contiguous(Sequencer):
         return True
 
 
-class _TradeIds(Sequencer):
-    __slots__ = ()
-
-    def check(self, event: Any) -> bool:
-        key: int = event.trade_id
-        last = self.last
-        if key == last + 1 or last < 0:
-            self.last = key
-            self.pending_reason = GapReason.SERVER_SKIP
-            return True
-        if key <= last:
-            self.duplicates += 1
-            return False
-        self._gap(last + 1, key)
-        self.last = key
-        return True
-
-
 class _SpotDepth(Sequencer):
     """Spot diffs: ``U`` must be the previous ``u`` + 1."""
 
@@ -236,7 +218,7 @@ def sequencer_for(stream: Stream, name: str, sink: GapSink, *, futures: bool) ->
     """The checker of ``stream`` (``None`` for streams with nothing to check)."""
     kind = stream.kind
     if kind is StreamKind.TRADE:
-        return _TradeIds(name, sink)
+        return _Contiguous(name, sink, "trade_id")
     if kind is StreamKind.AGG_TRADE:
         return _Contiguous(name, sink, "agg_trade_id")
     if kind is StreamKind.DEPTH:
