@@ -159,7 +159,7 @@ def _handlers(on_event: Callable[[Any], None]) -> tuple[list[tuple[str, Handler]
         ("+ routes.get(message.stream)", h_route),
         ("+ a method call that returns True (sequencer stand-in)", _with(empty)),
         ("+ trade-id check in that method, no enum store", _with(no_enum)),
-        ("+ route.sequencer.check(event) (_TradeIds, real)", h_sequencer),
+        ("+ route.sequencer.check(event) (the real trade sequencer)", h_sequencer),
         ("+ dispatch counter, mask test, callback loop with try", h_dispatch),
         ("real Client._frame_handler (1 in 16 timed dispatch, self attributes)", real),
     ]
