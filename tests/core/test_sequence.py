@@ -1,0 +1,352 @@
+"""Per-stream sequencers: in order, gaps (exact expected/received), duplicates, the reconnect
+reason, for every stream kind; and a property: whatever arrives, delivered ids strictly increase
+and every lost range is reported exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from fastmd.core.events import (
+    AggTrade,
+    BookTicker,
+    DepthUpdate,
+    Kline,
+    KlineData,
+    MiniTicker,
+    PartialDepth,
+    Trade,
+)
+from fastmd.core.sequence import Gap, GapReason, Sequencer, sequencer_for
+from fastmd.core.streams import Venue, parse_stream
+
+SKIP, RECONNECT = GapReason.SERVER_SKIP, GapReason.RECONNECT
+
+
+def make(name: str, *, futures: bool = False) -> tuple[Sequencer, list[Gap]]:
+    gaps: list[Gap] = []
+    venue: Venue = "binance-usdm" if futures else "binance-spot"
+    sequencer = sequencer_for(parse_stream(name, venue), name, gaps.append, futures=futures)
+    assert sequencer is not None
+    return sequencer, gaps
+
+
+def trade(trade_id: int) -> Trade:
+    return Trade(
+        event_time=1_700_000_000_000 + trade_id, symbol="BTCUSDT", trade_id=trade_id,
+        price=1.0, quantity=1.0, trade_time=1_700_000_000_000, is_buyer_maker=False,
+    )  # fmt: skip
+
+
+def agg(agg_id: int) -> AggTrade:
+    return AggTrade(
+        event_time=1_700_000_000_000 + agg_id, symbol="BTCUSDT", agg_trade_id=agg_id,
+        price=1.0, quantity=1.0, first_trade_id=agg_id * 10, last_trade_id=agg_id * 10 + 3,
+        trade_time=1_700_000_000_000, is_buyer_maker=True,
+    )  # fmt: skip
+
+
+def diff(first: int, final: int, prev: int | None = None) -> DepthUpdate:
+    return DepthUpdate(
+        event_time=1_700_000_000_000 + final, symbol="BTCUSDT", first_update_id=first,
+        final_update_id=final, bids=[], asks=[], prev_final_update_id=prev,
+    )  # fmt: skip
+
+
+def kline(start: int, event_time: int, interval_ms: int = 60_000, closed: bool = False) -> Kline:
+    data = KlineData(
+        start_time=start, close_time=start + interval_ms - 1, symbol="BTCUSDT", interval="1m",
+        first_trade_id=-1, last_trade_id=-1, open=1.0, close=1.0, high=1.0, low=1.0, volume=0.0,
+        trade_count=0, is_closed=closed, quote_volume=0.0, taker_buy_volume=0.0,
+        taker_buy_quote_volume=0.0,
+    )  # fmt: skip
+    return Kline(event_time=event_time, symbol="BTCUSDT", kline=data)
+
+
+def run(sequencer: Sequencer, events: list[Any]) -> list[Any]:
+    return [event for event in events if sequencer.check(event)]
+
+
+# -- trade and aggTrade ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "event", "key"),
+    [
+        ("btcusdt@trade", trade, "trade_id"),
+        ("btcusdt@aggTrade", agg, "agg_trade_id"),
+    ],
+)
+class TestContiguousIds:
+    def test_in_order(self, name: str, event: Callable[[int], Any], key: str) -> None:
+        sequencer, gaps = make(name)
+        delivered = run(sequencer, [event(i) for i in range(100, 150)])
+        assert [getattr(e, key) for e in delivered] == list(range(100, 150))
+        assert gaps == []
+        assert sequencer.duplicates == 0
+
+    def test_gap_is_exact(self, name: str, event: Callable[[int], Any], key: str) -> None:
+        sequencer, gaps = make(name)
+        delivered = run(sequencer, [event(i) for i in (5, 6, 10, 11, 20)])
+        assert [getattr(e, key) for e in delivered] == [5, 6, 10, 11, 20]
+        assert gaps == [Gap(name, 7, 10, SKIP), Gap(name, 12, 20, SKIP)]
+        assert [g.missing for g in gaps] == [3, 8]
+
+    def test_duplicates_dropped(self, name: str, event: Callable[[int], Any], key: str) -> None:
+        sequencer, gaps = make(name)
+        delivered = run(sequencer, [event(i) for i in (1, 2, 2, 3, 1, 3, 4)])
+        assert [getattr(e, key) for e in delivered] == [1, 2, 3, 4]
+        assert sequencer.duplicates == 3
+        assert gaps == []
+
+    def test_reconnect_reason(self, name: str, event: Callable[[int], Any], key: str) -> None:
+        sequencer, gaps = make(name)
+        run(sequencer, [event(1), event(2)])
+        sequencer.mark_reconnect()
+        run(sequencer, [event(9), event(10), event(13)])
+        assert gaps == [Gap(name, 3, 9, RECONNECT), Gap(name, 11, 13, SKIP)]
+
+    def test_reconnect_without_loss_reports_nothing_and_clears_the_reason(
+        self, name: str, event: Callable[[int], Any], key: str
+    ) -> None:
+        sequencer, gaps = make(name)
+        run(sequencer, [event(1)])
+        sequencer.mark_reconnect()
+        run(sequencer, [event(2), event(5)])
+        assert gaps == [Gap(name, 3, 5, SKIP)]
+
+    def test_first_event_is_the_base(
+        self, name: str, event: Callable[[int], Any], key: str
+    ) -> None:
+        sequencer, gaps = make(name)
+        sequencer.mark_reconnect()  # a reconnect before anything arrived loses nothing known
+        assert run(sequencer, [event(10**12)]) == [event(10**12)]
+        assert gaps == []
+
+
+# -- diff depth ------------------------------------------------------------------------------------
+
+
+def test_spot_depth_in_order_gap_duplicate_and_reconnect() -> None:
+    name = "btcusdt@depth@100ms"
+    sequencer, gaps = make(name)
+    events = [diff(100, 104), diff(105, 105), diff(106, 110)]
+    assert run(sequencer, events) == events
+    assert gaps == []
+    assert not sequencer.check(diff(105, 105))  # a replay
+    assert not sequencer.check(diff(106, 110))
+    assert sequencer.duplicates == 2
+    assert sequencer.check(diff(115, 120))  # 111..114 lost
+    assert gaps == [Gap(name, 111, 115, SKIP)]
+    assert gaps[0].missing == 4
+    sequencer.mark_reconnect()
+    assert sequencer.check(diff(130, 131))
+    assert gaps[-1] == Gap(name, 121, 130, RECONNECT)
+    assert sequencer.check(diff(132, 140))
+    assert len(gaps) == 2
+
+
+def test_futures_depth_checks_pu_against_the_previous_u() -> None:
+    name = "btcusdt@depth@100ms"
+    sequencer, gaps = make(name, futures=True)
+    # Futures U is not necessarily previous u + 1; only pu matters.
+    events = [diff(100, 104, 99), diff(103, 107, 104), diff(109, 120, 107)]
+    assert run(sequencer, events) == events
+    assert gaps == []
+    assert not sequencer.check(diff(103, 107, 104))
+    assert sequencer.duplicates == 1
+    assert sequencer.check(diff(130, 140, 125))  # the events ending at 121..125 were lost
+    assert gaps == [Gap(name, 120, 125, SKIP)]
+    sequencer.mark_reconnect()
+    assert sequencer.check(diff(150, 160, 145))
+    assert gaps[-1] == Gap(name, 140, 145, RECONNECT)
+    assert sequencer.check(diff(161, 170, 160))
+    assert len(gaps) == 2
+
+
+def test_spot_depth_sequencer_ignores_pu_and_futures_checks_it() -> None:
+    spot, futures = make("btcusdt@depth")[0], make("btcusdt@depth", futures=True)[0]
+    assert type(spot) is not type(futures)
+
+
+# -- klines ---------------------------------------------------------------------------------------
+
+
+MINUTE = 60_000
+T0 = 1_700_000_040_000 - 1_700_000_040_000 % MINUTE
+
+
+def test_kline_updates_of_the_open_candle_and_the_next_candle() -> None:
+    sequencer, gaps = make("btcusdt@kline_1m")
+    events = [
+        kline(T0, T0 + 2_000),
+        kline(T0, T0 + 4_000),
+        kline(T0, T0 + MINUTE + 1, closed=True),
+        kline(T0 + MINUTE, T0 + MINUTE + 2),
+        kline(T0 + MINUTE, T0 + MINUTE + 2_000),
+    ]
+    assert run(sequencer, events) == events
+    assert gaps == []
+    assert sequencer.duplicates == 0
+
+
+def test_kline_lost_candles_are_a_gap_in_time() -> None:
+    name = "btcusdt@kline_1m"
+    sequencer, gaps = make(name)
+    run(sequencer, [kline(T0, T0 + 1_000), kline(T0 + 3 * MINUTE, T0 + 3 * MINUTE + 5)])
+    assert gaps == [Gap(name, T0 + MINUTE, T0 + 3 * MINUTE, SKIP)]
+    sequencer.mark_reconnect()
+    run(sequencer, [kline(T0 + 5 * MINUTE, T0 + 5 * MINUTE + 5)])
+    assert gaps[-1] == Gap(name, T0 + 4 * MINUTE, T0 + 5 * MINUTE, RECONNECT)
+
+
+def test_kline_interval_is_taken_from_the_stream() -> None:
+    name = "btcusdt@kline_1s"
+    sequencer, gaps = make(name)
+    base = T0
+    run(sequencer, [kline(base + i * 1000, base + i * 1000 + 1, 1000) for i in (0, 1, 2, 5)])
+    assert gaps == [Gap(name, base + 3000, base + 5000, SKIP)]
+
+
+def test_kline_replays_are_dropped() -> None:
+    sequencer, gaps = make("btcusdt@kline_1m")
+    first, second = kline(T0, T0 + 1_000), kline(T0, T0 + 2_000)
+    assert run(sequencer, [first, second, second, first]) == [first, second]
+    assert sequencer.duplicates == 2
+    assert gaps == []
+
+
+def test_kline_close_and_next_open_with_the_same_event_time_are_both_delivered() -> None:
+    sequencer, _ = make("btcusdt@kline_1m")
+    now = T0 + MINUTE + 3
+    events = [
+        kline(T0, T0 + 1_000),
+        kline(T0, now, closed=True),  # the final update of the candle that closed
+        kline(T0 + MINUTE, now),  # the new candle, same push
+    ]
+    assert run(sequencer, events) == events
+    assert sequencer.duplicates == 0
+
+
+def test_kline_gap_missing_counts_candles() -> None:
+    sequencer, gaps = make("btcusdt@kline_1m")
+    run(sequencer, [kline(T0, T0 + 1_000), kline(T0 + 3 * MINUTE, T0 + 3 * MINUTE + 5)])
+    (gap,) = gaps
+    assert gap.missing == 2
+
+
+# -- monotonic keys (no sequence to break) ---------------------------------------------------------
+
+
+def book_ticker(update_id: int) -> BookTicker:
+    return BookTicker(
+        update_id=update_id, symbol="BTCUSDT", bid_price=1.0, bid_quantity=1.0, ask_price=2.0,
+        ask_quantity=1.0,
+    )  # fmt: skip
+
+
+def mini_ticker(event_time: int) -> MiniTicker:
+    return MiniTicker(
+        event_time=event_time, symbol="BTCUSDT", close=1.0, open=1.0, high=1.0, low=1.0,
+        volume=1.0, quote_volume=1.0,
+    )  # fmt: skip
+
+
+def partial(last_update_id: int) -> PartialDepth:
+    return PartialDepth(last_update_id=last_update_id, bids=[], asks=[])
+
+
+@pytest.mark.parametrize(
+    ("name", "event"),
+    [
+        ("btcusdt@bookTicker", book_ticker),
+        ("btcusdt@miniTicker", mini_ticker),
+        ("btcusdt@depth5", partial),
+    ],
+)
+def test_monotonic_keys_drop_replays_and_never_report_gaps(
+    name: str, event: Callable[[int], Any]
+) -> None:
+    sequencer, gaps = make(name)
+    keys = [10, 11, 11, 15, 12, 100, 100, 101]
+    delivered = run(sequencer, [event(k) for k in keys])
+    assert delivered == [event(k) for k in (10, 11, 15, 100, 101)]
+    assert sequencer.duplicates == 3
+    sequencer.mark_reconnect()
+    assert sequencer.check(event(500))
+    assert gaps == []  # no sequence: a jump is not a loss
+
+
+def test_streams_without_an_order_have_no_sequencer() -> None:
+    assert sequencer_for(parse_stream("!bookTicker", "binance-usdm"), "!bookTicker",
+                         lambda gap: None, futures=True) is None  # fmt: skip
+
+
+# -- property: drops, repeats and late arrivals ----------------------------------------------------
+
+
+@st.composite
+def arrivals(draw: st.DrawFn) -> tuple[int, list[int]]:
+    """Ids from a contiguous run: some never arrive, some arrive again, some arrive late."""
+    start = draw(st.integers(0, 10**9))
+    steps = draw(
+        st.lists(
+            st.tuples(st.integers(0, 4), st.lists(st.integers(0, 10**6), max_size=3)),
+            min_size=1,
+            max_size=80,
+        )
+    )
+    out: list[int] = []
+    for i, (roll, earlier) in enumerate(steps, start=start):
+        if roll == 0 and out:
+            continue  # lost
+        out.append(i)
+        out += [start + r % (i - start + 1) for r in earlier]  # repeats and late arrivals
+    return start, out
+
+
+def assert_losses_reported_once(delivered: list[int], gaps: list[Gap], first: int) -> None:
+    assert delivered == sorted(set(delivered))  # strictly increasing: nothing twice
+    lost = set(range(first, delivered[-1] + 1)) - set(delivered)
+    reported: list[int] = [i for gap in gaps for i in range(gap.expected, gap.received)]
+    assert len(reported) == len(set(reported))  # no range reported twice
+    assert set(reported) == lost
+    assert all(gap.received > gap.expected for gap in gaps)
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrivals(), st.sampled_from(["btcusdt@trade", "btcusdt@aggTrade"]))
+def test_property_contiguous_ids(case: tuple[int, list[int]], name: str) -> None:
+    _, ids = case
+    sequencer, gaps = make(name)
+    build = trade if name.endswith("@trade") else agg
+    key = "trade_id" if name.endswith("@trade") else "agg_trade_id"
+    delivered = [getattr(e, key) for e in run(sequencer, [build(i) for i in ids])]
+    assert_losses_reported_once(delivered, gaps, ids[0])
+    assert sequencer.duplicates == len(ids) - len(delivered)
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrivals(), st.booleans())
+def test_property_depth(case: tuple[int, list[int]], futures: bool) -> None:
+    # Each id n stands for the diff covering update ids [10n, 10n + 9].
+    _, windows = case
+    sequencer, gaps = make("btcusdt@depth@100ms", futures=futures)
+    events = [diff(10 * n, 10 * n + 9, 10 * n - 1 if futures else None) for n in windows]
+    delivered = [e.final_update_id // 10 for e in run(sequencer, events)]
+    assert delivered == sorted(set(delivered))
+    lost_updates = {
+        u for n in set(range(windows[0], delivered[-1] + 1)) - set(delivered)
+        for u in range(10 * n, 10 * n + 10)
+    }  # fmt: skip
+    # Spot reports [expected, received) of update ids; futures the pu it expected and got.
+    if futures:
+        reported = [u for g in gaps for u in range(g.expected + 1, g.received + 1)]
+    else:
+        reported = [u for g in gaps for u in range(g.expected, g.received)]
+    assert len(reported) == len(set(reported))
+    assert set(reported) == lost_updates
+    assert sequencer.duplicates == len(windows) - len(delivered)
