@@ -121,6 +121,18 @@ class _HandlerListener(WSListener):
             transport.disconnect()
 
 
+class _RouterListener(WSListener):
+    """A bare picows listener that hands every frame to a fastmd frame router (decode first;
+    a router that declines gets the frame type checked here)."""
+
+    def __init__(self, router: Callable[[WSFrame], bool]) -> None:
+        self.router = router
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if not self.router(frame) and frame.msg_type is _CLOSE:
+            transport.disconnect()
+
+
 async def _picows(url: str, listener: WSListener, meter: Meter) -> dict[str, Any]:
     transport, _ = await ws_connect(lambda: listener, url)
     try:
@@ -276,7 +288,7 @@ async def ladder_decoder(ws_url: str, rest_url: str, meter: Meter) -> dict[str, 
 
 
 async def ladder_client_handler(ws_url: str, rest_url: str, meter: Meter) -> dict[str, Any]:
-    """(b)'s bare picows listener driving fastmd's real frame handler (``Client._frame_handler``:
+    """(b)'s bare picows listener driving fastmd's real frame router (``Client._frame_router``:
     decode, route lookup, sequencer, dispatch with sampled timing), without fastmd's
     ``Connection``. The route is installed by hand, as ``subscribe`` would."""
     import fastmd
@@ -290,11 +302,12 @@ async def ladder_client_handler(ws_url: str, rest_url: str, meter: Meter) -> dic
     route = _Route(STREAM, parse_stream(STREAM), sequencer_for(
         parse_stream(STREAM), STREAM, client._on_gap, futures=False))  # fmt: skip
     route.callbacks = (meter.on_event,)
+    route.single = meter.on_event
     client._routes[STREAM] = route
     decoder = fastmd.Decoder()
     decoder.register([STREAM])
-    handler = client._frame_handler(_Slot(("", 0), stream_url(ws_url)), decoder)
-    out = await _picows(stream_url(ws_url), _HandlerListener(handler), meter)
+    router = client._frame_router(_Slot(("", 0), stream_url(ws_url)), decoder)
+    out = await _picows(stream_url(ws_url), _RouterListener(router), meter)
     return {**out, "gaps": len(gaps)}
 
 
@@ -306,11 +319,15 @@ async def ladder_connection(ws_url: str, rest_url: str, meter: Meter) -> dict[st
     decode = msgspec.json.Decoder(BareEnvelope, strict=False).decode
     on_event = meter.on_event
 
-    def handler(payload: memoryview) -> None:
-        on_event(decode(payload).data)
+    def router(frame: WSFrame) -> bool:
+        try:
+            on_event(decode(frame.get_payload_as_memoryview()).data)
+        except msgspec.MsgspecError:
+            return False  # a control frame: the connection handles it
+        return True
 
     conn = fastmd.Connection(stream_url(ws_url))
-    conn.set_frame_handler(handler)
+    conn.set_frame_router(router)
     try:
         if not await conn.connect(timeout=10.0):
             raise ConnectionError("fastmd.Connection did not open")

@@ -50,7 +50,7 @@ LABELS = {
     "aiohttp_orjson": "(e) aiohttp + orjson",
     "ladder_connection": "(b) decode inside fastmd.Connection",
     "ladder_decoder": "(b) listener + fastmd Decoder.fast_decode",
-    "ladder_client_handler": "(b) listener + fastmd's Client._frame_handler",
+    "ladder_client_handler": "(b) listener + fastmd's Client._frame_router",
 }
 SHORT = {
     "drain": "(0)",

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 import aiohttp
+from picows import WSFrame, WSMsgType
 
 from fastmd.aio.book import BookKeeper, OrderBook
 from fastmd.aio.connection import Connection, LoggingReporter
@@ -77,7 +78,8 @@ def _backfilled_by_default(route: _Route) -> bool:
     return route.parsed.kind in _BACKFILLABLE
 
 
-_TIMING_SAMPLE_MASK: Final = 15  # time one message in 16: slow callbacks show, cost stays low
+_TIMING_EVERY: Final = 16  # time one message in 16: slow callbacks show, cost stays low
+_TEXT: Final = WSMsgType.TEXT
 _ROTATE_SETTLE_TIMEOUT: Final = 10.0
 
 
@@ -169,7 +171,8 @@ class _Route:
     """Everything the frame handler needs about one stream."""
 
     __slots__ = (
-        "backfill", "buffer", "callbacks", "name", "parsed", "sequencer", "slot", "subscriptions",
+        "backfill", "buffer", "callbacks", "name", "parsed", "sequencer", "single", "slot",
+        "subscriptions",
     )  # fmt: skip
 
     def __init__(self, name: str, parsed: Stream, sequencer: Sequencer | None) -> None:
@@ -177,6 +180,7 @@ class _Route:
         self.parsed = parsed
         self.sequencer = sequencer
         self.callbacks: tuple[Callable[[Any], object], ...] = ()
+        self.single: Callable[[Any], object] | None = None  # the only callback, if just one
         self.subscriptions: list[Subscription] = []
         self.slot: _Slot | None = None
         self.backfill = False
@@ -461,7 +465,7 @@ class Client:
         self._callback_errors = 0
         self._handovers = 0
         self._overflow_dropped = 0
-        self._dispatched = 0
+        self._countdown = _TIMING_EVERY
         self._callback_time = 0.0
         self._callback_samples = 0
         self._callback_max = 0.0
@@ -620,6 +624,7 @@ class Client:
             route.callbacks = (route.buffer.append,)
         else:
             route.callbacks = tuple(sub.callback for sub in route.subscriptions)
+        route.single = route.callbacks[0] if len(route.callbacks) == 1 else None
 
     @staticmethod
     def _stream_pusher(events: EventStream, name: str) -> Callable[[Any], None]:
@@ -829,7 +834,7 @@ class Client:
             return
         slot.decoder = self._new_decoder(slot.streams)
         conn = slot.conn = self._connection_for(slot)
-        conn.set_frame_handler(self._frame_handler(slot, slot.decoder))
+        conn.set_frame_router(self._frame_router(slot, slot.decoder))
         self._watch(slot, conn)
         self._spawn(conn.connect())
         slot.ticker = self._spawn(self._tick(slot))
@@ -950,7 +955,7 @@ class Client:
                 if channel.is_settled() and not settled.done():
                     settled.set_result(None)
 
-            conn.set_frame_handler(self._frame_handler(slot, decoder, replies=on_frame_reply))
+            conn.set_frame_router(self._frame_router(slot, decoder, replies=on_frame_reply))
             opened = await conn.connect(timeout=_ROTATE_SETTLE_TIMEOUT)
             if opened:
                 for frame in channel.requests(time.monotonic()):
@@ -970,7 +975,7 @@ class Client:
                 return
             # Swap: the new connection becomes the slot's; the old one is closed after it.
             slot.conn, slot.channel, slot.decoder = conn, channel, decoder
-            conn.set_frame_handler(self._frame_handler(slot, decoder))
+            conn.set_frame_router(self._frame_router(slot, decoder))
             self._watch(slot, conn)
             slot.ever_connected = True
             self._handovers += 1
@@ -991,45 +996,62 @@ class Client:
 
     # -- the hot path -------------------------------------------------------------------------
 
-    def _frame_handler(
+    def _frame_router(
         self,
         slot: _Slot,
         decoder: Decoder,
         *,
         replies: Callable[[ControlReply], None] | None = None,
-    ) -> Callable[[memoryview], None]:
+    ) -> Callable[[WSFrame], bool]:
+        """The hot path, called by picows for every frame of the slot's socket: decode first
+        (one msgspec pass), look at the frame type only when that fails, then the stream's
+        sequencer and its callbacks, all synchronously. Returns False for frames the connection
+        must handle itself (pings, pongs, closes, fragments)."""
         routes = self._routes
         on_reply = replies or (lambda reply: self._on_reply(slot, reply))
 
-        def on_frame(payload: memoryview) -> None:
+        def on_frame(frame: WSFrame) -> bool:
+            payload = frame.get_payload_as_memoryview()
             try:
                 message = decoder.fast_decode(payload)
             except Exception as exc:
+                if frame.msg_type is not _TEXT or not frame.fin:
+                    return False
                 try:
                     message = decoder.recover(payload, exc)
                 except DecodeError as error:
                     self._decode_failed(error)
-                    return
+                    return True
                 if type(message) is ControlReply:
                     on_reply(message)
-                    return
+                    return True
             route = routes.get(message.stream)
             if route is None:
                 self._unrouted(slot, message)
-                return
+                return True
             event = message.event
             sequencer = route.sequencer
             if sequencer is not None and not sequencer.check(event):
-                return
-            self._dispatched += 1
-            if self._dispatched & _TIMING_SAMPLE_MASK:
-                for callback in route.callbacks:
+                return True
+            countdown = self._countdown - 1
+            if countdown:
+                self._countdown = countdown
+                single = route.single
+                if single is not None:
                     try:
-                        callback(event)
+                        single(event)
                     except Exception as exc:
                         self._callback_failed(route, exc)
+                else:
+                    for callback in route.callbacks:
+                        try:
+                            callback(event)
+                        except Exception as exc:
+                            self._callback_failed(route, exc)
             else:
+                self._countdown = _TIMING_EVERY
                 self._timed_dispatch(route, event)
+            return True
 
         return on_frame
 

@@ -73,6 +73,7 @@ _MAX_QUEUED_FRAMES: Final = 10_000
 _CLOSE_TIMEOUT: Final = 1.0
 _WIRE_CLOSE_CODES: Final = {code.value: code for code in WSCloseCode}
 _TCP_INFO_LAST_DATA_RECV: Final = 52  # offset of tcpi_last_data_recv (ms) in Linux tcp_info
+_TCP_INFO_BYTES_RECEIVED: Final = 128  # offset of tcpi_bytes_received (u64)
 
 
 class LoggingReporter:
@@ -115,40 +116,46 @@ class LoggingReporter:
 
 
 class _Listener(WSListener):
-    """picows callbacks of one socket; events of a socket the connection has left are ignored."""
+    """picows callbacks of one socket; a socket the connection has left is ignored.
+
+    With a frame router installed (``fastmd.Client`` does), every frame goes to it first and
+    the frame type is looked at only when the router declines: decoding first and checking the
+    type on failure is the fastest order (reading ``frame.msg_type`` costs more than a decode's
+    failure on the rare control frame).
+    """
+
+    __slots__ = ("active", "conn", "routed", "router")
 
     def __init__(self, connection: Connection) -> None:
-        self._conn = connection
+        self.conn = connection
+        self.router: Callable[[WSFrame], bool] | None = connection._frame_router
+        self.routed = 0
+        self.active = True
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         # Frames that came with the handshake response arrive before ws_connect() returns.
-        self._conn._socket_opened(transport)
+        self.conn._socket_opened(transport)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        conn = self._conn
-        if conn._listener is not self:
-            return
-        conn._frames_total += 1
-        if frame.msg_type is _TEXT and frame.fin:
-            payload = frame.get_payload_as_memoryview()
-            conn._messages += 1
-            conn._bytes += len(payload)
-            handler = conn._frame_handler
-            if handler is not None:
-                try:
-                    handler(payload)
-                except Exception as exc:
-                    conn._callback_failed("frame_handler", exc)
-            if conn._listeners["message"]:
-                conn._emit("message", bytes(payload))
-            return
-        try:
-            conn._on_other_frame(transport, frame)
-        except Exception as exc:  # never let anything reach picows
-            conn._report(Severity.ERROR, "frame_error", f"failed to handle a frame: {exc}", exc)
+        router = self.router
+        if router is not None:
+            try:
+                if router(frame):
+                    self.routed += 1
+                    return
+            except Exception as exc:  # routers catch their own errors; never reach picows
+                self.conn._callback_failed("frame_router", exc)
+                return
+        if self.active:
+            try:
+                self.conn._on_frame(transport, frame)
+            except Exception as exc:  # never let anything reach picows
+                self.conn._report(
+                    Severity.ERROR, "frame_error", f"failed to handle a frame: {exc}", exc
+                )
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        conn = self._conn
+        conn = self.conn
         if conn._listener is self:
             conn._socket_closed(transport)
 
@@ -236,6 +243,7 @@ class Connection:
         self._connect_budget = connect_budget
         self._listeners: dict[str, list[Callable[..., object]]] = {name: [] for name in EVENTS}
         self._frame_handler: Callable[[memoryview], None] | None = None
+        self._frame_router: Callable[[WSFrame], bool] | None = None
         self._state = ConnectionState.IDLE
         self._listener: _Listener | None = None
         self._transport: WSTransport | None = None  # the open socket, None once it closed
@@ -257,9 +265,11 @@ class Connection:
         self._close_code = 1006
         self._close_reason = ""
         # counters (plain ints: the hot path only increments them)
-        self._messages = 0
-        self._bytes = 0
-        self._frames_total = 0
+        self._messages = 0  # text frames handled here (not by the router)
+        self._control_frames = 0
+        self._routed_before = 0  # frames routed on sockets that are closed now
+        self._bytes_before = 0  # socket bytes of sockets that are closed now
+        self._socket_bytes = 0  # last reading of the current socket
         self._sent = 0
         self._errors = 0
         self._reconnects = 0
@@ -320,6 +330,20 @@ class Connection:
     @property
     def is_open(self) -> bool:
         return self._state is ConnectionState.OPEN
+
+    def set_frame_router(self, router: Callable[[WSFrame], bool] | None) -> None:
+        """Install the decode-first hot path: ``router(frame)`` gets every picows frame (valid
+        only during the call) and returns True when it consumed it as data, False to leave it to
+        the connection (control frames, fragments, anything it cannot decode). Takes effect on
+        the current socket and the next ones."""
+        self._frame_router = router
+        if self._listener is not None:
+            self._listener.router = router
+
+    def _data_frames(self) -> int:
+        listener = self._listener
+        current = listener.routed if listener is not None else 0
+        return self._messages + self._routed_before + current
 
     def set_frame_handler(self, handler: Callable[[memoryview], None] | None) -> None:
         """Install the hot-path handler of text frames: called synchronously inside picows'
@@ -429,12 +453,13 @@ class Connection:
     def stats(self) -> ConnectionStats:
         """A snapshot of the connection's statistics."""
         now = self._clock()
+        messages = self._data_frames()
         return ConnectionStats(
             state=self._state.name,
-            messages=self._messages,
-            bytes=self._bytes,
-            message_rate_1s=self._rates.rate(now, self._messages, 1.0),
-            message_rate_10s=self._rates.rate(now, self._messages, 10.0),
+            messages=messages,
+            bytes=self._bytes_before + self._read_socket_bytes(),
+            message_rate_1s=self._rates.rate(now, messages, 1.0),
+            message_rate_10s=self._rates.rate(now, messages, 10.0),
             latency=self._latency.snapshot(),
             uptime=now - self._opened_at if self._opened_at is not None else 0.0,
             reconnects=self._reconnects,
@@ -623,7 +648,8 @@ class Connection:
         while not socket_done.done():
             now = self._clock()
             if now >= next_sample:
-                self._rates.sample(now, self._messages)
+                self._rates.sample(now, self._data_frames())
+                self._read_socket_bytes()
                 next_sample = now + _STATS_INTERVAL
             self._check_liveness(now)
             assert self._liveness is not None
@@ -664,9 +690,11 @@ class Connection:
         liveness, transport = self._liveness, self._transport
         if liveness is None or transport is None:
             return
-        action = liveness.poll(now, self._messages, self._frames_total, self._socket_idle())
+        data = self._data_frames()
+        frames = data + self._control_frames
+        action = liveness.poll(now, data, frames, self._socket_idle())
         if action is LivenessAction.SEND_PING:
-            self._queue_control(WSMsgType.PING, liveness.ping_payload(now, self._frames_total))
+            self._queue_control(WSMsgType.PING, liveness.ping_payload(now, frames))
         elif action is LivenessAction.DEAD:
             error = FastmdTimeoutError(
                 f"no pong and no data within {self.heartbeat.timeout:g} s of a ping"
@@ -679,6 +707,24 @@ class Connection:
             self._report(Severity.WARNING, "stale", str(error), error)
             self._close_code, self._close_reason = 1000, "stale data"
             self._disconnect(WSCloseCode.OK)
+
+    def _tcp_info(self) -> bytes | None:
+        transport = self._transport
+        if transport is None:
+            return None
+        try:
+            sock = transport.underlying_transport.get_extra_info("socket")
+            info: bytes = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+        except (AttributeError, OSError, ValueError):
+            return None
+        return info
+
+    def _read_socket_bytes(self) -> int:
+        """Bytes the current socket received (Linux TCP_INFO), kept for when it is gone."""
+        info = self._tcp_info()
+        if info is not None and len(info) >= _TCP_INFO_BYTES_RECEIVED + 8:
+            (self._socket_bytes,) = struct.unpack_from("<Q", info, _TCP_INFO_BYTES_RECEIVED)
+        return self._socket_bytes
 
     def _socket_idle(self) -> float | None:
         """Seconds since the socket last received a byte (Linux TCP_INFO), else None."""
@@ -695,8 +741,24 @@ class Connection:
 
     # -- frames -------------------------------------------------------------------------------
 
-    def _on_other_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+    def _on_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
+        if msg_type is _TEXT and frame.fin:
+            payload = frame.get_payload_as_memoryview()
+            self._messages += 1
+            handler = self._frame_handler
+            if handler is not None:
+                try:
+                    handler(payload)
+                except Exception as exc:
+                    self._callback_failed("frame_handler", exc)
+            if self._listeners["message"]:
+                self._emit("message", bytes(payload))
+            return
+        self._control_frames += 1
+        self._on_other_frame(transport, frame, msg_type)
+
+    def _on_other_frame(self, transport: WSTransport, frame: WSFrame, msg_type: WSMsgType) -> None:
         if msg_type is WSMsgType.PING:
             self._queue_pong(frame.get_payload_as_bytes())
         elif msg_type is WSMsgType.PONG:
@@ -733,7 +795,6 @@ class Connection:
         if frame.fin:
             data, self._fragments = bytes(self._fragments), None
             self._messages += 1
-            self._bytes += len(data)
             if self._frame_handler is not None:
                 try:
                     self._frame_handler(memoryview(data))
@@ -765,8 +826,16 @@ class Connection:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+        self._read_socket_bytes()
+        self._bytes_before += self._socket_bytes
+        self._socket_bytes = 0
         transport, self._transport = self._transport, None
-        self._listener = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            self._routed_before += listener.routed
+            listener.routed = 0
+            listener.router = None
+            listener.active = False
         self._liveness = None
         self._outgoing.clear()
         self._pending_pong = None

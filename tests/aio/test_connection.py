@@ -104,7 +104,8 @@ async def test_receives_frames_and_counts_them(exchange: Exchange) -> None:
     assert ids == list(range(ids[0], ids[0] + 50))
     stats = conn.stats
     assert stats.messages == 50
-    assert stats.bytes == sum(len(f) for f in frames)
+    # bytes the socket received: the payloads plus WebSocket framing and the HTTP upgrade
+    assert sum(len(f) for f in frames) < stats.bytes < sum(len(f) for f in frames) + 1000
     assert stats.state == "OPEN"
     assert stats.uptime > 0
     assert stats.reconnects == 0
