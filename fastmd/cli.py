@@ -1,4 +1,13 @@
-"""The ``fastmd`` command line. The only place that configures logging and picks the event loop."""
+"""The ``fastmd`` command line. The only place that configures logging and picks the event loop.
+
+Commands:
+
+- ``fastmd demo``: the main job. Starts the embedded simulator, subscribes a :class:`fastmd.Client`
+  to trades, klines, book tickers and depth diffs, shows a live view, drops the connection midway
+  and shows that every loss is reported, then prints a summary.
+- ``fastmd watch STREAM...``: events as JSON lines on stdout.
+- ``fastmd sim``: the exchange simulator on its own, for your bot.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +16,41 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+if TYPE_CHECKING:
+    from rich.box import Box
+    from rich.console import RenderableType
+    from rich.table import Table
+
+    from fastmd.aio.client import Client, Metrics, Status
+    from fastmd.core.lifecycle import ErrorReport
+    from fastmd.core.sequence import Gap
+    from fastmd.core.streams import Venue
 
 __all__ = ["main"]
 
-logger = logging.getLogger("fastmd.cli")
+logger = logging.getLogger(__name__)
+
+VENUES: Final = ("binance-spot", "binance-usdm")
+DEFAULT_SYMBOLS: Final = "BTCUSDT,ETHUSDT,BNBUSDT"
+DEMO_KINDS: Final = {
+    "binance-spot": ("trade", "kline_1m", "bookTicker", "depth@100ms"),
+    # USD-M futures has no raw trade stream: aggTrade ids are its contiguous trade sequence.
+    "binance-usdm": ("aggTrade", "kline_1m", "bookTicker", "depth@100ms"),
+}
+"""The streams ``fastmd demo`` subscribes per symbol, per venue."""
+_EXIT_USAGE: Final = 2
+
+
+# -- event loop and signals -------------------------------------------------------------------
 
 
 def _run(coro: Coroutine[Any, Any, int], loop_name: str) -> int:
@@ -22,6 +58,7 @@ def _run(coro: Coroutine[Any, Any, int], loop_name: str) -> int:
         try:
             import uvloop
         except ImportError:
+            coro.close()
             print("uvloop is not installed: pip install 'fastmd[uvloop]'", file=sys.stderr)
             return 2
         result: int = uvloop.run(coro)
@@ -37,22 +74,30 @@ def _default_loop() -> str:
     return "uvloop"
 
 
-async def _until_signalled(stop_after: float | None) -> None:
+@contextlib.contextmanager
+def _signals_set(event: asyncio.Event) -> Iterator[None]:
+    """Set ``event`` on SIGINT/SIGTERM while the block runs, so Ctrl-C ends a command through its
+    normal shutdown path (connections closed, summary printed) instead of a traceback."""
     loop = asyncio.get_running_loop()
-    stopped = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stopped.set)
+            loop.add_signal_handler(sig, event.set)
     try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+async def _until_signalled(stop_after: float | None) -> None:
+    stopped = asyncio.Event()
+    with _signals_set(stopped):
         if stop_after is None:
             await stopped.wait()
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopped.wait(), stop_after)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
 
 
 def _every(seconds: float, action: Callable[[], object]) -> asyncio.Task[None]:
@@ -62,6 +107,13 @@ def _every(seconds: float, action: Callable[[], object]) -> asyncio.Task[None]:
             action()
 
     return asyncio.create_task(repeat())
+
+
+def _symbols(text: str) -> list[str]:
+    return [s.strip().upper() for s in text.split(",") if s.strip()]
+
+
+# -- fastmd sim -------------------------------------------------------------------------------
 
 
 async def _sim(args: argparse.Namespace) -> int:
@@ -80,7 +132,7 @@ async def _sim(args: argparse.Namespace) -> int:
     limits = limits.with_(**{k: v for k, v in overrides.items() if v is not None})
     exchange = Exchange(
         venue,
-        [s.upper() for s in args.symbols.split(",") if s],
+        _symbols(args.symbols),
         args.seed,
         host=args.host,
         port=args.port,
@@ -124,15 +176,710 @@ async def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- fastmd demo: state -----------------------------------------------------------------------
+
+
+class _Rate:
+    """Events per second over the last second, from counter samples taken by the view."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque(maxlen=16)
+
+    def sample(self, now: float, count: int) -> float:
+        """Record ``count`` at ``now`` and return the rate over about the last second."""
+        self._samples.append((now, count))
+        old_t, old_count = self._samples[0]
+        for t, c in self._samples:
+            if now - t < 1.0:
+                break
+            old_t, old_count = t, c
+        return (count - old_count) / (now - old_t) if now > old_t else 0.0
+
+
+@dataclass
+class _StreamHealth:
+    """What the demo knows about one stream.
+
+    Sequenced streams (trade ids, depth update ids) keep an id ledger: every id between the first
+    and the last seen was either delivered or reported missing in a gap. That is the demo's proof
+    that no loss was silent.
+    """
+
+    name: str
+    symbol: str
+    kind: str
+    events: int = 0
+    last_at: float | None = None
+    gaps: int = 0
+    missing: int = 0
+    first_id: int | None = None
+    last_id: int | None = None
+    ids: int = 0
+
+    @property
+    def sequenced(self) -> bool:
+        return self.kind in ("trade", "aggTrade", "depth@100ms")
+
+    def ledger(self, first: int, last: int) -> None:
+        """Count ids ``first..last`` as delivered."""
+        if self.first_id is None:
+            self.first_id = first
+        self.last_id = last
+        self.ids += last - first + 1
+
+    @property
+    def accounted(self) -> bool | None:
+        """Whether every id of the range seen was delivered or reported (``None``: no ids)."""
+        if not self.sequenced or self.first_id is None or self.last_id is None:
+            return None
+        return self.ids + self.missing == self.last_id - self.first_id + 1
+
+
+@dataclass
+class _Market:
+    """Last price, trade rate and book top of one symbol."""
+
+    symbol: str
+    last_price: float | None = None
+    trades: int = 0
+    bid: float | None = None
+    ask: float | None = None
+    rate: _Rate = field(default_factory=_Rate)
+    trades_per_second: float = 0.0
+
+
+@dataclass(frozen=True)
+class _GapSeen:
+    at: float
+    gap: Gap
+    missing: int
+
+
+class _Demo:
+    """The demo's state, fed by client callbacks, gap and status listeners and error reports.
+
+    Callbacks run inside the client's frame handler, so they only update counters; all formatting
+    happens in the view's own timer.
+    """
+
+    def __init__(
+        self, venue: Venue, symbols: list[str], source: str, *, plain: TextIO | None
+    ) -> None:
+        self.started = time.monotonic()
+        self.source = source
+        self.plain = plain
+        self.markets = {s: _Market(s) for s in symbols}
+        self.streams = {
+            f"{s.lower()}@{kind}": _StreamHealth(f"{s.lower()}@{kind}", s, kind)
+            for s in symbols
+            for kind in DEMO_KINDS[venue]
+        }
+        self.gaps: list[_GapSeen] = []
+        self.incidents: deque[tuple[float, str]] = deque(maxlen=8)
+        self.timeline: list[tuple[float, str]] = []
+        self.recoveries = 0
+        self.subscription_errors: list[str] = []
+        self.metrics: Metrics | None = None
+        self.message_rate = _Rate()
+        self.events_rate = 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def note(self, text: str, *, incident: bool = True) -> None:
+        """Record a notable moment; in line mode it is printed at once. Gaps are not incidents
+        of the live view: they have a table of their own."""
+        at = self.elapsed()
+        if incident:
+            self.incidents.append((at, text))
+        logger.info("%s", text)
+        if self.plain is not None:
+            print(f"[{at:6.2f}s] {text}", file=self.plain, flush=True)
+
+    # -- client hooks (called from the frame handler: keep them cheap) ------------------------
+
+    def callback(self, health: _StreamHealth) -> Callable[[Any], None]:
+        """The subscription callback of one stream."""
+        market = self.markets[health.symbol]
+        clock = time.monotonic
+        is_trade = health.kind == "trade"
+
+        def on_trade(event: Any) -> None:
+            health.events += 1
+            health.last_at = clock()
+            trade_id = event.trade_id if is_trade else event.agg_trade_id
+            health.ledger(trade_id, trade_id)
+            market.trades += 1
+            market.last_price = event.price
+
+        def on_depth(event: Any) -> None:
+            health.events += 1
+            health.last_at = clock()
+            health.ledger(event.first_update_id, event.final_update_id)
+
+        def on_book(event: Any) -> None:
+            health.events += 1
+            health.last_at = clock()
+            market.bid, market.ask = event.bid_price, event.ask_price
+
+        def on_kline(event: Any) -> None:
+            health.events += 1
+            health.last_at = clock()
+            if market.last_price is None:
+                market.last_price = event.kline.close
+
+        callbacks: dict[str, Callable[[Any], None]] = {
+            "trade": on_trade,
+            "aggTrade": on_trade,
+            "depth@100ms": on_depth,
+            "bookTicker": on_book,
+            "kline_1m": on_kline,
+        }
+        return callbacks[health.kind]
+
+    def dispatcher(self) -> Callable[[Any], None]:
+        """One callback for every stream, routing each event to its stream's callback by event
+        type and symbol (each demo stream has its own pair)."""
+        import fastmd
+
+        classes: dict[str, type] = {
+            "trade": fastmd.Trade,
+            "aggTrade": fastmd.AggTrade,
+            "kline_1m": fastmd.Kline,
+            "bookTicker": fastmd.BookTicker,
+            "depth@100ms": fastmd.DepthUpdate,
+        }
+        routes = {(classes[h.kind], h.symbol): self.callback(h) for h in self.streams.values()}
+
+        def dispatch(event: Any) -> None:
+            callback = routes.get((type(event), event.symbol))
+            if callback is not None:
+                callback(event)
+
+        return dispatch
+
+    def on_gap(self, gap: Gap) -> None:
+        missing = gap.missing
+        self.gaps.append(_GapSeen(self.elapsed(), gap, missing))
+        health = self.streams.get(gap.stream)
+        if health is not None:
+            health.gaps += 1
+            health.missing += missing
+        self.note(
+            f"gap {gap.stream}: expected {gap.expected}, received {gap.received} "
+            f"({missing} missing, reason {gap.reason.value})",
+            incident=False,
+        )
+
+    def on_status(self, status: Status, metrics: Metrics) -> None:
+        if status == "CONNECTED" and self.timeline and self.timeline[-1][1] == "RECONNECTING":
+            self.recoveries += 1
+        self.timeline.append((self.elapsed(), status.value))
+        self.note(f"status {status.value}")
+
+    def on_report(self, report: ErrorReport) -> None:
+        """The client's error reporter: reports become incidents instead of log lines on stderr,
+        which would tear the live view. Gaps come through :meth:`on_gap` already."""
+        if report.code == "gap":
+            return
+        if report.code == "subscription_failed":
+            self.subscription_errors.append(report.message)
+        self.note(f"{report.severity.value} {report.code}: {report.message[:160]}")
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def sample(self, client: Client) -> None:
+        """Refresh metrics and rates (called by the view, 4 times a second)."""
+        now = time.monotonic()
+        self.metrics = client.metrics()
+        for market in self.markets.values():
+            market.trades_per_second = market.rate.sample(now, market.trades)
+        self.events_rate = self.message_rate.sample(now, self.total_events)
+
+    @property
+    def total_events(self) -> int:
+        return sum(h.events for h in self.streams.values())
+
+    @property
+    def reconnects(self) -> int:
+        """Reconnects so far. ``Metrics.reconnects`` sums the live connections only (a handover
+        restarts it), so the status timeline's recoveries are counted too."""
+        reported = self.metrics.reconnects if self.metrics is not None else 0
+        return max(reported, self.recoveries)
+
+    @property
+    def ok(self) -> bool:
+        """Events arrived, every stream was subscribed, and no id went unaccounted for."""
+        return bool(self.total_events and not self.subscription_errors and not self.unaccounted)
+
+    @property
+    def unaccounted(self) -> list[_StreamHealth]:
+        return [h for h in self.streams.values() if h.accounted is False]
+
+
+# -- fastmd demo: views -----------------------------------------------------------------------
+
+
+def _price(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.2f}"
+    return f"{value:,.4f}" if value >= 1 else f"{value:.8g}"
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.2f} ms"
+
+
+def _age(health: _StreamHealth) -> str:
+    if health.last_at is None:
+        return "-"
+    return f"{time.monotonic() - health.last_at:.1f} s"
+
+
+def _progress_line(demo: _Demo) -> str:
+    """One line of the non-terminal view (printed once a second)."""
+    m = demo.metrics
+    status = m.status.value if m is not None else "CONNECTING"
+    trades = " ".join(
+        f"{s.lower()} {mk.trades_per_second:.0f}/s @ {_price(mk.last_price)}"
+        for s, mk in demo.markets.items()
+    )
+    rtt = _ms(m.latency.last) if m is not None else "-"
+    dups = m.duplicates_dropped if m is not None else 0
+    return (
+        f"[{demo.elapsed():6.2f}s] {status:<12} events {demo.total_events} "
+        f"({demo.events_rate:.0f}/s)  trades: {trades}  gaps {len(demo.gaps)}  "
+        f"dups {dups}  reconnects {demo.reconnects}  rtt {rtt}"
+    )
+
+
+def _table(style: Box, title: str) -> Table:
+    """A compact table: title on the left, no blank edge lines (the view must fit a terminal)."""
+    from rich.table import Table
+
+    return Table(box=style, title=title, title_justify="left", show_edge=False, pad_edge=False)
+
+
+def _live_view(demo: _Demo, duration: float) -> RenderableType:
+    """The terminal view: client health, markets, per-stream health, the latest gaps and
+    incidents; about 40 lines, so it fits a usual terminal."""
+    from rich import box
+    from rich.console import Group
+    from rich.text import Text
+
+    m = demo.metrics
+    status = m.status.value if m is not None else "CONNECTING"
+    colour = {"CONNECTED": "green", "CLOSED": "red", "FALLBACK": "red"}.get(status, "yellow")
+    title = Text.assemble(
+        ("fastmd demo", "bold"), f"  {demo.elapsed():4.1f} / {duration:g} s  ", (demo.source, "dim")
+    )
+
+    # Client health as one wrapped line of "key value" pairs: it fits an 80-column terminal and
+    # leaves the height to the tables.
+    pairs: list[tuple[str, Text]] = [
+        ("status", Text(status, style=f"bold {colour}")),
+        ("events", Text(f"{demo.total_events:,} ({demo.events_rate:,.0f}/s)")),
+        ("ping RTT", Text(f"{_ms(m.latency.last)} (p99 {_ms(m.latency.p99)})" if m else "-")),
+        ("reconnects", Text(str(demo.reconnects))),
+        ("handovers", Text(str(m.handovers if m else 0))),
+        ("gaps", Text(str(len(demo.gaps)), style="bold yellow" if demo.gaps else "")),
+        ("duplicates dropped", Text(str(m.duplicates_dropped if m else 0))),
+        ("backfilled", Text(str(m.backfilled if m else 0))),
+        ("decode errors", Text(str(m.decode_errors if m else 0))),
+    ]
+    health = Text()
+    for i, (key, value) in enumerate(pairs):
+        health.append(("   " if i else "") + key + " ", style="dim")
+        health.append_text(value)
+
+    markets = _table(box.SIMPLE_HEAD, "markets")
+    for column in ("symbol", "last price", "trades/s", "bid", "ask", "spread"):
+        markets.add_column(column, justify="left" if column == "symbol" else "right")
+    for symbol, mk in demo.markets.items():
+        spread = _price(mk.ask - mk.bid) if mk.bid is not None and mk.ask is not None else "-"
+        markets.add_row(
+            symbol, _price(mk.last_price), f"{mk.trades_per_second:.0f}", _price(mk.bid),
+            _price(mk.ask), spread,
+        )  # fmt: skip
+
+    streams = _table(box.SIMPLE_HEAD, "streams")
+    for column in ("stream", "events", "last event", "gaps", "missing", "ids accounted"):
+        streams.add_column(column, justify="left" if column == "stream" else "right")
+    for h in demo.streams.values():
+        ledger = {None: Text("n/a", style="dim"), True: Text("yes", style="green"),
+                  False: Text("NO", style="bold red")}[h.accounted]  # fmt: skip
+        streams.add_row(
+            h.name, f"{h.events:,}", _age(h),
+            Text(str(h.gaps), style="yellow" if h.gaps else ""), str(h.missing), ledger,
+        )  # fmt: skip
+
+    shown = demo.gaps[-6:]
+    earlier = len(demo.gaps) - len(shown)
+    more = f" ({earlier} earlier not shown)" if earlier else ""
+    gaps = _table(box.SIMPLE_HEAD, f"gaps reported: {len(demo.gaps)}{more}")
+    for column in ("at", "stream", "expected", "received", "missing", "reason"):
+        gaps.add_column(column, justify="left" if column in ("stream", "reason") else "right")
+    for seen in shown:
+        gap = seen.gap
+        gaps.add_row(
+            f"{seen.at:.2f} s", gap.stream, str(gap.expected), str(gap.received),
+            str(seen.missing), gap.reason.value,
+        )  # fmt: skip
+    incidents = Text(style="dim")
+    for at, text in list(demo.incidents)[-5:]:
+        incidents.append(f"{at:6.2f} s  {text}\n")
+    blank = Text()
+    return Group(title, health, blank, markets, blank, streams, blank, gaps, blank, incidents)
+
+
+def _summary(demo: _Demo, *, duration: float) -> str:
+    """The plain-text report printed when the demo ends."""
+    m = demo.metrics
+    lines = [f"fastmd demo summary: {duration:.1f} s against {demo.source}", ""]
+    lines.append("events per stream:")
+    lines.append(f"  {'stream':<24}{'events':>9}{'gaps':>6}{'missing':>9}  ids accounted")
+    for h in demo.streams.values():
+        accounted = h.accounted
+        if h.events == 0:
+            ledger = "n/a (no event)"
+        elif accounted is None:
+            ledger = "n/a (no id sequence; duplicates dropped by key)"
+        else:
+            ledger = "yes: every id delivered or reported missing" if accounted else "NO"
+        lines.append(f"  {h.name:<24}{h.events:>9,}{h.gaps:>6}{h.missing:>9}  {ledger}")
+    lines.append(f"  {'total':<24}{demo.total_events:>9,}")
+    lines.append("")
+    lines.append(f"gaps reported: {len(demo.gaps)}")
+    for seen in demo.gaps[:50]:
+        gap = seen.gap
+        lines.append(
+            f"  {seen.at:6.2f}s {gap.stream}: expected {gap.expected}, received {gap.received}, "
+            f"{seen.missing} missing ({gap.reason.value})"
+        )
+    if len(demo.gaps) > 50:
+        lines.append(f"  ... and {len(demo.gaps) - 50} more")
+    lines.append(f"duplicates dropped: {m.duplicates_dropped if m else 0}")
+    lines.append(f"recovered from REST (backfilled): {m.backfilled if m else 0}")
+    lines.append(f"reconnects: {demo.reconnects}   handovers: {m.handovers if m else 0}")
+    lines.append(
+        f"decode errors: {m.decode_errors if m else 0}   "
+        f"callback errors: {m.callback_errors if m else 0}"
+    )
+    if m is not None:
+        lines.append(
+            f"latency (ping RTT): last {_ms(m.latency.last)}, mean {_ms(m.latency.mean)}, "
+            f"p99 {_ms(m.latency.p99)} over {m.latency.samples} samples"
+        )
+    lines.append(
+        "status timeline: " + " -> ".join(f"{status} at {at:.2f}s" for at, status in demo.timeline)
+    )
+    for error in demo.subscription_errors:
+        lines.append(f"subscription failed: {error}")
+    lines.append("")
+    silent = demo.unaccounted
+    if demo.total_events == 0:
+        lines.append("result: FAILED - no event received")
+    elif demo.subscription_errors:
+        lines.append(f"result: FAILED - {len(demo.subscription_errors)} stream(s) not subscribed")
+    elif silent:
+        names = ", ".join(h.name for h in silent)
+        lines.append(f"result: FAILED - ids neither delivered nor reported on {names}")
+    elif demo.gaps:
+        lines.append(f"result: OK - {len(demo.gaps)} gap(s), every one reported; no silent loss")
+    else:
+        lines.append("result: OK - 0 gaps; no loss")
+    return "\n".join(lines)
+
+
+# -- fastmd demo: the command -----------------------------------------------------------------
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    import fastmd
+    from fastmd.sim import Exchange
+
+    symbols = _symbols(args.symbols)
+    plain = args.plain or not sys.stdout.isatty()
+    duration: float = args.duration
+    async with contextlib.AsyncExitStack() as stack:
+        exchange: Exchange | None = None
+        if args.url is None:
+            exchange = Exchange(args.venue, symbols, args.seed, rate=args.rate)
+            await stack.enter_async_context(exchange)
+            ws_url, rest_url = exchange.ws_url, exchange.rest_url
+            source = f"simulator {ws_url} ({args.venue}, seed {args.seed}, {args.rate:g} events/s)"
+        else:
+            ws_url, rest_url = args.url, args.rest_url
+            source = f"{ws_url} ({args.venue})"
+        demo = _Demo(args.venue, symbols, source, plain=sys.stdout if plain else None)
+        client = fastmd.Client(
+            args.venue,
+            ws_url=ws_url,
+            rest_url=rest_url,
+            # A ping a second: the view shows a live round trip; Binance allows 5 frames/s.
+            heartbeat=fastmd.Heartbeat(interval=1.0, timeout=5.0),
+            error_reporter=demo.on_report,
+        )
+        demo.timeline.append((demo.elapsed(), client.status.value))
+        client.on_gap(demo.on_gap)
+        client.on_status(demo.on_status)
+        await stack.enter_async_context(client)
+        if plain:
+            print(f"fastmd demo: {source}, {duration:g} s", flush=True)
+        # One subscribe() call for every stream: one symbol check and one batched SUBSCRIBE.
+        # Separate calls would each fetch exchangeInfo and, once the connection is open, each
+        # send a SUBSCRIBE of their own; a burst of those can pass Binance's 5 frames/s.
+        # Failures of single streams arrive through the error reporter.
+        client.subscribe(list(demo.streams), demo.dispatcher())
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        timers = [loop.call_later(duration, stop.set)]
+        if exchange is not None and not args.no_fault:
+            faults = exchange.faults
+
+            def inject() -> None:
+                dropped = faults.drop_connections(mode="rst")
+                demo.note(f"fault injected: the simulator reset {dropped} connection(s) (TCP RST)")
+
+            timers.append(loop.call_later(duration / 2, inject))
+        with _signals_set(stop):
+            if plain:
+                await _plain_view(demo, client, stop)
+            else:
+                await _rich_view(demo, client, stop, duration)
+        for timer in timers:  # after Ctrl-C, no fault on a stopping simulator
+            timer.cancel()
+        demo.sample(client)
+        elapsed = demo.elapsed()
+    if demo.timeline[-1][1] != "CLOSED":
+        demo.timeline.append((elapsed, "CLOSED"))
+    print(_summary(demo, duration=elapsed), flush=True)
+    return 0 if demo.ok else 1
+
+
+async def _plain_view(demo: _Demo, client: Client, stop: asyncio.Event) -> None:
+    """Line mode for pipes and CI: a progress line a second (incidents print as they happen)."""
+    demo.sample(client)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        demo.sample(client)
+        print(_progress_line(demo), flush=True)
+
+
+async def _rich_view(demo: _Demo, client: Client, stop: asyncio.Event, duration: float) -> None:
+    """The live terminal view, redrawn 4 times a second from the event loop (not from rich's
+    refresh thread, which would read the counters while callbacks change them)."""
+    from rich.console import Console
+    from rich.live import Live
+
+    demo.sample(client)
+    with Live(
+        _live_view(demo, duration), console=Console(), auto_refresh=False, transient=False
+    ) as live:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
+            demo.sample(client)
+            live.update(_live_view(demo, duration), refresh=True)
+
+
+# -- fastmd watch -----------------------------------------------------------------------------
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    import msgspec
+
+    import fastmd
+    from fastmd.sim import Exchange
+
+    streams: list[str] = list(dict.fromkeys(args.streams))
+    price_type = {"float": float, "str": str}[args.price_type]
+    async with contextlib.AsyncExitStack() as stack:
+        if args.url is None:
+            # List the streams' own symbols too, so any well-formed stream has data.
+            listed = _symbols(args.symbols)
+            for name in streams:
+                symbol = fastmd.parse_stream(name, args.venue).symbol
+                if symbol is not None and symbol.upper() not in listed:
+                    listed.append(symbol.upper())
+            exchange = Exchange(args.venue, listed, args.seed, rate=args.rate)
+            await stack.enter_async_context(exchange)
+            ws_url, rest_url = exchange.ws_url, exchange.rest_url
+        else:
+            ws_url, rest_url = args.url, args.rest_url
+        client = fastmd.Client(
+            args.venue,
+            ws_url=ws_url,
+            rest_url=rest_url,
+            price_type=price_type,
+            # The simulator lists every watched symbol, so checking them would only cost one
+            # exchangeInfo request per stream; a real exchange is checked.
+            validate_symbols=args.url is not None,
+        )
+        await stack.enter_async_context(client)
+
+        stop = asyncio.Event()
+        out = sys.stdout.buffer
+        encode = msgspec.json.Encoder().encode
+        state = {"written": 0, "exit": 0}
+        limit: int | None = args.count
+
+        def printer(name: str) -> Callable[[Any], None]:
+            prefix = b'{"stream":' + encode(name) + b',"event":'
+
+            def write(event: Any) -> None:
+                if stop.is_set():
+                    return
+                try:
+                    out.write(prefix + encode(event) + b"}\n")
+                except BrokenPipeError:  # the reader went away (| head): stop quietly
+                    _silence_stdout()
+                    stop.set()
+                    return
+                state["written"] += 1
+                if limit is not None and state["written"] >= limit:
+                    stop.set()
+
+            return write
+
+        async def settle(sub: fastmd.Subscription) -> None:
+            try:
+                await sub.wait_active(args.ack_wait)
+            except fastmd.FastmdTimeoutError:
+                print(
+                    f"fastmd watch: {', '.join(sub.streams)} not acknowledged within "
+                    f"{args.ack_wait:g} s; still trying (Ctrl-C to stop)",
+                    file=sys.stderr,
+                )
+            except fastmd.UnknownSymbolError as exc:
+                print(f"fastmd watch: {exc}", file=sys.stderr)
+                state["exit"] = _EXIT_USAGE
+                stop.set()
+            except fastmd.FastmdError as exc:
+                print(f"fastmd watch: {exc}", file=sys.stderr)
+                state["exit"] = 1
+                stop.set()
+
+        subs = [client.subscribe(name, printer(name)) for name in streams]
+        checks = [asyncio.create_task(settle(sub)) for sub in subs]
+        with _signals_set(stop):
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.1)
+                # Flushing on a timer rather than per event keeps a write syscall off the hot
+                # path; a reader still sees lines within 0.1 s.
+                _flush(out, stop)
+        for task in checks:
+            task.cancel()
+        await asyncio.gather(*checks, return_exceptions=True)
+        _flush(out, stop)
+    return state["exit"]
+
+
+def _flush(out: Any, stop: asyncio.Event) -> None:
+    try:
+        out.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        stop.set()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on a closed
+    pipe (the usual recipe of the Python documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _check_streams(streams: Sequence[str], venue: Venue) -> str | None:
+    """The first invalid stream name's error message, or ``None``."""
+    from fastmd.core.streams import parse_stream
+    from fastmd.errors import StreamNameError
+
+    for name in streams:
+        try:
+            parse_stream(name, venue)
+        except StreamNameError as exc:
+            return str(exc)
+    return None
+
+
+# -- arguments --------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
+    return value
+
+
+def _add_target(parser: argparse.ArgumentParser, *, rate: float) -> None:
+    """Options choosing between the embedded simulator and a real exchange."""
+    parser.add_argument("--venue", choices=VENUES, default="binance-spot")
+    parser.add_argument(
+        "--url", metavar="WS_URL", help="a real exchange's WebSocket base URL (no simulator)"
+    )
+    parser.add_argument(
+        "--rest-url", metavar="REST_URL", help="its REST base URL (default: the venue's)"
+    )
+    parser.add_argument(
+        "--symbols", default=DEFAULT_SYMBOLS, help=f"comma-separated (default {DEFAULT_SYMBOLS})"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="simulator market seed")
+    parser.add_argument(
+        "--rate", type=float, default=rate, help=f"simulator order-flow events/s ({rate:g})"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastmd", description="fastmd: Binance market data.")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=None)
     parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING...")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    demo = sub.add_parser(
+        "demo",
+        help="live view of fastmd against the embedded simulator, with a connection drop",
+        description="Subscribe to trades, 1m klines, book tickers and depth diffs, show a live "
+        "view, drop the connection at half time (simulator only) and print a summary.",
+    )
+    _add_target(demo, rate=300.0)
+    demo.add_argument("--duration", type=_positive, default=20.0, help="seconds (default 20)")
+    demo.add_argument("--no-fault", action="store_true", help="do not drop the connection")
+    demo.add_argument("--plain", action="store_true", help="line-based progress even on a terminal")
+
+    watch = sub.add_parser(
+        "watch",
+        help="print events of STREAMs as JSON lines",
+        description='Print {"stream": ..., "event": ...} JSON lines, one per event.',
+    )
+    watch.add_argument("streams", nargs="+", metavar="STREAM", help="e.g. btcusdt@trade")
+    _add_target(watch, rate=50.0)
+    watch.add_argument("--count", type=_count, help="stop after N events")
+    watch.add_argument(
+        "--price-type", choices=("float", "str"), default="float",
+        help="prices as JSON numbers, or as Binance's exact decimal strings",
+    )  # fmt: skip
+    watch.add_argument(
+        "--ack-wait", type=_positive, default=10.0, help="seconds before a slow-ack warning"
+    )
+
     sim = sub.add_parser("sim", help="run the exchange simulator until Ctrl-C")
-    sim.add_argument("--venue", choices=("binance-spot", "binance-usdm"), default="binance-spot")
-    sim.add_argument("--symbols", default="BTCUSDT,ETHUSDT,BNBUSDT")
+    sim.add_argument("--venue", choices=VENUES, default="binance-spot")
+    sim.add_argument("--symbols", default=DEFAULT_SYMBOLS)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=0, help="WebSocket port (0: any free port)")
@@ -162,17 +909,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]]] = {
+    "demo": _demo,
+    "watch": _watch,
+    "sim": _sim,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastmd`` command."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    loop_name = args.loop or _default_loop()
-    if args.command == "sim":
-        try:
-            return _run(_sim(args), loop_name)
-        except (OSError, ValueError) as exc:
-            print(f"fastmd sim: {exc}", file=sys.stderr)
-            return 1
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    if args.command == "watch":
+        # Checked before anything starts: a typo must not cost a simulator start-up.
+        problem = _check_streams(args.streams, args.venue)
+        if problem is not None:
+            print(f"fastmd watch: {problem}", file=sys.stderr)
+            return _EXIT_USAGE
+    if args.command in ("demo", "watch") and args.rest_url and not args.url:
+        print(f"fastmd {args.command}: --rest-url needs --url", file=sys.stderr)
+        return _EXIT_USAGE
+    command = _COMMANDS[args.command]
+    try:
+        return _run(command(args), args.loop or _default_loop())
+    except KeyboardInterrupt:  # Ctrl-C before the command installed its own handler
+        return 130
+    except (OSError, ValueError) as exc:
+        print(f"fastmd {args.command}: {exc}", file=sys.stderr)
+        return 1

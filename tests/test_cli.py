@@ -1,0 +1,181 @@
+"""The ``fastmd`` command, run as a user runs it: ``python -m fastmd ...`` in a subprocess whose
+stdout is a pipe (so ``fastmd demo`` prints its line-based view, as in CI)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import fastmd
+
+REPO = Path(fastmd.__file__).resolve().parent.parent
+DEMO_STREAMS = [
+    f"{symbol}@{kind}"
+    for symbol in ("btcusdt", "ethusdt", "bnbusdt")
+    for kind in ("trade", "kline_1m", "bookTicker", "depth@100ms")
+]
+
+
+def fastmd_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "fastmd", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class Line(msgspec.Struct):
+    """One line of ``fastmd watch``; the event stays raw until its type is known."""
+
+    stream: str
+    event: msgspec.Raw
+
+
+def test_demo_reports_every_stream_and_every_gap_of_the_midway_drop() -> None:
+    result = fastmd_cli("demo", "--duration", "4")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    # Line mode: no terminal escape codes, a progress line a second, the injected fault.
+    assert "\x1b[" not in out
+    assert len(re.findall(r"^\[ *\d+\.\d+s\] \w+ +events \d+", out, re.MULTILINE)) >= 3
+    assert "fault injected: the simulator reset 1 connection(s) (TCP RST)" in out
+
+    summary = out[out.index("fastmd demo summary") :]
+    per_stream: dict[str, tuple[int, int]] = {}
+    for stream in DEMO_STREAMS:
+        match = re.search(rf"^  {re.escape(stream)} +([\d,]+) +(\d+) +(\d+)  (.*)$", summary, re.M)
+        assert match is not None, f"{stream} missing from the summary"
+        events, gaps = int(match[1].replace(",", "")), int(match[2])
+        assert events > 0, f"no event on {stream}"
+        per_stream[stream] = (events, gaps)
+        if "@trade" in stream or "@depth" in stream:
+            assert match[4].startswith("yes"), f"{stream}: ids not accounted for"
+
+    count = re.search(r"^gaps reported: (\d+)$", summary, re.M)
+    assert count is not None, "the summary must state the number of gaps, 0 included"
+    reported = int(count[1])
+    gap_lines = re.findall(
+        r"^ +\d+\.\d+s (\S+): expected (\d+), received (\d+), (\d+) missing \((\w+)\)$",
+        summary,
+        re.M,
+    )
+    assert len(gap_lines) == reported == sum(gaps for _, gaps in per_stream.values())
+    if reported:
+        # The drop is the only fault: every gap is blamed on the reconnect, none is empty.
+        for stream, expected, received, missing, reason in gap_lines:
+            assert reason == "reconnect"
+            assert int(received) - int(expected) == int(missing) > 0
+            assert f"gap {stream}: expected {expected}, received {received}" in out
+        assert re.search(r"^result: OK - \d+ gap\(s\), every one reported", summary, re.M)
+    else:
+        assert "result: OK - 0 gaps" in summary
+    assert re.search(r"^reconnects: [1-9]", summary, re.M)
+    assert "RECONNECTING at" in summary
+    for label in ("duplicates dropped: ", "decode errors: 0", "status timeline: "):
+        assert label in summary
+
+
+def test_watch_prints_json_lines_of_fastmd_events() -> None:
+    result = fastmd_cli("watch", "btcusdt@trade", "--count", "5")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5
+    trades = []
+    for text in lines:
+        line = msgspec.json.decode(text, type=Line)
+        assert line.stream == "btcusdt@trade"
+        trades.append(msgspec.json.decode(line.event, type=fastmd.Trade))
+    assert {t.symbol for t in trades} == {"BTCUSDT"}
+    ids = [t.trade_id for t in trades]
+    assert ids == list(range(ids[0], ids[0] + 5))
+
+
+def test_watch_exact_prices_round_trip_through_the_decoder() -> None:
+    streams = ["ethusdt@depth5", "btcusdt@kline_1m", "btcusdt@aggTrade"]
+    result = fastmd_cli("--loop", "asyncio", "watch", *streams, "--count", "6", "--price-type=str")
+    assert result.returncode == 0, result.stderr
+    decoder = fastmd.Decoder(price_type=str)
+    decoder.register(streams)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 6
+    for text in lines:
+        line = msgspec.json.decode(text, type=Line)
+        frame = b'{"stream":"%s","data":%s}' % (line.stream.encode(), bytes(line.event))
+        message = decoder.decode(frame)
+        assert message.stream in streams
+        assert msgspec.json.encode(message.event) == bytes(line.event)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["watch", "BTCUSDT@trade"], "'BTCUSDT@trade': symbol 'BTCUSDT' is not lowercase"),
+        (["watch", "btcusdt@trade", "btcusdt@nope"], "'btcusdt@nope': stream type 'nope'"),
+        (["watch", "--venue", "binance-usdm", "btcusdt@trade"], "stream type 'trade'"),
+    ],
+)
+def test_watch_rejects_bad_streams_with_exit_2(args: list[str], needle: str) -> None:
+    result = fastmd_cli(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("fastmd watch: invalid stream name")
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sim_prints_its_urls_and_stops() -> None:
+    result = fastmd_cli("sim", "--duration", "1")
+    assert result.returncode == 0, result.stderr
+    assert re.search(
+        r"ws_url=ws://127\.0\.0\.1:\d+ rest_url=http://127\.0\.0\.1:\d+", result.stdout
+    )
+    assert result.stdout.rstrip().endswith("simulator stopped")
+
+
+def test_usage_errors_exit_2() -> None:
+    assert fastmd_cli("demo", "--rest-url", "http://x").returncode == 2
+    assert fastmd_cli("watch", "btcusdt@trade", "--count", "0").returncode == 2
+    assert fastmd_cli("nope").returncode == 2
+
+
+def test_demo_and_watch_against_an_external_exchange() -> None:
+    """``--url``/``--rest-url``: no embedded simulator and no fault injection (a ``fastmd sim``
+    process stands in for the real exchange)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    with subprocess.Popen(
+        [sys.executable, "-m", "fastmd", "sim", "--rate", "300", "--duration", "20"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    ) as sim:
+        try:
+            assert sim.stdout is not None
+            urls = re.search(r"ws_url=(\S+) rest_url=(\S+)", sim.stdout.readline())
+            assert urls is not None
+            target = ["--url", urls[1], "--rest-url", urls[2]]
+            demo = fastmd_cli("demo", *target, "--duration", "2")
+            assert demo.returncode == 0, demo.stdout + demo.stderr
+            assert f"against {urls[1]} (binance-spot)" in demo.stdout
+            assert "fault injected" not in demo.stdout
+            assert "gaps reported: 0" in demo.stdout
+            watch = fastmd_cli("watch", *target, "ethusdt@aggTrade", "--count", "3")
+            assert watch.returncode == 0, watch.stderr
+            events = [msgspec.json.decode(text, type=Line) for text in watch.stdout.splitlines()]
+            assert [e.stream for e in events] == ["ethusdt@aggTrade"] * 3
+        finally:
+            sim.terminate()  # SIGTERM: the simulator stops cleanly
+            assert sim.wait(timeout=10) == 0
