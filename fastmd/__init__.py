@@ -52,6 +52,7 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.core.book": ("BookState", "BookUpdate"),
     "fastmd.aio.book": ("BookSnapshot", "OrderBook"),
     "fastmd.aio.rest": ("RestClient", "RestTimeouts"),
+    "fastmd.aio.market": ("CacheTTLs", "MarketData", "Result"),
 }  # fmt: skip
 for _module, _names in _MODULE_ALL.items():
     for _name in _names:
@@ -77,6 +78,11 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
     from fastmd.aio.connection import (
         Connection as Connection,
         LoggingReporter as LoggingReporter,
+    )
+    from fastmd.aio.market import (
+        CacheTTLs as CacheTTLs,
+        MarketData as MarketData,
+        Result as Result,
     )
     from fastmd.aio.rest import (
         RestClient as RestClient,

@@ -26,6 +26,7 @@ MODULES = (
     "fastmd.core.book",
     "fastmd.aio.book",
     "fastmd.aio.rest",
+    "fastmd.aio.market",
 )
 
 

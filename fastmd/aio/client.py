@@ -18,6 +18,7 @@ from picows import WSFrame, WSMsgType
 
 from fastmd.aio.book import BookKeeper, OrderBook
 from fastmd.aio.connection import Connection, LoggingReporter
+from fastmd.aio.market import MarketData
 from fastmd.aio.recovery import Backfiller, Poller
 from fastmd.aio.rest import RestClient, RestTimeouts, SymbolDirectory
 from fastmd.core.backoff import Backoff
@@ -264,7 +265,9 @@ class EventStream:
     Overflow policies when the consumer falls ``maxsize`` events behind:
 
     - ``"drop_oldest"``: the oldest queued event is dropped;
-    - ``"keep_latest"``: one event per stream is kept, the newest (conflation, for tickers/books);
+    - ``"keep_latest"``: the stream's own queued event is dropped, so each stream keeps its newest
+      value (conflation, for tickers and books; the queue holds at most ``maxsize`` plus one
+      event per stream);
     - ``"disconnect"``: the iterator raises :class:`StreamOverflow` and unsubscribes.
 
     Every dropped event is reported as a gap with reason ``overflow``.
@@ -281,7 +284,6 @@ class EventStream:
         self.maxsize = maxsize
         self.overflow = overflow
         self._queue: deque[Any] = deque()
-        self._latest: dict[str, Any] = {}
         self._wakeup = asyncio.Event()
         self._failure: FastmdError | None = None
         self._subscription: Subscription | None = None
@@ -291,12 +293,8 @@ class EventStream:
     def _push(self, event: Any, stream: str) -> None:
         position = self._positions.get(stream, 0) + 1
         self._positions[stream] = position
-        if self.overflow == "keep_latest":
-            if stream in self._latest:
-                self.dropped += 1
-                self._client._overflow_gap(stream, position - 1, position)
-            self._latest[stream] = event
-        elif len(self._queue) >= self.maxsize:
+        queue = self._queue
+        if len(queue) >= self.maxsize:
             if self.overflow == "disconnect":
                 if self._failure is None:
                     self._failure = StreamOverflow(
@@ -305,13 +303,20 @@ class EventStream:
                     self._client._overflow_gap(stream, position, position + 1)
                     if self._subscription is not None:
                         self._subscription.unsubscribe()
-            else:
-                _, dropped_stream, dropped_position = self._queue.popleft()
+                self._wakeup.set()
+                return
+            victim: int | None = 0
+            if self.overflow == "keep_latest":
+                # Conflate: the stream's own queued event goes, so every stream keeps its
+                # newest value; a stream with nothing queued may go over maxsize by one (the
+                # queue is bounded by maxsize plus the number of streams).
+                victim = next((i for i, item in enumerate(queue) if item[1] == stream), None)
+            if victim is not None:
+                _, dropped_stream, dropped_position = queue[victim]
+                del queue[victim]
                 self.dropped += 1
                 self._client._overflow_gap(dropped_stream, dropped_position, dropped_position + 1)
-                self._queue.append((event, stream, position))
-        else:
-            self._queue.append((event, stream, position))
+        queue.append((event, stream, position))
         self._wakeup.set()
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -321,9 +326,6 @@ class EventStream:
         while True:
             if self._queue:
                 return self._queue.popleft()[0]
-            if self._latest:
-                stream = next(iter(self._latest))
-                return self._latest.pop(stream)
             if self._failure is not None:
                 raise self._failure
             if self._subscription is not None and self._subscription.state == "closed":
@@ -338,7 +340,7 @@ class EventStream:
         self._wakeup.set()
 
     def __len__(self) -> int:
-        return len(self._queue) + len(self._latest)
+        return len(self._queue)
 
 
 class _Slot:
@@ -356,6 +358,7 @@ class _Slot:
         self.rotating = False
         self.ever_connected = False
         self.poller: Poller | None = None
+        self.flush_scheduled = False
 
 
 class Client:
@@ -443,8 +446,10 @@ class Client:
         self.circuit_breaker = circuit_breaker
         self.stale_after = stale_after
         self.slow_callback = slow_callback
-        self._reporter: ErrorReporter = error_reporter or LoggingReporter()
-        self._connect_budget = Pacer(connect_budget, 300.0)
+        self._reporter: ErrorReporter = (
+            error_reporter if error_reporter is not None else LoggingReporter()
+        )
+        self._connect_budget = Pacer(connect_budget, 300.0, min_interval=0.0)
         self._routes: dict[str, _Route] = {}
         self._slots: dict[tuple[str, int], _Slot] = {}
         self._retired: list[Connection] = []
@@ -454,6 +459,7 @@ class Client:
         self._started_at: float | None = None
         self._session: aiohttp.ClientSession | None = None
         self._rest: RestClient | None = None
+        self._market: MarketData | None = None
         self._symbols: SymbolDirectory | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -471,6 +477,7 @@ class Client:
         self._callback_max = 0.0
         self._slow_callbacks = 0
         self._duplicates_retired = 0
+        self._retired_totals = [0, 0, 0]  # messages, reconnects, errors of replaced connections
         self._book_resyncs = 0
         self.fallback = fallback
         self.fallback_after = fallback_after
@@ -535,6 +542,8 @@ class Client:
                 if sub.state != "closed":
                     sub.state = "closed"
                     sub._settle()
+        if self._market is not None:
+            self._market.close()
         if self._session is not None:
             await self._session.close()
         self._set_status(Status.CLOSED)
@@ -607,6 +616,8 @@ class Client:
         """
         events = EventStream(self, maxsize, overflow)
         names = (streams,) if isinstance(streams, str) else tuple(streams)
+        for name in names:  # all or nothing: a bad name subscribes none
+            parse_stream(name, self.venue)
         callbacks = {name: self._stream_pusher(events, name) for name in names}
         # One subscription per stream name so the queue knows where each event came from.
         subs = [self.subscribe(name, callbacks[name]) for name in names]
@@ -660,7 +671,7 @@ class Client:
             for slot in self._slots.values():
                 if slot.key[0] == route_key:
                     self._ensure_connection(slot)
-                    self._flush_requests(slot)
+                    self._schedule_flush(slot)
 
     async def _unknown_symbols(self, streams: list[str]) -> set[str]:
         assert self._symbols is not None
@@ -706,6 +717,7 @@ class Client:
         route = self._routes.pop(name, None)
         if route is None:
             return
+        self._forget_route(route)
         if route.slot is not None:
             route.slot.streams.discard(name)
             route.slot.channel.drop([name])
@@ -724,20 +736,25 @@ class Client:
             if route.subscriptions:
                 continue
             del self._routes[name]
+            self._forget_route(route)
             slot = route.slot
             if slot is not None:
                 slot.streams.discard(name)
                 slot.channel.drop([name])
-                self._flush_requests(slot)
+                self._schedule_flush(slot)
                 if not slot.streams:
                     self._retire_slot(slot)
+
+    def _forget_route(self, route: _Route) -> None:
+        if route.sequencer is not None:
+            self._duplicates_retired += route.sequencer.duplicates
 
     def _retire_slot(self, slot: _Slot) -> None:
         self._slots.pop(slot.key, None)
         self._stop_slot_timers(slot)
         if slot.conn is not None:
             conn, slot.conn = slot.conn, None
-            self._spawn(conn.close())
+            self._retire_connection(conn)
 
     # -- order books --------------------------------------------------------------------------
 
@@ -895,11 +912,23 @@ class Client:
             slot.rotate_timer = None
         self._update_status()
 
+    def _schedule_flush(self, slot: _Slot) -> None:
+        """Send the slot's pending (un)subscriptions at the end of this loop turn, so that many
+        subscribe() calls in a row leave as few, full requests."""
+        if not slot.flush_scheduled:
+            slot.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_scheduled, slot)
+
+    def _flush_scheduled(self, slot: _Slot) -> None:
+        slot.flush_scheduled = False
+        self._flush_requests(slot)
+
     def _flush_requests(self, slot: _Slot) -> None:
         conn = slot.conn
         if conn is None or not conn.is_open:
             return
-        for frame in slot.channel.requests(time.monotonic()):
+        # The ack clock starts when the frame is expected to leave the paced queue.
+        for frame in slot.channel.requests(time.monotonic() + conn.send_delay()):
             conn.send(frame)
 
     async def _tick(self, slot: _Slot) -> None:
@@ -940,6 +969,8 @@ class Client:
             return
         slot.rotating = True
         old = slot.conn
+        conn: Connection | None = None
+        swapped = False
         try:
             if slot.rotate_timer is not None:
                 slot.rotate_timer.cancel()
@@ -948,51 +979,84 @@ class Client:
             channel.want(slot.streams)
             decoder = self._new_decoder(slot.streams)
             conn = self._connection_for(slot)
-            settled = asyncio.get_running_loop().create_future()
+            replied = asyncio.Event()
 
             def on_frame_reply(reply: ControlReply) -> None:
                 self._apply_outcomes(channel.on_reply(reply))
-                if channel.is_settled() and not settled.done():
-                    settled.set_result(None)
+                replied.set()
 
             conn.set_frame_router(self._frame_router(slot, decoder, replies=on_frame_reply))
             opened = await conn.connect(timeout=_ROTATE_SETTLE_TIMEOUT)
-            if opened:
-                for frame in channel.requests(time.monotonic()):
+            settled = False
+            deadline = time.monotonic() + _ROTATE_SETTLE_TIMEOUT
+            while opened and not self._is_closed() and time.monotonic() < deadline:
+                # Streams subscribed or removed meanwhile are reconciled on the new channel
+                # before the swap, so the slot ends with exactly its current streams.
+                channel.want(slot.streams - channel.desired)
+                channel.drop(channel.desired - slot.streams)
+                decoder.register(slot.streams)
+                for frame in channel.requests(time.monotonic() + conn.send_delay()):
                     conn.send(frame)
                 if channel.is_settled():
-                    settled.set_result(None)
+                    settled = True
+                    break
+                replied.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(settled, _ROTATE_SETTLE_TIMEOUT)
-            if not opened or not settled.done():
+                    await asyncio.wait_for(replied.wait(), deadline - time.monotonic())
+            if self._is_closed() or self._slots.get(slot.key) is not slot:
+                return  # the client closed (or the slot went away) meanwhile
+            if not opened or not settled:
                 self._report(
                     Severity.WARNING,
                     "handover_failed",
                     f"replacement connection for {why} did not settle; keeping the old one",
                     None,
                 )
-                await conn.close()
                 return
-            # Swap: the new connection becomes the slot's; the old one is closed after it.
             slot.conn, slot.channel, slot.decoder = conn, channel, decoder
+            swapped = True
             conn.set_frame_router(self._frame_router(slot, decoder))
             self._watch(slot, conn)
+            self._flush_requests(slot)
             slot.ever_connected = True
             self._handovers += 1
             self._schedule_rotation(slot)
             if old is not None:
-                self._retired.append(old)
-                await old.close()
-                self._retired.remove(old)
+                self._retire_connection(old)
             logger.info("connection %s handed over (%s)", slot.url, why)
         finally:
             slot.rotating = False
+            if conn is not None and not swapped:
+                await asyncio.shield(conn.close())
             self._update_status()
 
     async def force_reconnect(self) -> None:
         """Replace every connection, make-before-break: no gap, no duplicate."""
         self._check_open()
-        await asyncio.gather(*(self._handover(s, "forced") for s in list(self._slots.values())))
+        tasks = [self._spawn(self._handover(s, "forced")) for s in list(self._slots.values())]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _is_closed(self) -> bool:
+        # A method, not the attribute: close() flips it while a coroutine awaits.
+        return self._closed
+
+    def _retire_connection(self, conn: Connection) -> None:
+        """Close a connection the pool no longer uses; its counts stay in the client's totals,
+        and close() waits for it if it is still closing."""
+        stats = conn.stats
+        self._retired_totals[0] += stats.messages
+        self._retired_totals[1] += stats.reconnects
+        self._retired_totals[2] += stats.errors
+        self._retired.append(conn)
+
+        async def close() -> None:
+            try:
+                await conn.close()
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._retired.remove(conn)
+
+        self._spawn(close())
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -1192,17 +1256,19 @@ class Client:
     def _update_status(self) -> None:
         if self._closed:
             return
-        conns = [slot.conn for slot in self._slots.values() if slot.conn is not None]
-        ever = any(slot.ever_connected for slot in self._slots.values())
-        if any(slot.poller is not None and slot.poller.running for slot in self._slots.values()):
+        slots = list(self._slots.values())
+        if any(slot.poller is not None and slot.poller.running for slot in slots):
             status = Status.FALLBACK
-        elif conns and all(conn.state is ConnectionState.OPEN for conn in conns):
-            status = Status.CONNECTED
-        elif not conns:
-            # No stream subscribed: nothing is down; keep saying connected once we were.
-            status = Status.CONNECTED if ever or self._status is Status.CONNECTED else self._status
+        elif any(
+            slot.ever_connected
+            and (slot.conn is None or slot.conn.state is not ConnectionState.OPEN)
+            for slot in slots
+        ):
+            status = Status.RECONNECTING  # a connection that was up is down
+        elif any(slot.ever_connected for slot in slots) or self._status is Status.CONNECTED:
+            status = Status.CONNECTED  # a new shard still opening does not change that
         else:
-            status = Status.RECONNECTING if ever else Status.CONNECTING
+            status = Status.CONNECTING
         self._set_status(status)
 
     def _set_status(self, status: Status) -> None:
@@ -1232,14 +1298,14 @@ class Client:
             status=self._status,
             connections=stats,
             streams=len(self._routes),
-            messages=sum(s.messages for s in stats),
+            messages=self._retired_totals[0] + sum(s.messages for s in stats),
             message_rate_1s=sum(s.message_rate_1s for s in stats),
             message_rate_10s=sum(s.message_rate_10s for s in stats),
             latency=latency,
             uptime=time.monotonic() - self._started_at if self._started_at else 0.0,
-            reconnects=sum(s.reconnects for s in stats),
+            reconnects=self._retired_totals[1] + sum(s.reconnects for s in stats),
             handovers=self._handovers,
-            errors=self._errors + sum(s.errors for s in stats),
+            errors=self._errors + self._retired_totals[2] + sum(s.errors for s in stats),
             gaps=self._gaps,
             duplicates_dropped=duplicates,
             decode_errors=self._decode_errors,
@@ -1253,6 +1319,20 @@ class Client:
             backfilled=self._backfiller.filled,
             book_resyncs=self._book_resyncs,
         )
+
+    @property
+    def market(self) -> MarketData:
+        """Market data in one call each, as :class:`fastmd.Result` objects: the live WebSocket
+        value when MarketData tracks the stream, else a TTL cache, else REST
+        (docs/market-data.md). The same object on every access.
+
+        Raises:
+            InvalidState: the client is not started.
+        """
+        if self._market is None:
+            self._check_open()
+            self._market = MarketData(self)
+        return self._market
 
     @property
     def rest(self) -> RestClient:
@@ -1297,6 +1377,10 @@ class Client:
             self._reporter(ErrorReport(severity, code, message, error, context))
         except Exception:
             logger.exception("the error reporter raised while reporting %s", code)
+
+
+def _open(slot: _Slot) -> bool:
+    return slot.conn is not None and slot.conn.state is ConnectionState.OPEN
 
 
 class _Group:

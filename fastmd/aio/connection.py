@@ -232,7 +232,9 @@ class Connection:
         self.max_frame_size = max_frame_size
         self.ssl_context = ssl_context
         self.extra_headers = extra_headers
-        self._reporter: ErrorReporter = error_reporter or LoggingReporter(clock=clock)
+        self._reporter: ErrorReporter = (
+            error_reporter if error_reporter is not None else LoggingReporter(clock=clock)
+        )
         self._clock = clock
         self._rng = rng or random.Random()
         threshold = self.circuit_breaker.failure_threshold
@@ -259,6 +261,7 @@ class Connection:
         self._last_close = (1006, "")
         self._outgoing: deque[tuple[WSMsgType, bytes]] = deque()
         self._pending_pong: bytearray | None = None
+        self._ping_wanted = False
         self._flush_timer: asyncio.TimerHandle | None = None
         self._liveness: Liveness | None = None
         self._fragments: bytearray | None = None
@@ -339,6 +342,11 @@ class Connection:
         self._frame_router = router
         if self._listener is not None:
             self._listener.router = router
+
+    def send_delay(self) -> float:
+        """Seconds until a frame sent now would leave the paced queue (an estimate)."""
+        queued = len(self._outgoing) + (self._pending_pong is not None)
+        return self._pacer.delay(self._clock()) + queued * self._pacer.min_interval
 
     def _data_frames(self) -> int:
         listener = self._listener
@@ -624,6 +632,7 @@ class Connection:
         self._liveness = Liveness(self.heartbeat, self.stale_after, now)
         self._outgoing.clear()
         self._pending_pong = None
+        self._ping_wanted = False
         self._fragments = None
 
     async def _run_open(self, transport: WSTransport) -> None:
@@ -693,8 +702,11 @@ class Connection:
         data = self._data_frames()
         frames = data + self._control_frames
         action = liveness.poll(now, data, frames, self._socket_idle())
-        if action is LivenessAction.SEND_PING:
-            self._queue_control(WSMsgType.PING, liveness.ping_payload(now, frames))
+        if action is LivenessAction.SEND_PING and not self._ping_wanted:
+            # The ping is registered when it actually leaves the pacer: the round trip then
+            # measures the network, not our own queue, and pings never pile up in it.
+            self._ping_wanted = True
+            self._flush()
         elif action is LivenessAction.DEAD:
             error = FastmdTimeoutError(
                 f"no pong and no data within {self.heartbeat.timeout:g} s of a ping"
@@ -839,6 +851,7 @@ class Connection:
         self._liveness = None
         self._outgoing.clear()
         self._pending_pong = None
+        self._ping_wanted = False
         if transport is not None and not transport.is_disconnected:
             transport.disconnect(graceful=False)
         done = self._socket_done
@@ -867,17 +880,13 @@ class Connection:
         self._pending_pong = bytearray(payload)
         self._flush()
 
-    def _queue_control(self, msg_type: WSMsgType, payload: bytes) -> None:
-        self._outgoing.appendleft((msg_type, payload))
-        self._flush()
-
     def _flush(self) -> None:
         self._flush_timer = None
         transport = self._transport
         if transport is None:
             return
         pacer = self._pacer
-        while self._pending_pong is not None or self._outgoing:
+        while self._pending_pong is not None or self._ping_wanted or self._outgoing:
             now = self._clock()
             delay = pacer.delay(now)
             if delay > 0:
@@ -889,12 +898,15 @@ class Connection:
                 if self._pending_pong is not None:
                     payload, self._pending_pong = bytes(self._pending_pong), None
                     transport.send_pong(payload)
+                elif self._ping_wanted:
+                    self._ping_wanted = False
+                    liveness = self._liveness
+                    if liveness is not None:
+                        frames = self._data_frames() + self._control_frames
+                        transport.send_ping(liveness.ping_payload(now, frames))
                 else:
                     msg_type, data = self._outgoing.popleft()
-                    if msg_type is WSMsgType.PING:
-                        transport.send_ping(data)
-                    else:
-                        transport.send(msg_type, data)
+                    transport.send(msg_type, data)
             except (WSError, OSError, RuntimeError) as exc:
                 self._report(Severity.WARNING, "send_failed", f"send failed: {exc}", None)
                 return

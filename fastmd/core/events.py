@@ -70,7 +70,15 @@ class Trade(msgspec.Struct, Generic[P], frozen=True, gc=False, tag_field="e", ta
     is_buyer_maker: bool = field(name="m")
 
 
-class AggTrade(msgspec.Struct, Generic[P], frozen=True, gc=False, tag_field="e", tag="aggTrade"):
+class AggTrade(
+    msgspec.Struct,
+    Generic[P],
+    frozen=True,
+    gc=False,
+    omit_defaults=True,
+    tag_field="e",
+    tag="aggTrade",
+):
     """One taker order filled at one price (``<symbol>@aggTrade``), spot and futures.
 
     ``first_trade_id == last_trade_id == -1`` marks a duplicate Binance invalidated: see
@@ -153,7 +161,15 @@ class MiniTicker(
     quote_volume: P = field(name="q")
 
 
-class Ticker(msgspec.Struct, Generic[P], frozen=True, gc=False, tag_field="e", tag="24hrTicker"):
+class Ticker(
+    msgspec.Struct,
+    Generic[P],
+    frozen=True,
+    gc=False,
+    omit_defaults=True,
+    tag_field="e",
+    tag="24hrTicker",
+):
     """Rolling 24 h ticker (``<symbol>@ticker``). Futures omits the prev-close and book fields."""
 
     event_time: Millis = field(name="E")
@@ -226,7 +242,13 @@ class Ticker1d(WindowTicker[P], frozen=True, gc=False, tag="1dTicker"):
 
 
 class BookTicker(
-    msgspec.Struct, Generic[P], frozen=True, gc=False, tag_field="e", tag="bookTicker"
+    msgspec.Struct,
+    Generic[P],
+    frozen=True,
+    gc=False,
+    omit_defaults=True,
+    tag_field="e",
+    tag="bookTicker",
 ):
     """Best bid and ask (``<symbol>@bookTicker``).
 
@@ -280,7 +302,13 @@ class PartialDepth(msgspec.Struct, Generic[P], frozen=True, gc=False):
 
 
 class DepthUpdate(
-    msgspec.Struct, Generic[P], frozen=True, gc=False, tag_field="e", tag="depthUpdate"
+    msgspec.Struct,
+    Generic[P],
+    frozen=True,
+    gc=False,
+    omit_defaults=True,
+    tag_field="e",
+    tag="depthUpdate",
 ):
     """Order-book diff (``<symbol>@depth[@speed]``); also the shape of futures partial depth.
 

@@ -13,18 +13,27 @@ __all__ = ["Pacer"]
 
 
 class Pacer:
-    """A sliding-window rate limiter: at most ``max_per_window`` sends in any ``window`` seconds.
+    """A sliding-window rate limiter: at most ``max_per_window`` sends in any ``window`` seconds,
+    and sends spaced at least ``min_interval`` apart.
+
+    The spacing matters as much as the count: a burst of 4 at the end of one second and 4 more
+    at the start of the next stay within "4 per sliding second" as sent, but network delay can
+    bunch them together on arrival, and Binance counts arrivals.
 
     Args:
         max_per_window: sends allowed per window (fastmd uses 4 of spot's 5 by default).
         window: window length, seconds.
+        min_interval: least time between two sends; ``window / max_per_window`` by default.
     """
 
-    def __init__(self, max_per_window: int, window: float = 1.0) -> None:
+    def __init__(
+        self, max_per_window: int, window: float = 1.0, *, min_interval: float | None = None
+    ) -> None:
         if max_per_window < 1 or window <= 0:
             raise ValueError("Pacer needs max_per_window >= 1 and window > 0")
         self.max_per_window = max_per_window
         self.window = window
+        self.min_interval = window / max_per_window if min_interval is None else min_interval
         self._sent: deque[float] = deque()
 
     def _expire(self, now: float) -> None:
@@ -35,11 +44,13 @@ class Pacer:
     def delay(self, now: float) -> float:
         """Seconds until a send is allowed (0: now)."""
         self._expire(now)
-        count = len(self._sent)
+        sent = self._sent
+        count = len(sent)
+        spacing = sent[-1] + self.min_interval - now if sent else 0.0
         if count < self.max_per_window:
-            return 0.0
+            return max(spacing, 0.0)
         # A slot frees when the send that is max_per_window back from the newest leaves.
-        return max(self._sent[count - self.max_per_window] + self.window - now, 0.0)
+        return max(sent[count - self.max_per_window] + self.window - now, spacing, 0.0)
 
     def record(self, now: float) -> None:
         """Count a send made at ``now``."""

@@ -429,12 +429,6 @@ async def test_every_stream_kind_survives_a_reconnect_without_duplicates() -> No
         assert seen == sorted(set(seen)), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Client.metrics() sums messages, reconnects and errors over the current "
-    "connections only, so the counters drop back when a handover replaces a connection "
-    "(and when a shard is retired)",
-)
 async def test_metrics_counters_never_go_backwards(ex: Exchange) -> None:
     async with client_for(ex) as client:
         tape = Tape()
@@ -453,11 +447,6 @@ async def test_metrics_counters_never_go_backwards(ex: Exchange) -> None:
         assert after.errors >= before.errors >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: duplicates_dropped sums the sequencers of the streams subscribed now; "
-    "Client._duplicates_retired is never incremented, so the count vanishes on unsubscribe",
-)
 async def test_duplicates_dropped_is_kept_after_unsubscribe(ex: Exchange) -> None:
     async with client_for(ex) as client:
         await client.subscribe("ethusdt@trade", Tape()).wait_active(timeout=5)
@@ -560,12 +549,6 @@ async def handover_in_flight(
     return handover, refused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a stream subscribed while a handover is in flight goes to the old connection's "
-    "channel; the replacement was built from a snapshot of the slot's streams, so after the swap "
-    "the stream is subscribed nowhere although its subscription says active",
-)
 async def test_a_stream_subscribed_during_a_handover_survives_it(ex: Exchange) -> None:
     async with client_for(ex) as client:
         await client.subscribe("btcusdt@trade", Tape()).wait_active(timeout=5)
@@ -579,11 +562,6 @@ async def test_a_stream_subscribed_during_a_handover_survives_it(ex: Exchange) -
         assert server_subs(ex) == {"btcusdt@trade", "ethusdt@trade"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a stream unsubscribed while a handover is in flight is dropped from the old "
-    "channel only; the replacement subscribes it anyway and keeps it after the swap",
-)
 async def test_a_stream_unsubscribed_during_a_handover_stays_unsubscribed(ex: Exchange) -> None:
     async with client_for(ex) as client:
         await client.subscribe("btcusdt@trade", Tape()).wait_active(timeout=5)
@@ -599,12 +577,6 @@ async def test_a_stream_unsubscribed_during_a_handover_stays_unsubscribed(ex: Ex
         assert server_subs(ex) == {"btcusdt@trade"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: close() does not stop a handover in progress: force_reconnect() runs _handover "
-    "outside the client's task set, so the replacement connection is swapped in after close() "
-    "and stays open",
-)
 async def test_close_during_a_handover_leaves_nothing_open(ex: Exchange) -> None:
     client = client_for(ex)
     await client.start()
@@ -624,11 +596,6 @@ async def test_close_during_a_handover_leaves_nothing_open(ex: Exchange) -> None
     assert still_open == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: close() cancels a serverShutdown handover while its replacement connection is "
-    "still connecting; the replacement is never closed and keeps retrying in the background",
-)
 async def test_close_during_a_shutdown_handover_leaves_no_task(ex: Exchange) -> None:
     client = client_for(ex)
     await client.start()
