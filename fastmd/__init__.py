@@ -20,7 +20,8 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.errors": (
         "BookNotSynced", "CallbackError", "ConnectError", "ConnectionClosed", "DecodeError",
         "DecodeErrorCategory", "FastmdError", "FastmdTimeoutError", "HandshakeError",
-        "InvalidState", "ProtocolError", "RestError", "StreamNameError", "TLSError",
+        "InvalidState", "ProtocolError", "RestError", "RestTimeoutError", "StreamNameError",
+        "TLSError",
     ),
     "fastmd.core.streams": (
         "SPOT_KLINE_INTERVALS", "USDM_KLINE_INTERVALS", "Stream", "StreamKind", "Venue",
@@ -186,6 +187,7 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         InvalidState as InvalidState,
         ProtocolError as ProtocolError,
         RestError as RestError,
+        RestTimeoutError as RestTimeoutError,
         StreamNameError as StreamNameError,
         TLSError as TLSError,
     )

@@ -14,6 +14,7 @@ Every error fastmd raises derives from :class:`FastmdError`; errors of the libra
     ├── ConnectionClosed                    the socket closed (``code``, ``reason``)
     ├── FastmdTimeoutError (also TimeoutError)  an operation ran out of time
     ├── RestError                           a REST request failed (status, code, Retry-After)
+    │   └── RestTimeoutError                    ... ran out of time (also FastmdTimeoutError)
     ├── BookNotSynced                       a local order book read while it is not in sync
     ├── CallbackError                       a user callback raised (``__cause__`` is its error)
     └── InvalidState                        API misuse, e.g. connecting a closed connection
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidState",
     "ProtocolError",
     "RestError",
+    "RestTimeoutError",
     "StreamNameError",
     "TLSError",
 ]
@@ -177,3 +179,7 @@ class RestError(FastmdError):
 class BookNotSynced(FastmdError):
     """The local order book is not in sync (yet, or any more): reading it would give stale or
     wrong levels."""
+
+
+class RestTimeoutError(RestError, FastmdTimeoutError):
+    """A REST request ran out of time (also a ``TimeoutError``)."""

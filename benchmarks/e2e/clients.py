@@ -122,15 +122,11 @@ class _HandlerListener(WSListener):
 
 
 class _RouterListener(WSListener):
-    """A bare picows listener that hands every frame to a fastmd frame router (decode first;
-    a router that declines gets the frame type checked here)."""
+    """A bare picows listener whose ``on_ws_frame`` is a fastmd frame router, as fastmd's
+    Connection installs it (control frames go to a never-connected Connection: ignored)."""
 
-    def __init__(self, router: Callable[[WSFrame], bool]) -> None:
-        self.router = router
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if not self.router(frame) and frame.msg_type is _CLOSE:
-            transport.disconnect()
+    def __init__(self, router: Callable[[WSTransport, WSFrame], None]) -> None:
+        self.on_ws_frame = router  # type: ignore[method-assign]
 
 
 async def _picows(url: str, listener: WSListener, meter: Meter) -> dict[str, Any]:
@@ -306,7 +302,8 @@ async def ladder_client_handler(ws_url: str, rest_url: str, meter: Meter) -> dic
     client._routes[STREAM] = route
     decoder = fastmd.Decoder()
     decoder.register([STREAM])
-    router = client._frame_router(_Slot(("", 0), stream_url(ws_url)), decoder)
+    conn = fastmd.Connection(stream_url(ws_url))  # never connected: the router's fallback
+    router, _ = client._frame_router(_Slot(("", 0), stream_url(ws_url)), decoder, conn)
     out = await _picows(stream_url(ws_url), _RouterListener(router), meter)
     return {**out, "gaps": len(gaps)}
 
@@ -319,15 +316,19 @@ async def ladder_connection(ws_url: str, rest_url: str, meter: Meter) -> dict[st
     decode = msgspec.json.Decoder(BareEnvelope, strict=False).decode
     on_event = meter.on_event
 
-    def router(frame: WSFrame) -> bool:
+    conn = fastmd.Connection(stream_url(ws_url))
+    count = 0
+
+    def router(transport: WSTransport, frame: WSFrame) -> None:
+        nonlocal count
         try:
             on_event(decode(frame.get_payload_as_memoryview()).data)
         except msgspec.MsgspecError:
-            return False  # a control frame: the connection handles it
-        return True
+            conn.handle_frame(transport, frame)  # a control frame: the connection's job
+            return
+        count += 1
 
-    conn = fastmd.Connection(stream_url(ws_url))
-    conn.set_frame_router(router)
+    conn.set_frame_router(router, lambda: count)
     try:
         if not await conn.connect(timeout=10.0):
             raise ConnectionError("fastmd.Connection did not open")

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 import aiohttp
-from picows import WSFrame, WSMsgType
+from picows import WSFrame, WSMsgType, WSTransport
 
 from fastmd.aio.book import BookKeeper, OrderBook
 from fastmd.aio.connection import Connection, LoggingReporter
@@ -172,14 +172,16 @@ class _Route:
     """Everything the frame handler needs about one stream."""
 
     __slots__ = (
-        "backfill", "buffer", "callbacks", "name", "parsed", "sequencer", "single", "slot",
-        "subscriptions",
+        "backfill", "buffer", "callbacks", "check", "name", "parsed", "sequencer", "single",
+        "slot", "subscriptions",
     )  # fmt: skip
 
     def __init__(self, name: str, parsed: Stream, sequencer: Sequencer | None) -> None:
         self.name = name
         self.parsed = parsed
         self.sequencer = sequencer
+        # the sequencer's bound check, looked up once: the frame handler calls it per event
+        self.check: Callable[[Any], bool] | None = sequencer.check if sequencer else None
         self.callbacks: tuple[Callable[[Any], object], ...] = ()
         self.single: Callable[[Any], object] | None = None  # the only callback, if just one
         self.subscriptions: list[Subscription] = []
@@ -471,7 +473,6 @@ class Client:
         self._callback_errors = 0
         self._handovers = 0
         self._overflow_dropped = 0
-        self._countdown = _TIMING_EVERY
         self._callback_time = 0.0
         self._callback_samples = 0
         self._callback_max = 0.0
@@ -851,7 +852,7 @@ class Client:
             return
         slot.decoder = self._new_decoder(slot.streams)
         conn = slot.conn = self._connection_for(slot)
-        conn.set_frame_router(self._frame_router(slot, slot.decoder))
+        conn.set_frame_router(*self._frame_router(slot, slot.decoder, conn))
         self._watch(slot, conn)
         self._spawn(conn.connect())
         slot.ticker = self._spawn(self._tick(slot))
@@ -982,10 +983,13 @@ class Client:
             replied = asyncio.Event()
 
             def on_frame_reply(reply: ControlReply) -> None:
+                if slot.conn is conn:  # swapped in: replies go to the slot like any other
+                    self._on_reply(slot, reply)
+                    return
                 self._apply_outcomes(channel.on_reply(reply))
                 replied.set()
 
-            conn.set_frame_router(self._frame_router(slot, decoder, replies=on_frame_reply))
+            conn.set_frame_router(*self._frame_router(slot, decoder, conn, replies=on_frame_reply))
             opened = await conn.connect(timeout=_ROTATE_SETTLE_TIMEOUT)
             settled = False
             deadline = time.monotonic() + _ROTATE_SETTLE_TIMEOUT
@@ -1015,7 +1019,6 @@ class Client:
                 return
             slot.conn, slot.channel, slot.decoder = conn, channel, decoder
             swapped = True
-            conn.set_frame_router(self._frame_router(slot, decoder))
             self._watch(slot, conn)
             self._flush_requests(slot)
             slot.ever_connected = True
@@ -1064,42 +1067,51 @@ class Client:
         self,
         slot: _Slot,
         decoder: Decoder,
+        conn: Connection,
         *,
         replies: Callable[[ControlReply], None] | None = None,
-    ) -> Callable[[WSFrame], bool]:
-        """The hot path, called by picows for every frame of the slot's socket: decode first
-        (one msgspec pass), look at the frame type only when that fails, then the stream's
-        sequencer and its callbacks, all synchronously. Returns False for frames the connection
-        must handle itself (pings, pongs, closes, fragments)."""
-        routes = self._routes
+    ) -> tuple[Callable[[WSTransport, WSFrame], None], Callable[[], int]]:
+        """The hot path: picows calls the returned function for every frame of the slot's
+        socket. Decode first (one msgspec pass), look at the frame type only when that fails,
+        then the stream's sequencer and its callbacks, all synchronously, one Python call deep.
+        Frames it does not consume go back to the connection. The second function counts the
+        data frames it consumed."""
+        get_route = self._routes.get
+        handle_frame = conn.handle_frame
         on_reply = replies or (lambda reply: self._on_reply(slot, reply))
+        countdown = _TIMING_EVERY  # closure cells: cheaper than attributes per frame
+        consumed = 0
 
-        def on_frame(frame: WSFrame) -> bool:
+        def on_frame(transport: WSTransport, frame: WSFrame) -> None:
+            nonlocal countdown, consumed
             payload = frame.get_payload_as_memoryview()
             try:
                 message = decoder.fast_decode(payload)
             except Exception as exc:
                 if frame.msg_type is not _TEXT or not frame.fin:
-                    return False
+                    handle_frame(transport, frame)
+                    return
+                consumed += 1
                 try:
                     message = decoder.recover(payload, exc)
                 except DecodeError as error:
                     self._decode_failed(error)
-                    return True
+                    return
                 if type(message) is ControlReply:
                     on_reply(message)
-                    return True
-            route = routes.get(message.stream)
+                    return
+            else:
+                consumed += 1
+            route = get_route(message.stream)
             if route is None:
                 self._unrouted(slot, message)
-                return True
+                return
             event = message.event
-            sequencer = route.sequencer
-            if sequencer is not None and not sequencer.check(event):
-                return True
-            countdown = self._countdown - 1
+            check = route.check
+            if check is not None and not check(event):
+                return
+            countdown -= 1
             if countdown:
-                self._countdown = countdown
                 single = route.single
                 if single is not None:
                     try:
@@ -1113,11 +1125,13 @@ class Client:
                         except Exception as exc:
                             self._callback_failed(route, exc)
             else:
-                self._countdown = _TIMING_EVERY
+                countdown = _TIMING_EVERY
                 self._timed_dispatch(route, event)
-            return True
 
-        return on_frame
+        def count() -> int:
+            return consumed
+
+        return on_frame, count
 
     def _timed_dispatch(self, route: _Route, event: Any) -> None:
         started = time.perf_counter()

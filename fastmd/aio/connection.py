@@ -116,43 +116,25 @@ class LoggingReporter:
 
 
 class _Listener(WSListener):
-    """picows callbacks of one socket; a socket the connection has left is ignored.
+    """picows callbacks of one socket.
 
-    With a frame router installed (``fastmd.Client`` does), every frame goes to it first and
-    the frame type is looked at only when the router declines: decoding first and checking the
-    type on failure is the fastest order (reading ``frame.msg_type`` costs more than a decode's
-    failure on the rare control frame).
+    With a frame router installed (``fastmd.Client`` installs one), the router *is* this
+    listener's ``on_ws_frame`` (an instance attribute, which picows calls in place of the
+    method): every frame goes straight to it, one Python call per frame, and the router hands
+    the frames it does not consume back to :meth:`Connection.handle_frame`.
     """
-
-    __slots__ = ("active", "conn", "routed", "router")
 
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
-        self.router: Callable[[WSFrame], bool] | None = connection._frame_router
-        self.routed = 0
-        self.active = True
+        if connection._frame_router is not None:
+            self.on_ws_frame = connection._frame_router  # type: ignore[assignment]
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         # Frames that came with the handshake response arrive before ws_connect() returns.
         self.conn._socket_opened(transport)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        router = self.router
-        if router is not None:
-            try:
-                if router(frame):
-                    self.routed += 1
-                    return
-            except Exception as exc:  # routers catch their own errors; never reach picows
-                self.conn._callback_failed("frame_router", exc)
-                return
-        if self.active:
-            try:
-                self.conn._on_frame(transport, frame)
-            except Exception as exc:  # never let anything reach picows
-                self.conn._report(
-                    Severity.ERROR, "frame_error", f"failed to handle a frame: {exc}", exc
-                )
+        self.conn.handle_frame(transport, frame)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         conn = self.conn
@@ -245,7 +227,8 @@ class Connection:
         self._connect_budget = connect_budget
         self._listeners: dict[str, list[Callable[..., object]]] = {name: [] for name in EVENTS}
         self._frame_handler: Callable[[memoryview], None] | None = None
-        self._frame_router: Callable[[WSFrame], bool] | None = None
+        self._frame_router: Callable[[WSTransport, WSFrame], None] | None = None
+        self._router_consumed: Callable[[], int] | None = None
         self._state = ConnectionState.IDLE
         self._listener: _Listener | None = None
         self._transport: WSTransport | None = None  # the open socket, None once it closed
@@ -270,7 +253,6 @@ class Connection:
         # counters (plain ints: the hot path only increments them)
         self._messages = 0  # text frames handled here (not by the router)
         self._control_frames = 0
-        self._routed_before = 0  # frames routed on sockets that are closed now
         self._bytes_before = 0  # socket bytes of sockets that are closed now
         self._socket_bytes = 0  # last reading of the current socket
         self._sent = 0
@@ -334,14 +316,29 @@ class Connection:
     def is_open(self) -> bool:
         return self._state is ConnectionState.OPEN
 
-    def set_frame_router(self, router: Callable[[WSFrame], bool] | None) -> None:
-        """Install the decode-first hot path: ``router(frame)`` gets every picows frame (valid
-        only during the call) and returns True when it consumed it as data, False to leave it to
-        the connection (control frames, fragments, anything it cannot decode). Takes effect on
-        the current socket and the next ones."""
+    def set_frame_router(
+        self,
+        router: Callable[[WSTransport, WSFrame], None] | None,
+        consumed: Callable[[], int] | None = None,
+    ) -> None:
+        """Install the decode-first hot path for the next sockets: picows calls
+        ``router(transport, frame)`` for every frame (the frame is valid only during the call).
+        The router must pass every frame it does not consume as data (pings, pongs, closes,
+        fragments, anything it cannot decode) to :meth:`handle_frame`, and must not raise.
+        ``consumed()`` returns how many data frames it consumed (for stats and liveness)."""
         self._frame_router = router
-        if self._listener is not None:
-            self._listener.router = router
+        self._router_consumed = consumed
+
+    def handle_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Handle a frame of this connection's socket the usual way (control frames, text
+        frames for the frame handler and ``message`` listeners). Frames of a socket the
+        connection has already left are ignored. Never raises."""
+        if transport is not self._transport:
+            return
+        try:
+            self._on_frame(transport, frame)
+        except Exception as exc:  # never let anything reach picows
+            self._report(Severity.ERROR, "frame_error", f"failed to handle a frame: {exc}", exc)
 
     def send_delay(self) -> float:
         """Seconds until a frame sent now would leave the paced queue (an estimate)."""
@@ -349,9 +346,8 @@ class Connection:
         return self._pacer.delay(self._clock()) + queued * self._pacer.min_interval
 
     def _data_frames(self) -> int:
-        listener = self._listener
-        current = listener.routed if listener is not None else 0
-        return self._messages + self._routed_before + current
+        consumed = self._router_consumed
+        return self._messages + (consumed() if consumed is not None else 0)
 
     def set_frame_handler(self, handler: Callable[[memoryview], None] | None) -> None:
         """Install the hot-path handler of text frames: called synchronously inside picows'
@@ -842,12 +838,7 @@ class Connection:
         self._bytes_before += self._socket_bytes
         self._socket_bytes = 0
         transport, self._transport = self._transport, None
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            self._routed_before += listener.routed
-            listener.routed = 0
-            listener.router = None
-            listener.active = False
+        self._listener = None
         self._liveness = None
         self._outgoing.clear()
         self._pending_pong = None

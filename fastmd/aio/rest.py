@@ -23,7 +23,7 @@ from typing import Any, Final, TypeVar
 import aiohttp
 import msgspec
 
-from fastmd.core.breaker import CircuitBreaker, CircuitBreakerPolicy
+from fastmd.core.breaker import CircuitBreaker, CircuitBreakerPolicy, CircuitState
 from fastmd.core.codec import PriceType
 from fastmd.core.pacing import WeightWindow
 from fastmd.core.rest_models import (
@@ -42,7 +42,7 @@ from fastmd.core.rest_models import (
 )
 from fastmd.core.streams import Venue
 from fastmd.core.weights import DEFAULT_WEIGHT_LIMIT, request_weight
-from fastmd.errors import FastmdError, RestError
+from fastmd.errors import FastmdError, RestError, RestTimeoutError
 
 __all__ = ["RestClient", "RestTimeouts"]
 
@@ -82,6 +82,9 @@ class RestClient:
         timeouts: :class:`RestTimeouts`.
         max_response_size: bodies larger than this (bytes) are refused while being read.
         circuit_breaker: when the REST side counts as down, and for how long.
+        max_wait: longest a request waits for the weight budget or a ``Retry-After``; past it
+            the request fails at once with :class:`fastmd.RestError` (``retry_after`` set)
+            instead of sleeping through a ban.
         clock: monotonic clock.
     """
 
@@ -96,6 +99,7 @@ class RestClient:
         timeouts: RestTimeouts | None = None,
         max_response_size: int = 16 * 1024 * 1024,
         circuit_breaker: CircuitBreakerPolicy | None = None,
+        max_wait: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._session = session
@@ -110,6 +114,8 @@ class RestClient:
         self.breaker = CircuitBreaker(
             circuit_breaker or CircuitBreakerPolicy(failure_threshold=5, cooldown=30.0), clock
         )
+        self.max_wait = max_wait
+        self._trial_in_flight = False
         self.used_weight: int | None = None
         """The exchange's ``X-MBX-USED-WEIGHT-1M`` after the last response."""
         self.requests = 0
@@ -140,23 +146,44 @@ class RestClient:
                  if v is not None}  # fmt: skip
         wait = self.breaker.time_until_allowed()
         if wait > 0:
-            raise RestError(f"REST circuit open for another {wait:.1f} s: {endpoint} not sent")
+            raise RestError(
+                f"REST circuit open for another {wait:.1f} s: {endpoint} not sent",
+                retry_after=wait,
+            )
+        trial = self.breaker.state is CircuitState.HALF_OPEN
+        if trial and self._trial_in_flight:
+            raise RestError(
+                f"REST circuit half-open, its trial request is out: {endpoint} not sent"
+            )
         weight = request_weight(self.venue, endpoint, query)
-        while (delay := self.weights.delay(self._clock(), weight)) > 0:  # noqa: ASYNC110
+        while (delay := self.weights.delay(self._clock(), weight)) > 0:
+            if delay > self.max_wait:
+                raise RestError(
+                    f"{endpoint}: the weight budget (or a Retry-After) frees up in {delay:.0f} s, "
+                    f"more than max_wait={self.max_wait:g} s; not sent",
+                    retry_after=delay,
+                )
             await asyncio.sleep(delay)  # the budget frees up with time, not with an event
         self.weights.record(self._clock(), weight)
         url = self.base_url + _PREFIX[self.venue] + endpoint
         self.requests += 1
+        self._trial_in_flight = trial
         try:
             status, headers, body = await self._fetch(url, query)
-        except RestError:
-            self.breaker.record_failure()
+        except RestError as failed:
+            if failed.status is None:  # no answer: the REST side may be down
+                self.breaker.record_failure()
             raise
+        finally:
+            if trial:
+                self._trial_in_flight = False
         self._note_weight(headers)
         if status != 200:
             error = self._http_error(endpoint, status, headers, body)
             if status in (418, 429) or status >= 500:
                 self.breaker.record_failure()
+            else:
+                self.breaker.record_success()  # it answered: a refusal of this request only
             raise error
         self.breaker.record_success()
         try:
@@ -178,7 +205,10 @@ class RestClient:
                             status=response.status,
                         )
                 return response.status, response.headers, bytes(chunks)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            total = self.timeouts.total
+            raise RestTimeoutError(f"GET {url}: no complete answer within {total:g} s") from exc
+        except (aiohttp.ClientError, RuntimeError) as exc:  # RuntimeError: session closed
             raise RestError(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
 
     def _note_weight(self, headers: Any) -> None:
@@ -285,9 +315,16 @@ class RestClient:
         return result
 
     async def ticker_24h(self, symbol: str, *, mini: bool = False) -> RestTicker[Any]:
-        """``GET ticker/24hr`` of one symbol (``mini``: the MINI shape, spot only)."""
+        """``GET ticker/24hr`` of one symbol (``mini``: the MINI shape, spot only).
+
+        Raises:
+            ValueError: ``mini`` on USD-M futures (which has no MINI shape).
+            RestError: as :meth:`get`.
+        """
         params: dict[str, Any] = {"symbol": symbol.upper()}
-        if mini and self.venue == "binance-spot":
+        if mini:
+            if self.venue != "binance-spot":
+                raise ValueError("ticker/24hr type=MINI exists on spot only")
             params["type"] = "MINI"
         model = RestTicker[self.price_type]  # type: ignore[name-defined]
         result: RestTicker[Any] = await self.get("ticker/24hr", params, model)

@@ -923,6 +923,8 @@ class Market:
         )
         if window_ms is not None:
             return f"{{{head}{body}}}"
+        if self.venue == "binance-usdm":  # futures has lastQty but no prev close or book fields
+            return f'{{{head}"lastQty":"{q(s["last_qty"])}",{body}}}'
         bid, bid_qty, ask, ask_qty = book.top()
         return (
             f'{{{head}"prevClosePrice":"{p(s["prev_close"])}","lastQty":"{q(s["last_qty"])}",'

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fastmd import CircuitBreakerPolicy, CircuitState, RestError
+from fastmd import CircuitBreakerPolicy, CircuitState, RestError, RestTimeoutError
 from fastmd.aio.rest import RestClient, RestTimeouts
 from fastmd.core.streams import Venue
 from fastmd.sim import Exchange, SimLimits
@@ -325,6 +325,12 @@ async def test_budget_makes_requests_wait_instead_of_a_429(session: aiohttp.Clie
             await rest.depth("btcusdt", 100)
         assert rest.used_weight == ex.rest.used_weight(ADDRESS) == 90
         sent = ex.rest.requests
+        with pytest.raises(RestError) as refused:  # a wait past max_wait fails at once...
+            await rest.depth("btcusdt", 100)
+        assert refused.value.retry_after is not None
+        assert refused.value.retry_after > 55
+        assert ex.rest.requests == sent
+        rest.max_wait = 120.0  # ...and within max_wait, the request waits
         pending = asyncio.ensure_future(rest.depth("btcusdt", 100))
         await asyncio.sleep(0.3)
         assert not pending.done()  # waiting for the window, not sent
@@ -399,6 +405,57 @@ async def test_breaker_opens_on_5xx_fails_fast_and_recovers(spot: Sim) -> None:
     assert (await rest.depth("btcusdt", 5)).last_update_id == spot.book().update_id
 
 
+async def test_half_open_lets_exactly_one_trial_through(spot: Sim) -> None:
+    clock = Clock(1000.0)
+    rest = RestClient(
+        spot.rest._session, spot.ex.rest_url, "binance-spot", clock=clock,
+        circuit_breaker=CircuitBreakerPolicy(failure_threshold=1, cooldown=30.0),
+    )  # fmt: skip
+    fault = spot.ex.faults.rest_error(500)
+    with pytest.raises(RestError):
+        await rest.ping()
+    clock.advance(30.0)
+    sent = spot.ex.rest.requests
+    results = await asyncio.gather(*(rest.ping() for _ in range(5)), return_exceptions=True)
+    assert spot.ex.rest.requests == sent + 1  # one trial; the others failed fast
+    assert sum("its trial request is out" in str(r) for r in results) == 4, results
+    fault.clear()
+
+
+async def test_refusals_reset_the_breaker_count_and_bodies_over_the_cap_do_not_count(
+    spot: Sim,
+) -> None:
+    rest = RestClient(
+        spot.rest._session, spot.ex.rest_url, "binance-spot", max_response_size=1000,
+        circuit_breaker=CircuitBreakerPolicy(failure_threshold=2, cooldown=30.0),
+    )  # fmt: skip
+    fault = spot.ex.faults.rest_error(500, count=1)
+    with pytest.raises(RestError):
+        await rest.ping()
+    assert rest.breaker.failures == 1
+    with pytest.raises(RestError):
+        await rest.depth("NOPE", 5)  # -1121: the server answered, so it is up
+    assert rest.breaker.failures == 0
+    for _ in range(3):
+        with pytest.raises(RestError, match="over 1000 bytes"):
+            await rest.depth("btcusdt", 100)  # a healthy server, a body over our cap
+    assert breaker_state(rest) is CircuitState.CLOSED
+    fault.clear()
+
+
+async def test_a_closed_session_is_a_rest_error(spot: Sim) -> None:
+    session = aiohttp.ClientSession()
+    rest = RestClient(session, spot.ex.rest_url, "binance-spot")
+    await session.close()
+    with pytest.raises(RestError, match="Session is closed"):
+        await rest.ping()
+
+
+async def test_futures_has_no_mini_ticker(futures: Sim) -> None:
+    with pytest.raises(ValueError, match="MINI"):
+        await futures.rest.ticker_24h("btcusdt", mini=True)
+
+
 async def test_oversized_response_is_refused(spot: Sim) -> None:
     rest = RestClient(spot.rest._session, spot.ex.rest_url, "binance-spot", max_response_size=1000)
     with pytest.raises(RestError, match="over 1000 bytes") as caught:
@@ -414,8 +471,9 @@ async def test_timeout(spot: Sim) -> None:
     )
     spot.ex.faults.rest_timeout()
     started = time.monotonic()
-    with pytest.raises(RestError, match="Timeout") as caught:
+    with pytest.raises(RestTimeoutError, match="no complete answer") as caught:
         await rest.ping()
+    assert isinstance(caught.value, TimeoutError)
     assert 0.25 <= time.monotonic() - started < 1.5
     assert caught.value.status is None
     assert rest.breaker.failures == 1
