@@ -142,6 +142,16 @@ class _Refused(Exception):
         self.retry_after = retry_after
 
 
+def _text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, final TEXT frame (server to client) around ``payload``."""
+    size = len(payload)
+    if size < 126:
+        return b"\x81" + bytes((size,)) + payload
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
+
+
 class _Fanout:
     """The subscribers of one stream, split by wire shape, as tuples that publish() iterates.
 
@@ -267,6 +277,12 @@ class WsConnection(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._server._disconnected(self)
+
+    def write_frames(self, frames: bytes) -> None:
+        """Write already-framed server frames (unmasked, complete) straight to the socket."""
+        transport = self.transport
+        if transport is not None and not self.closing and not transport.is_close_frame_sent:
+            transport.underlying_transport.write(frames)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
@@ -504,6 +520,41 @@ class WsServer:
             frame = b"".join((fan.prefix, payload, b"}"))
             for send in fan.combined_sends:
                 send(_TEXT, frame)
+
+    def publish_many(self, stream: str, payloads: list[bytes]) -> None:
+        """Send many payloads of ``stream`` at once (floods): each subscriber gets them as
+        ready-made WebSocket frames in one socket write, instead of one write (one system
+        call) per frame. Falls back to :meth:`publish` per payload while a fault is active."""
+        if self._faulty:
+            for payload in payloads:
+                self._publish_faulty(stream, payload)
+            return
+        fan = self._fanout.get(stream)
+        if fan is None:
+            return
+        if fan.raw:
+            raw = b"".join([_text_frame(p) for p in payloads])
+            for conn in fan.raw:
+                conn.write_frames(raw)
+        if fan.combined:
+            prefix = fan.prefix
+            combined = b"".join([_text_frame(b"".join((prefix, p, b"}"))) for p in payloads])
+            for conn in fan.combined:
+                conn.write_frames(combined)
+
+    def backlog(self, stream: str) -> int:
+        """The largest unsent byte count among the subscribers of ``stream`` (floods wait on
+        it, so a slow client is fed at its own pace instead of tripping the slow-consumer
+        limit)."""
+        fan = self._fanout.get(stream)
+        if fan is None:
+            return 0
+        most = 0
+        for conn in (*fan.raw, *fan.combined):
+            transport = conn.transport
+            if transport is not None and not transport.is_disconnected:
+                most = max(most, transport.underlying_transport.get_write_buffer_size())
+        return most
 
     def _publish_faulty(self, stream: str, payload: bytes) -> None:
         if self._skips.get(stream):
