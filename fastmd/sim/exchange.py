@@ -147,6 +147,12 @@ class Faults:
         self._rest.set_error(status, count=count, retry_after=retry_after, path=path)
         return self._track(lambda: self._rest.set_error(None), duration)
 
+    def stale_snapshot(self, *symbols: str) -> Fault:
+        """Capture the depth snapshots of ``symbols`` now; each symbol's next REST depth request
+        gets its captured snapshot, once: older than any diff a client buffers meanwhile."""
+        self._rest.set_stale_depth(symbols)
+        return self._track(lambda: self._rest.set_stale_depth(None), None)
+
     def rest_delay(self, seconds: float, *, duration: float | None = None) -> Fault:
         """Delay every REST response by ``seconds``."""
         self._rest.set_delay(seconds)

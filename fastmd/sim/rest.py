@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -239,6 +239,7 @@ class _Endpoints:
         self.market = market
         self.limits = limits
         self.spot = venue == "binance-spot"
+        self.stale_depth: dict[Any, bytes] = {}  # book spec -> snapshot body (a fault)
         self.prefix = "/api/v3/" if self.spot else "/fapi/v1/"
         self.routes: dict[str, _Endpoint] = self._spot() if self.spot else self._futures()
 
@@ -477,7 +478,16 @@ class _Endpoints:
         book = self._book(p.get("symbol"))
         limit = self._limit(p, default=100, maximum=5000, clamp=True)
         self._symbol_status(p, [book], True)
-        return self.market.depth(book, limit)
+        return self._stale_or(book, limit) or self.market.depth(book, limit)
+
+    def _stale_or(self, book: Any, limit: int) -> bytes | None:
+        """A snapshot captured earlier (the stale-depth fault), trimmed to ``limit`` levels."""
+        old = self.stale_depth.pop(getattr(book, "spec", book), None)
+        if old is None:
+            return None
+        body = json.loads(old)
+        body["bids"], body["asks"] = body["bids"][:limit], body["asks"][:limit]
+        return json.dumps(body, separators=(",", ":")).encode()
 
     def futures_depth(self, p: _Params) -> bytes:
         book = self._book(p.get("symbol"))
@@ -486,7 +496,7 @@ class _Endpoints:
             limit = 500
         elif limit not in _FUTURES_DEPTH_LIMITS:
             raise _ApiError(-4021, f"{limit} is not valid depth limit")
-        return self.market.depth(book, limit)
+        return self._stale_or(book, limit) or self.market.depth(book, limit)
 
     def trades(self, p: _Params) -> bytes:
         book = self._book(p.get("symbol"))
@@ -747,6 +757,15 @@ class RestServer:
             raise ValueError("count must be at least 1 (or None for 'until cleared')")
         self._error = _ErrorFault(status, count, retry_after, path)
         logger.debug("REST fault: status %d (count=%s, path=%s)", status, count, path)
+
+    def set_stale_depth(self, symbols: Iterable[str] | None) -> None:
+        """Capture each symbol's depth snapshot now; the next depth request of the symbol gets
+        that (by then stale) snapshot, once. ``None`` drops what was captured."""
+        self._endpoints.stale_depth.clear()
+        for symbol in symbols or ():
+            book = self._endpoints.market.book(symbol)
+            if book is not None:
+                self._endpoints.stale_depth[book.spec] = self._endpoints.market.depth(book, 5000)
 
     def set_delay(self, seconds: float | None) -> None:
         """Delay every response by ``seconds`` (``None`` or 0 ends the delay)."""

@@ -243,3 +243,22 @@ async def test_futures_book_uses_the_public_route_and_pu_chain() -> None:
         target = ex.market.books["BTCUSDT"].update_id
         await until(lambda: book.update_id == target)
         assert (book.bids(), book.asks()) == simulator_levels(ex, "BTCUSDT")
+
+
+async def test_stale_snapshot_is_refetched() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=10, rate=300) as ex,
+        fastmd.Client(ws_url=ex.ws_url, rest_url=ex.rest_url, error_reporter=quiet) as client,
+    ):
+        ex.faults.stale_snapshot("BTCUSDT")  # captured now: older than what the book will buffer
+        await asyncio.sleep(0.3)  # the market moves on
+        book = await client.order_book("btcusdt", timeout=5)
+        assert book.synced
+        assert book.snapshots_fetched == 2  # the stale one, then a fresh one
+        assert book.resyncs == 1
+        ex.rate = 0
+        await asyncio.sleep(0.3)
+        ex.advance(0)
+        target = ex.market.books["BTCUSDT"].update_id
+        await until(lambda: book.update_id == target)
+        assert (book.bids(), book.asks()) == simulator_levels(ex, "BTCUSDT")
