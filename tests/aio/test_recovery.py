@@ -25,6 +25,14 @@ def quiet(report: fastmd.ErrorReport) -> None:
     pass
 
 
+def backfilling_client(ex: Exchange) -> fastmd.Client:
+    """A client that reconnects fast and never falls back: gaps meet the backfill alone."""
+    return fastmd.Client(
+        ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
+        circuit_breaker=PATIENT, error_reporter=quiet,
+    )  # fmt: skip
+
+
 def contiguous(ids: list[int]) -> bool:
     return ids == list(range(ids[0], ids[0] + len(ids)))
 
@@ -32,10 +40,7 @@ def contiguous(ids: list[int]) -> bool:
 async def test_backfill_completes_aggtrades_lost_during_a_drop() -> None:
     async with (
         Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
-        fastmd.Client(
-            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
-            circuit_breaker=PATIENT, error_reporter=quiet,
-        ) as client,
+        backfilling_client(ex) as client,
     ):  # fmt: skip
         ids: list[int] = []
         gaps: list[fastmd.Gap] = []
@@ -56,10 +61,7 @@ async def test_backfill_completes_aggtrades_lost_during_a_drop() -> None:
 async def test_without_backfill_the_loss_is_reported() -> None:
     async with (
         Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
-        fastmd.Client(
-            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
-            circuit_breaker=PATIENT, error_reporter=quiet,
-        ) as client,
+        backfilling_client(ex) as client,
     ):  # fmt: skip
         ids: list[int] = []
         gaps: list[fastmd.Gap] = []
@@ -84,10 +86,7 @@ async def test_without_backfill_the_loss_is_reported() -> None:
 async def test_what_rest_cannot_return_is_reported() -> None:
     async with (
         Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
-        fastmd.Client(
-            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
-            circuit_breaker=PATIENT, error_reporter=quiet,
-        ) as client,
+        backfilling_client(ex) as client,
     ):  # fmt: skip
         ids: list[int] = []
         gaps: list[fastmd.Gap] = []
@@ -110,10 +109,7 @@ async def test_what_rest_cannot_return_is_reported() -> None:
 async def test_kline_candles_missed_during_a_drop_are_backfilled() -> None:
     async with (
         Exchange(symbols=["BTCUSDT"], seed=2, rate=300) as ex,
-        fastmd.Client(
-            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
-            circuit_breaker=PATIENT, error_reporter=quiet,
-        ) as client,
+        backfilling_client(ex) as client,
     ):  # fmt: skip
         starts: list[int] = []
         gaps: list[fastmd.Gap] = []
