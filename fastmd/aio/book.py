@@ -257,18 +257,20 @@ class BookKeeper:
         self.weights = WeightWindow(weight_budget)
 
     def snapshot_limit(self, book: OrderBook) -> int:
-        """The largest useful snapshot size the budget allows for the books now syncing."""
+        """The largest useful snapshot size the budget allows: every book the client keeps may
+        need a snapshot now and another after a resync, so each gets half of an equal share of
+        the weight still free in the window."""
         venue = self._client.venue
         limits = depth_limits(venue)
         wanted = book.depth or (5000 if venue == "binance-spot" else 1000)
-        syncing = sum(1 for b in self.books.values() if b._sync.needs_snapshot) or 1
-        now = time.monotonic()
-        room = self.weights.budget - self.weights.used(now)
+        books = max(len(self.books), 1)
+        room = self.weights.budget - self.weights.used(time.monotonic())
+        share = max(room, 0) / books / 2
         choice = limits[0]
         for limit in limits:
             if limit > max(wanted, limits[0]):
                 break
-            if depth_weight(venue, limit) * syncing <= max(room, 0):
+            if depth_weight(venue, limit) <= share:
                 choice = limit
         return choice
 

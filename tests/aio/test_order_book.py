@@ -262,3 +262,22 @@ async def test_stale_snapshot_is_refetched() -> None:
         target = ex.market.books["BTCUSDT"].update_id
         await until(lambda: book.update_id == target)
         assert (book.bids(), book.asks()) == simulator_levels(ex, "BTCUSDT")
+
+
+def test_snapshot_size_leaves_room_for_a_resync_of_every_book() -> None:
+    from fastmd.aio.book import BookKeeper
+
+    class FakeClient:
+        venue = "binance-spot"
+
+    keeper = BookKeeper(FakeClient(), 3000)  # type: ignore[arg-type]
+
+    class FakeBook:
+        depth = None
+
+    keeper.books = {"ONE": FakeBook()}  # type: ignore[dict-item]
+    assert keeper.snapshot_limit(FakeBook()) == 5000  # 250 <= 3000 / 1 / 2  # type: ignore[arg-type]
+    keeper.books = {f"S{i}": FakeBook() for i in range(24)}  # type: ignore[misc]
+    assert keeper.snapshot_limit(FakeBook()) == 1000  # 50 <= 3000 / 24 / 2 = 62.5 < 250  # type: ignore[arg-type]
+    keeper.weights.record(time.monotonic(), 2900)
+    assert keeper.snapshot_limit(FakeBook()) == 100  # nothing fits: the smallest  # type: ignore[arg-type]
