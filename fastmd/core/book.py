@@ -24,7 +24,7 @@ a duplicate and ignored; a break in the chain, a crossed book after applying a d
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final
@@ -280,8 +280,3 @@ class BookSync:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
-
-
-def levels_from(pairs: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """Normalise ``(price, quantity)`` pairs to book keys (Decimal for strings)."""
-    return [(_number(p), _number(q)) for p, q in pairs]

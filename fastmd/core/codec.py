@@ -15,7 +15,6 @@ its category, and a counter per category is kept in :attr:`Decoder.error_counts`
 
 from __future__ import annotations
 
-import re
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from decimal import Decimal
@@ -83,8 +82,6 @@ class _FlatControlError(msgspec.Struct):
 _probe_decoder: Final = msgspec.json.Decoder(_Probe)
 _control_decoder: Final = msgspec.json.Decoder(ev.ControlReply)
 _flat_control_decoder: Final = msgspec.json.Decoder(_FlatControlError)
-
-_PATH_RE: Final = re.compile(r"`\$([^`]*)`")
 
 
 def _categorize(exc: BaseException) -> Cat:
