@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastmd.aio.rest import depth_limits, depth_weight
 from fastmd.core.book import BookState, BookSync, BookUpdate
 from fastmd.core.lifecycle import Severity
 from fastmd.core.pacing import WeightWindow
+from fastmd.core.weights import depth_weight, snapshot_size
 from fastmd.errors import BookNotSynced, FastmdTimeoutError, InvalidState, RestError
 
 if TYPE_CHECKING:
@@ -257,22 +257,9 @@ class BookKeeper:
         self.weights = WeightWindow(weight_budget)
 
     def snapshot_limit(self, book: OrderBook) -> int:
-        """The largest useful snapshot size the budget allows: every book the client keeps may
-        need a snapshot now and another after a resync, so each gets half of an equal share of
-        the weight still free in the window."""
-        venue = self._client.venue
-        limits = depth_limits(venue)
-        wanted = book.depth or (5000 if venue == "binance-spot" else 1000)
-        books = max(len(self.books), 1)
-        room = self.weights.budget - self.weights.used(time.monotonic())
-        share = max(room, 0) / books / 2
-        choice = limits[0]
-        for limit in limits:
-            if limit > max(wanted, limits[0]):
-                break
-            if depth_weight(venue, limit) <= share:
-                choice = limit
-        return choice
+        """The snapshot size for ``book`` that the weight still free in the window allows."""
+        free = self.weights.budget - self.weights.used(time.monotonic())
+        return snapshot_size(self._client.venue, book.depth, free, len(self.books))
 
     async def fetch(self, book: OrderBook) -> Any:
         client = self._client

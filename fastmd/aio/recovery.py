@@ -23,7 +23,7 @@ from fastmd.core import convert, events as ev
 from fastmd.core.lifecycle import Severity
 from fastmd.core.sequence import Gap
 from fastmd.core.streams import StreamKind
-from fastmd.core.weights import request_weight
+from fastmd.core.weights import poll_weight
 from fastmd.errors import FastmdError, RestError
 
 if TYPE_CHECKING:
@@ -157,30 +157,13 @@ class Poller:
     def interval(self) -> float:
         """Seconds between polling rounds: the round's weight within the fallback share."""
         client = self._client
-        weight = sum(self._weight(route) for route in self._routes())
+        weight = sum(poll_weight(client.venue, route.parsed) for route in self._routes())
         budget = client.rest.weights.budget * _FALLBACK_SHARE
         return max(_MIN_POLL_INTERVAL, weight * 60.0 / max(budget, 1.0))
 
     def _routes(self) -> list[_Route]:
         routes = self._client._routes
         return [routes[name] for name in sorted(self._slot.streams) if name in routes]
-
-    def _weight(self, route: _Route) -> int:
-        venue = self._client.venue
-        kind = route.parsed.kind
-        endpoints = {
-            StreamKind.AGG_TRADE: ("aggTrades", {"limit": str(_PAGE)}),
-            StreamKind.TRADE: ("trades", {"limit": "1000"}),
-            StreamKind.KLINE: ("klines", {"limit": "2"}),
-            StreamKind.TICKER: ("ticker/24hr", {"symbol": "x"}),
-            StreamKind.MINI_TICKER: ("ticker/24hr", {"symbol": "x"}),
-            StreamKind.BOOK_TICKER: ("depth", {"limit": "5"}),
-            StreamKind.PARTIAL_DEPTH: ("depth", {"limit": "20"}),
-            StreamKind.AVG_PRICE: ("avgPrice", {}),
-            StreamKind.MARK_PRICE: ("premiumIndex", {"symbol": "x"}),
-        }
-        endpoint = endpoints.get(kind)
-        return request_weight(venue, *endpoint) if endpoint is not None else 0
 
     async def _run(self) -> None:
         client = self._client

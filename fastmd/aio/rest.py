@@ -415,13 +415,3 @@ class SymbolDirectory:
                 self.weight_limit = limit.limit // max(limit.interval_num, 1)
                 self._rest.set_weight_limit(self.weight_limit)
         return self._symbols
-
-
-def depth_weight(venue: Venue, limit: int) -> int:
-    """Binance's request weight of a depth snapshot of ``limit`` levels."""
-    return request_weight(venue, "depth", {"limit": str(limit)})
-
-
-def depth_limits(venue: Venue) -> tuple[int, ...]:
-    """The snapshot sizes worth asking for, smallest first (futures accepts only these)."""
-    return (100, 500, 1000, 5000) if venue == "binance-spot" else (100, 500, 1000)

@@ -6,9 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from fastmd.core.streams import Venue
+from fastmd.core.streams import Stream, StreamKind, Venue
 
-__all__ = ["DEFAULT_WEIGHT_LIMIT", "request_weight"]
+__all__ = [
+    "DEFAULT_WEIGHT_LIMIT",
+    "depth_limits",
+    "depth_weight",
+    "poll_weight",
+    "request_weight",
+    "snapshot_size",
+]
 
 DEFAULT_WEIGHT_LIMIT: Final = {"binance-spot": 6000, "binance-usdm": 2400}
 
@@ -67,3 +74,53 @@ def _futures(endpoint: str, params: Mapping[str, str]) -> int:
 def request_weight(venue: Venue, endpoint: str, params: Mapping[str, str]) -> int:
     """The weight of ``GET <prefix>/<endpoint>?<params>`` on ``venue``."""
     return _spot(endpoint, params) if venue == "binance-spot" else _futures(endpoint, params)
+
+
+def depth_weight(venue: Venue, limit: int) -> int:
+    """The weight of a depth snapshot of ``limit`` levels."""
+    return request_weight(venue, "depth", {"limit": str(limit)})
+
+
+def depth_limits(venue: Venue) -> tuple[int, ...]:
+    """The snapshot sizes worth asking for, smallest first (futures accepts only these)."""
+    return (100, 500, 1000, 5000) if venue == "binance-spot" else (100, 500, 1000)
+
+
+def snapshot_size(venue: Venue, wanted: int | None, free_weight: int, books: int) -> int:
+    """The largest useful snapshot size that fits the weight still free.
+
+    Every one of ``books`` order books may need a snapshot now and another after a resync, so
+    each gets half of an equal share of ``free_weight``. ``wanted`` is the book's depth (None:
+    the venue's largest); when nothing fits, the smallest size.
+    """
+    limits = depth_limits(venue)
+    ceiling = max(wanted or limits[-1], limits[0])
+    share = max(free_weight, 0) / max(books, 1) / 2
+    choice = limits[0]
+    for limit in limits:
+        if limit > ceiling:
+            break
+        if depth_weight(venue, limit) <= share:
+            choice = limit
+    return choice
+
+
+_POLLED: Final[dict[StreamKind, tuple[str, dict[str, str]]]] = {
+    StreamKind.AGG_TRADE: ("aggTrades", {"limit": "1000"}),
+    StreamKind.TRADE: ("trades", {"limit": "1000"}),
+    StreamKind.KLINE: ("klines", {"limit": "2"}),
+    StreamKind.TICKER: ("ticker/24hr", {"symbol": "x"}),
+    StreamKind.MINI_TICKER: ("ticker/24hr", {"symbol": "x"}),
+    StreamKind.BOOK_TICKER: ("depth", {"limit": "5"}),
+    StreamKind.AVG_PRICE: ("avgPrice", {}),
+    StreamKind.MARK_PRICE: ("premiumIndex", {"symbol": "x"}),
+}
+
+
+def poll_weight(venue: Venue, stream: Stream) -> int:
+    """The weight of one REST round that stands in for ``stream`` while its socket is down
+    (0: REST cannot serve it, e.g. diff depth, or partial depth on futures)."""
+    if stream.kind is StreamKind.PARTIAL_DEPTH:
+        return depth_weight(venue, stream.levels or 20) if venue == "binance-spot" else 0
+    polled = _POLLED.get(stream.kind)
+    return request_weight(venue, *polled) if polled is not None else 0

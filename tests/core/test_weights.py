@@ -1,0 +1,78 @@
+"""Request weights and snapshot sizing (binance-protocol.md §6, §7), with plain values."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastmd.core.streams import parse_stream
+from fastmd.core.weights import (
+    depth_limits,
+    depth_weight,
+    poll_weight,
+    request_weight,
+    snapshot_size,
+)
+
+
+@pytest.mark.parametrize(
+    ("venue", "limit", "weight"),
+    [
+        ("binance-spot", 5, 5), ("binance-spot", 100, 5), ("binance-spot", 101, 25),
+        ("binance-spot", 500, 25), ("binance-spot", 1000, 50), ("binance-spot", 5000, 250),
+        ("binance-usdm", 50, 2), ("binance-usdm", 100, 5), ("binance-usdm", 500, 10),
+        ("binance-usdm", 1000, 20),
+    ],
+)  # fmt: skip
+def test_depth_weight_follows_the_venue_tiers(venue: str, limit: int, weight: int) -> None:
+    assert depth_weight(venue, limit) == weight  # type: ignore[arg-type]
+
+
+def test_request_weight_defaults_and_symbol_scope() -> None:
+    assert request_weight("binance-spot", "depth", {}) == 5  # default limit 100
+    assert request_weight("binance-usdm", "depth", {}) == 10  # default limit 500
+    assert request_weight("binance-spot", "depth", {"limit": "junk"}) == 5
+    assert request_weight("binance-spot", "ticker/24hr", {"symbol": "BTCUSDT"}) == 2
+    assert request_weight("binance-spot", "ticker/24hr", {}) == 80
+    assert request_weight("binance-spot", "ticker/24hr", {"symbols": ",".join("A" * 21)}) == 40
+    assert request_weight("binance-usdm", "ticker/bookTicker", {}) == 5
+    assert request_weight("binance-usdm", "klines", {"limit": "1500"}) == 10
+    assert request_weight("binance-spot", "exchangeInfo", {}) == 20
+
+
+def test_depth_limits_per_venue() -> None:
+    assert depth_limits("binance-spot") == (100, 500, 1000, 5000)
+    assert depth_limits("binance-usdm") == (100, 500, 1000)
+
+
+def test_snapshot_size_halves_an_equal_share_of_the_free_weight() -> None:
+    assert snapshot_size("binance-spot", None, 3000, 1) == 5000  # 250 <= 3000 / 1 / 2
+    assert snapshot_size("binance-spot", None, 3000, 24) == 1000  # 50 <= 62.5 < 250
+    assert snapshot_size("binance-spot", None, 100, 1) == 1000  # 50 <= 50: the bound is inclusive
+    assert snapshot_size("binance-spot", None, 90, 1) == 500  # 25 <= 45 < 50
+    assert snapshot_size("binance-spot", None, 0, 1) == 100  # nothing fits: the smallest
+    assert snapshot_size("binance-spot", None, -40, 0) == 100  # overspent window, no books yet
+
+
+def test_snapshot_size_never_exceeds_the_wanted_depth() -> None:
+    assert snapshot_size("binance-spot", 20, 6000, 1) == 100  # the smallest still covers 20
+    assert snapshot_size("binance-spot", 500, 6000, 1) == 500
+    assert snapshot_size("binance-spot", 700, 6000, 1) == 500
+    assert snapshot_size("binance-usdm", None, 2400, 1) == 1000  # futures tops out at 1000
+    assert snapshot_size("binance-usdm", None, 2400, 100) == 500  # 10 <= 12 < 20
+
+
+@pytest.mark.parametrize(
+    ("venue", "stream", "weight"),
+    [
+        ("binance-spot", "btcusdt@aggTrade", 4), ("binance-spot", "btcusdt@trade", 25),
+        ("binance-spot", "btcusdt@kline_1m", 2), ("binance-spot", "btcusdt@ticker", 2),
+        ("binance-spot", "btcusdt@bookTicker", 5), ("binance-spot", "btcusdt@depth20", 5),
+        ("binance-spot", "btcusdt@avgPrice", 2), ("binance-spot", "btcusdt@depth", 0),
+        ("binance-usdm", "btcusdt@aggTrade", 20), ("binance-usdm", "btcusdt@markPrice", 1),
+        ("binance-usdm", "btcusdt@depth20", 0), ("binance-usdm", "btcusdt@kline_1m", 1),
+    ],
+)  # fmt: skip
+def test_poll_weight_prices_the_rest_round_that_stands_in(
+    venue: str, stream: str, weight: int
+) -> None:
+    assert poll_weight(venue, parse_stream(stream, venue)) == weight  # type: ignore[arg-type]
