@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from fastmd.core.book import BookState, BookSync, BookUpdate
 from fastmd.core.lifecycle import Severity
 from fastmd.core.pacing import WeightWindow
-from fastmd.core.weights import depth_weight, snapshot_size
+from fastmd.core.weights import (
+    DEFAULT_WEIGHT_LIMIT,
+    ban_seconds,
+    depth_weight,
+    seconds_to_minute_turn,
+    snapshot_size,
+)
 from fastmd.errors import BookNotSynced, FastmdTimeoutError, InvalidState, RestError
 
 if TYPE_CHECKING:
@@ -275,18 +281,19 @@ class BookKeeper:
         try:
             snapshot = await rest.depth(book.symbol, limit)
         except RestError as error:
-            if error.status in (418, 429):
-                self.weights.block(time.monotonic(), error.retry_after or 60.0)
+            ban = ban_seconds(error.status or 0, error.retry_after)
+            if ban is not None:
+                self.weights.block(time.monotonic(), ban)
             raise
         used = rest.used_weight
         limit_now = self._venue_limit()
         if used is not None and used + weight > limit_now * _HEADROOM:
             # The address is near the exchange's own limit (the application spends weight
             # too): no more snapshots until the exchange's minute turns.
-            self.weights.block(time.monotonic(), 60.0 - time.time() % 60.0)
+            self.weights.block(time.monotonic(), seconds_to_minute_turn(time.time()))
         return snapshot
 
     def _venue_limit(self) -> int:
         client = self._client
         announced = client._symbols.weight_limit if client._symbols is not None else None
-        return announced or (6000 if client.venue == "binance-spot" else 2400)
+        return announced or DEFAULT_WEIGHT_LIMIT[client.venue]

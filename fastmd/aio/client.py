@@ -32,6 +32,7 @@ from fastmd.core.sequence import Gap, GapReason, Sequencer, sequencer_for
 from fastmd.core.stats import ConnectionStats, LatencyStats
 from fastmd.core.streams import Stream, StreamKind, Venue, futures_route, parse_stream
 from fastmd.core.subscriptions import ControlChannel, Outcome
+from fastmd.core.weights import DEFAULT_WEIGHT_LIMIT
 from fastmd.errors import (
     CallbackError,
     DecodeError,
@@ -486,9 +487,7 @@ class Client:
         self.max_response_size = max_response_size
         self._backfiller = Backfiller(self)
         self._rest_delivery = False
-        self._books = BookKeeper(
-            self, rest_weight_budget or (3000 if venue == "binance-spot" else 1200)
-        )
+        self._books = BookKeeper(self, rest_weight_budget or DEFAULT_WEIGHT_LIMIT[venue] // 2)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -41,7 +41,12 @@ from fastmd.core.rest_models import (
     TickerPrice,
 )
 from fastmd.core.streams import Venue
-from fastmd.core.weights import DEFAULT_WEIGHT_LIMIT, request_weight
+from fastmd.core.weights import (
+    BAN_STATUSES,
+    DEFAULT_WEIGHT_LIMIT,
+    ban_seconds,
+    request_weight,
+)
 from fastmd.errors import FastmdError, RestError, RestTimeoutError
 
 __all__ = ["RestClient", "RestTimeouts"]
@@ -180,7 +185,7 @@ class RestClient:
         self._note_weight(headers)
         if status != 200:
             error = self._http_error(endpoint, status, headers, body)
-            if status in (418, 429) or status >= 500:
+            if status in BAN_STATUSES or status >= 500:
                 self.breaker.record_failure()
             else:
                 self.breaker.record_success()  # it answered: a refusal of this request only
@@ -236,8 +241,9 @@ class RestClient:
                 retry_after = float(header)
             except ValueError:
                 retry_after = None
-        if status in (418, 429):
-            self.weights.block(self._clock(), retry_after if retry_after is not None else 60.0)
+        ban = ban_seconds(status, retry_after)
+        if ban is not None:
+            self.weights.block(self._clock(), ban)
         return RestError(
             f"{endpoint}: HTTP {status} {code if code is not None else ''} {message}".strip(),
             status=status,

@@ -9,15 +9,34 @@ from typing import Final
 from fastmd.core.streams import Stream, StreamKind, Venue
 
 __all__ = [
+    "BAN_STATUSES",
     "DEFAULT_WEIGHT_LIMIT",
+    "ban_seconds",
     "depth_limits",
     "depth_weight",
     "poll_weight",
     "request_weight",
+    "seconds_to_minute_turn",
     "snapshot_size",
 ]
 
 DEFAULT_WEIGHT_LIMIT: Final = {"binance-spot": 6000, "binance-usdm": 2400}
+BAN_STATUSES: Final = frozenset({418, 429})
+"""HTTP statuses by which the exchange says stop: 429 over the limit, 418 banned."""
+
+
+def ban_seconds(status: int, retry_after: float | None) -> float | None:
+    """How long every request must wait after a response with ``status`` (None: no ban).
+    Binance names the wait in ``Retry-After``; a minute when it leaves it out."""
+    if status not in BAN_STATUSES:
+        return None
+    return retry_after if retry_after is not None else 60.0
+
+
+def seconds_to_minute_turn(wall_time: float) -> float:
+    """Seconds until the exchange's per-minute weight counter resets (it counts per wall-clock
+    minute, ``X-MBX-USED-WEIGHT-1M``)."""
+    return 60.0 - wall_time % 60.0
 
 
 def _limit(params: Mapping[str, str], default: int) -> int:

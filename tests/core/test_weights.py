@@ -6,10 +6,12 @@ import pytest
 
 from fastmd.core.streams import parse_stream
 from fastmd.core.weights import (
+    ban_seconds,
     depth_limits,
     depth_weight,
     poll_weight,
     request_weight,
+    seconds_to_minute_turn,
     snapshot_size,
 )
 
@@ -76,3 +78,16 @@ def test_poll_weight_prices_the_rest_round_that_stands_in(
     venue: str, stream: str, weight: int
 ) -> None:
     assert poll_weight(venue, parse_stream(stream, venue)) == weight  # type: ignore[arg-type]
+
+
+def test_ban_seconds_only_for_the_stop_statuses() -> None:
+    assert ban_seconds(429, 12.0) == 12.0
+    assert ban_seconds(418, None) == 60.0  # Retry-After left out: a minute
+    assert ban_seconds(418, 0.0) == 0.0  # an explicit zero is honoured
+    assert ban_seconds(500, 30.0) is None
+    assert ban_seconds(400, None) is None
+
+
+def test_seconds_to_minute_turn_counts_to_the_next_wall_clock_minute() -> None:
+    assert seconds_to_minute_turn(1_700_000_040.0) == 60.0  # on the turn: a full minute
+    assert seconds_to_minute_turn(1_700_000_085.5) == pytest.approx(14.5)
