@@ -67,6 +67,13 @@ async def test_book_equals_the_simulators_book() -> None:
         assert updates
         assert updates[-1] == target
         assert book.last_update is not None
+        last = book.last_update
+        assert last.update_id == target
+        assert last.bids or last.asks  # the diff's changed levels
+        levels = {"bids": dict(bids), "asks": dict(asks)}
+        for side, changes in (("bids", last.bids), ("asks", last.asks)):
+            for price, quantity in changes:  # each change is what the book now holds there
+                assert levels[side].get(price, 0) == quantity
         copy = book.snapshot()
         assert copy.update_id == target
         assert copy.bids == bids
