@@ -31,7 +31,12 @@ from fastmd.core.pacing import Pacer
 from fastmd.core.sequence import Gap, GapReason, Sequencer, sequencer_for
 from fastmd.core.stats import ConnectionStats, LatencyStats
 from fastmd.core.streams import Stream, StreamKind, Venue, futures_route, parse_stream
-from fastmd.core.subscriptions import ControlChannel, Outcome
+from fastmd.core.subscriptions import (
+    CONTROL_FRAMES_PER_SECOND,
+    STREAMS_PER_CONNECTION,
+    ControlChannel,
+    Outcome,
+)
 from fastmd.core.weights import DEFAULT_WEIGHT_LIMIT
 from fastmd.errors import (
     CallbackError,
@@ -61,17 +66,11 @@ class _VenuePreset:
     ws_url: str
     rest_url: str
     routed: bool
-    max_streams: int
-    max_outgoing: int
 
 
 _PRESETS: Final[dict[str, _VenuePreset]] = {
-    "binance-spot": _VenuePreset(
-        "wss://stream.binance.com:9443", "https://api.binance.com", False, 1024, 4
-    ),
-    "binance-usdm": _VenuePreset(
-        "wss://fstream.binance.com", "https://fapi.binance.com", True, 200, 8
-    ),
+    "binance-spot": _VenuePreset("wss://stream.binance.com:9443", "https://api.binance.com", False),
+    "binance-usdm": _VenuePreset("wss://fstream.binance.com", "https://fapi.binance.com", True),
 }
 _BACKFILLABLE: Final = frozenset({StreamKind.AGG_TRADE, StreamKind.KLINE})
 
@@ -436,8 +435,10 @@ class Client:
         self.ws_url = (ws_url or preset.ws_url).rstrip("/")
         self.rest_url = (rest_url or preset.rest_url).rstrip("/")
         self._routed = preset.routed
-        self.max_streams_per_connection = max_streams_per_connection or preset.max_streams
-        self.max_outgoing_per_second = max_outgoing_per_second or preset.max_outgoing
+        self.max_streams_per_connection = (
+            max_streams_per_connection or STREAMS_PER_CONNECTION[venue]
+        )
+        self.max_outgoing_per_second = max_outgoing_per_second or CONTROL_FRAMES_PER_SECOND[venue]
         self.max_params_per_request = max_params_per_request
         self.ack_timeout = ack_timeout
         self.ack_retries = ack_retries

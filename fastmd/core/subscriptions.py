@@ -24,9 +24,19 @@ import msgspec
 
 from fastmd.core.events import ControlError, ControlReply
 
-__all__ = ["ControlChannel", "Outcome"]
+__all__ = [
+    "CONTROL_FRAMES_PER_SECOND",
+    "STREAMS_PER_CONNECTION",
+    "ControlChannel",
+    "Outcome",
+]
 
 DEFAULT_MAX_PARAMS: Final = 200
+
+STREAMS_PER_CONNECTION: Final = {"binance-spot": 1024, "binance-usdm": 200}
+"""Streams one connection may carry (binance-protocol.md: futures pages disagree, 200 is safe)."""
+CONTROL_FRAMES_PER_SECOND: Final = {"binance-spot": 4, "binance-usdm": 8}
+"""Frames a client sends in any second: below Binance's 5 and 10, since pongs count too."""
 
 Method = Literal["SUBSCRIBE", "UNSUBSCRIBE"]
 

@@ -369,6 +369,19 @@ async def test_streams_are_sharded_over_connections() -> None:
         assert client.metrics().messages >= 80
 
 
+@pytest.mark.parametrize(
+    ("venue", "streams", "frames"), [("binance-spot", 1024, 4), ("binance-usdm", 200, 8)]
+)
+async def test_connection_limits_default_to_the_venues(
+    venue: str, streams: int, frames: int
+) -> None:
+    client = fastmd.Client(venue=venue)  # type: ignore[arg-type]
+    assert client.max_streams_per_connection == streams
+    assert client.max_outgoing_per_second == frames  # below Binance's 5 and 10
+    tuned = fastmd.Client(venue=venue, max_streams_per_connection=7, max_outgoing_per_second=2)  # type: ignore[arg-type]
+    assert (tuned.max_streams_per_connection, tuned.max_outgoing_per_second) == (7, 2)
+
+
 async def test_2000_streams_are_batched_and_paced_without_a_1008() -> None:
     # 1,000 streams a shard: five SUBSCRIBEs each, ten in all (ceil(2000 / 200)). With six a
     # shard the 1008 risk of test_a_delayed_first_burst_does_not_trip_the_venue_limit applies.
