@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import os
 import signal
 import sys
@@ -109,10 +110,6 @@ def _every(seconds: float, action: Callable[[], object]) -> asyncio.Task[None]:
     return asyncio.create_task(repeat())
 
 
-def _symbols(text: str) -> list[str]:
-    return [s.strip().upper() for s in text.split(",") if s.strip()]
-
-
 # -- fastmd sim -------------------------------------------------------------------------------
 
 
@@ -132,7 +129,7 @@ async def _sim(args: argparse.Namespace) -> int:
     limits = limits.with_(**{k: v for k, v in overrides.items() if v is not None})
     exchange = Exchange(
         venue,
-        _symbols(args.symbols),
+        args.symbols,
         args.seed,
         host=args.host,
         port=args.port,
@@ -600,7 +597,7 @@ async def _demo(args: argparse.Namespace) -> int:
     import fastmd
     from fastmd.sim import Exchange
 
-    symbols = _symbols(args.symbols)
+    symbols: list[str] = args.symbols
     plain = args.plain or not sys.stdout.isatty()
     duration: float = args.duration
     async with contextlib.AsyncExitStack() as stack:
@@ -701,7 +698,7 @@ async def _watch(args: argparse.Namespace) -> int:
     async with contextlib.AsyncExitStack() as stack:
         if args.url is None:
             # List the streams' own symbols too, so any well-formed stream has data.
-            listed = _symbols(args.symbols)
+            listed = list(args.symbols)
             for name in streams:
                 symbol = fastmd.parse_stream(name, args.venue).symbol
                 if symbol is not None and symbol.upper() not in listed:
@@ -810,44 +807,121 @@ def _check_streams(streams: Sequence[str], venue: Venue) -> str | None:
 
 
 # -- arguments --------------------------------------------------------------------------------
+#
+# Every option value is checked here, before anything starts: a bad one is an argparse error
+# naming the option (exit 2). Checks that need two options at once (streams and --venue) run in
+# _check_args, right after parsing, and end the same way.
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
 
 
 def _positive(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
     return value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {text}")
+def _non_negative(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
     return value
+
+
+def _int_within(low: int, high: int | None = None) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"within {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
+        return value
+
+    return convert
+
+
+_count = _int_within(1)
+_port = _int_within(0, 65535)
+_http_status = _int_within(100, 599)
+
+
+def _symbol_list(text: str) -> list[str]:
+    """``--symbols``: comma-separated symbols, uppercased and deduplicated; letters, digits and
+    ``_`` (USD-M delivery contracts: BTCUSDT_250926); non-ASCII letters are legal on Binance."""
+    symbols = list(dict.fromkeys(s.strip().upper() for s in text.split(",") if s.strip()))
+    if not symbols:
+        raise argparse.ArgumentTypeError("needs at least one symbol, e.g. BTCUSDT,ETHUSDT")
+    for symbol in symbols:
+        bad = next((c for c in symbol if not (c.isalnum() or c == "_")), None)
+        if bad is not None:
+            raise argparse.ArgumentTypeError(
+                f"{symbol!r} is not a symbol: {bad!r} is not a letter, digit or '_'"
+            )
+    return symbols
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        scheme, sep, rest = text.partition("://")
+        if not sep or scheme.lower() not in schemes or not rest.strip("/"):
+            allowed = " or ".join(f"{s}://HOST[:PORT]" for s in schemes)
+            raise argparse.ArgumentTypeError(f"{text!r} is not a URL of the form {allowed}")
+        return text
+
+    return convert
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a level: DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
+    return level
 
 
 def _add_target(parser: argparse.ArgumentParser, *, rate: float) -> None:
     """Options choosing between the embedded simulator and a real exchange."""
     parser.add_argument("--venue", choices=VENUES, default="binance-spot")
     parser.add_argument(
-        "--url", metavar="WS_URL", help="a real exchange's WebSocket base URL (no simulator)"
-    )
+        "--url", metavar="WS_URL", type=_url("ws", "wss"),
+        help="a real exchange's WebSocket base URL (no simulator)",
+    )  # fmt: skip
     parser.add_argument(
-        "--rest-url", metavar="REST_URL", help="its REST base URL (default: the venue's)"
-    )
+        "--rest-url", metavar="REST_URL", type=_url("http", "https"),
+        help="its REST base URL (default: the venue's)",
+    )  # fmt: skip
     parser.add_argument(
-        "--symbols", default=DEFAULT_SYMBOLS, help=f"comma-separated (default {DEFAULT_SYMBOLS})"
-    )
+        "--symbols", type=_symbol_list, default=DEFAULT_SYMBOLS, metavar="SYMBOLS",
+        help=f"comma-separated symbols the simulator lists (default {DEFAULT_SYMBOLS})",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="simulator market seed")
     parser.add_argument(
-        "--rate", type=float, default=rate, help=f"simulator order-flow events/s ({rate:g})"
-    )
+        "--rate", type=_non_negative, default=rate,
+        help=f"simulator order-flow events/s ({rate:g})",
+    )  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fastmd import __version__
+
     parser = argparse.ArgumentParser(prog="fastmd", description="fastmd: Binance market data.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=None)
-    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING...")
+    parser.add_argument(
+        "--log-level", type=_log_level, default="WARNING", help="DEBUG, INFO, WARNING..."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
@@ -879,34 +953,53 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run the exchange simulator until Ctrl-C")
     sim.add_argument("--venue", choices=VENUES, default="binance-spot")
-    sim.add_argument("--symbols", default=DEFAULT_SYMBOLS)
+    sim.add_argument("--symbols", type=_symbol_list, default=DEFAULT_SYMBOLS, metavar="SYMBOLS")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=0, help="WebSocket port (0: any free port)")
-    sim.add_argument("--rest-port", type=int, default=0, help="REST port (0: any free port)")
-    sim.add_argument("--rate", type=float, default=50.0, help="order-flow events per second")
+    sim.add_argument("--port", type=_port, default=0, help="WebSocket port (0: any free port)")
+    sim.add_argument("--rest-port", type=_port, default=0, help="REST port (0: any free port)")
+    sim.add_argument("--rate", type=_non_negative, default=50.0, help="order-flow events/s")
     sim.add_argument("--replay", metavar="DIR", help="serve a recording instead of the market")
-    sim.add_argument("--replay-speed", type=float, default=1.0, help="1 = recorded pace, 0 = max")
-    sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    sim.add_argument(
+        "--replay-speed", type=_non_negative, default=1.0, help="1 = recorded pace, 0 = max"
+    )
+    sim.add_argument("--duration", type=_positive, default=None, help="stop after S seconds")
     limits = sim.add_argument_group("limits (Binance's values by default)")
-    limits.add_argument("--ping-interval", type=float)
-    limits.add_argument("--pong-timeout", type=float)
-    limits.add_argument("--lifetime", type=float, help="connection lifetime in seconds")
-    limits.add_argument("--max-incoming", type=int, help="incoming frames per second")
-    limits.add_argument("--max-streams", type=int, help="streams per connection")
-    limits.add_argument("--rest-weight", type=int, help="REST weight per minute")
+    limits.add_argument("--ping-interval", type=_positive)
+    limits.add_argument("--pong-timeout", type=_positive)
+    limits.add_argument("--lifetime", type=_positive, help="connection lifetime in seconds")
+    limits.add_argument("--max-incoming", type=_count, help="incoming frames per second")
+    limits.add_argument("--max-streams", type=_count, help="streams per connection")
+    limits.add_argument("--rest-weight", type=_count, help="REST weight per minute")
     faults = sim.add_argument_group("faults")
-    faults.add_argument("--drop-every", type=float, metavar="S", help="drop all connections")
+    faults.add_argument("--drop-every", type=_positive, metavar="S", help="drop all connections")
     faults.add_argument("--drop-mode", choices=("close", "fin", "rst"), default="close")
-    faults.add_argument("--drop-code", type=int, default=1001)
-    faults.add_argument("--shutdown-every", type=float, metavar="S", help="serverShutdown+close")
+    faults.add_argument("--drop-code", type=_int_within(1000, 4999), default=1001)
+    faults.add_argument("--shutdown-every", type=_positive, metavar="S", help="serverShutdown")
     faults.add_argument("--skip", action="append", metavar="STREAM", help="skip frames of STREAM")
-    faults.add_argument("--skip-every", type=float, default=5.0, metavar="S")
-    faults.add_argument("--refuse-upgrades", type=int, metavar="STATUS")
-    faults.add_argument("--rest-error", type=int, metavar="STATUS")
-    faults.add_argument("--rest-delay", type=float, metavar="S")
-    faults.add_argument("--retry-after", type=float, metavar="S")
+    faults.add_argument("--skip-every", type=_positive, default=5.0, metavar="S")
+    faults.add_argument("--refuse-upgrades", type=_http_status, metavar="STATUS")
+    faults.add_argument("--rest-error", type=_http_status, metavar="STATUS")
+    faults.add_argument("--rest-delay", type=_positive, metavar="S")
+    faults.add_argument("--retry-after", type=_non_negative, metavar="S")
+    for command in (demo, watch, sim):
+        command.set_defaults(command_parser=command)
     return parser
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with options that are only wrong together, or ``None``."""
+    if args.command == "watch":
+        problem = _check_streams(args.streams, args.venue)
+        if problem is not None:
+            return f"argument STREAM: {problem}"
+    if args.command == "sim" and args.skip:
+        problem = _check_streams(args.skip, args.venue)
+        if problem is not None:
+            return f"argument --skip: {problem}"
+    if args.command in ("demo", "watch") and args.rest_url and not args.url:
+        return "argument --rest-url: needs --url (the simulator has its own REST URL)"
+    return None
 
 
 _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]]] = {
@@ -919,18 +1012,12 @@ _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, in
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastmd`` command."""
     args = _parser().parse_args(argv)
+    problem = _check_args(args)
+    if problem is not None:
+        args.command_parser.error(problem)  # usage and the problem on stderr, exit 2
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.command == "watch":
-        # Checked before anything starts: a typo must not cost a simulator start-up.
-        problem = _check_streams(args.streams, args.venue)
-        if problem is not None:
-            print(f"fastmd watch: {problem}", file=sys.stderr)
-            return _EXIT_USAGE
-    if args.command in ("demo", "watch") and args.rest_url and not args.url:
-        print(f"fastmd {args.command}: --rest-url needs --url", file=sys.stderr)
-        return _EXIT_USAGE
     command = _COMMANDS[args.command]
     try:
         return _run(command(args), args.loop or _default_loop())

@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 import fastmd
+import fastmd.cli
 
 REPO = Path(fastmd.__file__).resolve().parent.parent
 DEMO_STREAMS = [
@@ -130,9 +131,51 @@ def test_watch_rejects_bad_streams_with_exit_2(args: list[str], needle: str) -> 
     result = fastmd_cli(*args)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.startswith("fastmd watch: invalid stream name")
+    assert result.stderr.startswith("usage: fastmd watch")
+    assert "fastmd watch: error: argument STREAM: invalid stream name" in result.stderr
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["demo", "--symbols", ""], "fastmd demo: error: argument --symbols: needs at least one"),
+        (["demo", "--symbols", " , "], "argument --symbols: needs at least one symbol"),
+        (["demo", "--symbols", "BTC-USDT"], "argument --symbols: 'BTC-USDT' is not a symbol"),
+        (["demo", "--duration", "-1"], "fastmd demo: error: argument --duration: must be > 0"),
+        (["demo", "--duration", "nan"], "argument --duration: must be a finite number"),
+        (["demo", "--duration", "soon"], "argument --duration: not a number: 'soon'"),
+        (["demo", "--url", "http://127.0.0.1:1"], "argument --url: 'http://127.0.0.1:1' is not"),
+        (["demo", "--rest-url", "http://x"], "argument --rest-url: needs --url"),
+        (["watch"], "fastmd watch: error: the following arguments are required: STREAM"),
+        (["watch", ""], "fastmd watch: error: argument STREAM: invalid stream name ''"),
+        (["watch", "btcusdt@trade", "--count", "0"], "argument --count: must be >= 1, not 0"),
+        (["watch", "btcusdt@trade", "--symbols", ""], "fastmd watch: error: argument --symbols"),
+        (["sim", "--rate", "-5"], "fastmd sim: error: argument --rate: must be >= 0, not -5"),
+        (["sim", "--port", "70000"], "argument --port: must be within 0..65535, not 70000"),
+        (["sim", "--skip", "BTC@trade"], "argument --skip: invalid stream name 'BTC@trade'"),
+        (["--log-level", "loud", "sim"], "fastmd: error: argument --log-level: 'loud' is not"),
+        (["nope"], "fastmd: error: argument command: invalid choice: 'nope'"),
+    ],
+)
+def test_bad_option_values_are_usage_errors_before_anything_starts(
+    args: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        fastmd.cli.main(args)
+    assert exit_.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("usage: fastmd"), err
+    assert error in err, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        fastmd.cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"fastmd {fastmd.__version__}\n"
 
 
 def test_sim_prints_its_urls_and_stops() -> None:
@@ -144,9 +187,10 @@ def test_sim_prints_its_urls_and_stops() -> None:
     assert result.stdout.rstrip().endswith("simulator stopped")
 
 
-def test_usage_errors_exit_2() -> None:
-    assert fastmd_cli("demo", "--rest-url", "http://x").returncode == 2
-    assert fastmd_cli("watch", "btcusdt@trade", "--count", "0").returncode == 2
+def test_usage_errors_exit_2_from_the_command_line() -> None:
+    result = fastmd_cli("demo", "--symbols", "")
+    assert result.returncode == 2
+    assert "fastmd demo: error: argument --symbols" in result.stderr
     assert fastmd_cli("nope").returncode == 2
 
 
