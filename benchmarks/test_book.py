@@ -21,10 +21,8 @@ from fastmd.sim.market import Market
 
 pytestmark = pytest.mark.benchmark(group="book")
 
-# The full snapshots live with the recording in shared/ (beside the clone, in CI too).
-RECORDING = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binance-spot-2021-10-12"
-)
+# The full snapshots live with the recording in the tests' data (tests/data/README.md).
+RECORDING = Path(__file__).resolve().parents[1] / "tests" / "data" / "binance-spot-2021-10-12"
 
 
 def _recorded_diffs() -> tuple[list[Any], dict[str, Any]]:

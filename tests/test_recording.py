@@ -1,21 +1,19 @@
-"""The real Binance spot recording (shared/data/binance-spot-2021-10-12) decodes completely."""
+"""The real Binance spot recording (tests/data/binance-spot-2021-10-12) decodes completely."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from testdata import RECORDING
 
 import fastmd
 from fastmd import Decoder
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-RECORDING = SHARED / "data" / "binance-spot-2021-10-12"
 SYMBOLS = ("NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR")
 
 

@@ -30,7 +30,7 @@ _TRADE = (
 COMBINED_TEMPLATE = _PREFIX + _TRADE + b"}"
 """A Binance combined-stream trade frame; ``% (event_time, trade_id, trade_time)``."""
 
-MALLOC_COUNTER_C = Path("/work/shared/tools/malloc_counter.c")
+MALLOC_COUNTER_C = Path(__file__).resolve().parent / "malloc_counter.c"
 
 
 def trade_frame(trade_id: int, event_time: int = EVENT_TIME_MS) -> bytes:
@@ -80,7 +80,7 @@ def malloc_reader() -> Any:
 
 
 def build_malloc_counter(directory: str | None = None) -> str:
-    """Compile shared/tools/malloc_counter.c into a temporary directory; returns the .so path."""
+    """Compile benchmarks/e2e/malloc_counter.c into a temporary directory; returns the .so path."""
     out_dir = directory or tempfile.mkdtemp(prefix="fastmd-e2e-")
     lib = os.path.join(out_dir, "libmc.so")
     subprocess.run(

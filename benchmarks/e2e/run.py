@@ -10,7 +10,7 @@ run; the client process (``benchmarks.e2e.clients``) is pinned with ``taskset -c
    bare-socket ``drain`` client show whether the server could be the bottleneck;
 2. latency at fixed rates (``--latency-rates``) for bare picows + msgspec and fastmd;
 3. malloc events per message (``PYTHONMALLOC=malloc`` and the LD_PRELOAD counter of
-   shared/tools/malloc_counter.c, compiled into a temporary directory);
+   benchmarks/e2e/malloc_counter.c, compiled into a temporary directory);
 4. fastmd's RSS before and after ``--rss-messages`` frames.
 
 Ratios are computed within each repetition (the runs of one repetition follow each other within

@@ -1,4 +1,4 @@
-"""Replay of a recorded session in the ``shared/data`` layout.
+"""Replay of a recorded session in the recording layout (``tests/data/README.md``).
 
 A recording is a folder with ``meta.json``, ``stream.jsonl`` (one received frame per line:
 ``{"ts": <epoch seconds>, "msg": <combined-stream envelope>}``) and ``snapshots/<SYMBOL>.json``

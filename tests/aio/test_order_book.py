@@ -7,17 +7,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
+from testdata import RECORDING
 
 import fastmd
 from fastmd.sim import Exchange, SimLimits
-
-RECORDING = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance-spot-2021-10-12"
-)
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from testdata import RECORDING
 
 import fastmd
 from fastmd.core.book import BookState, BookSync, Levels, ResyncReason
-
-RECORDING = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance-spot-2021-10-12"
-)
 
 
 def spot_diff(first: int, final: int, bids: Any = (), asks: Any = ()) -> fastmd.DepthUpdate[float]:

@@ -1,4 +1,4 @@
-"""Every Binance sample in shared/samples/binance decodes to the right type and values."""
+"""Every Binance sample in tests/data/samples/binance decodes to the right type and values."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from testdata import SAMPLES
 
 import fastmd
 from fastmd import Decoder
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "binance"
 
 SPOT = "binance-spot"
 USDM = "binance-usdm"

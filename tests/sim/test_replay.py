@@ -9,13 +9,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from testdata import RECORDING
 from websockets.asyncio.client import connect
 
 from fastmd.sim import Exchange, Recording
-
-RECORDING = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance-spot-2021-10-12"
-)
 
 
 def test_recording_loads() -> None:
