@@ -1,4 +1,4 @@
-"""Every ```python block of docs/*.md must run.
+"""Every ```python block of docs/*.md and of the README must run.
 
 The blocks of one page run in order in one namespace, so a page can build on its earlier
 examples; a failure's traceback names the .md file and line. Blocks that must not run are fenced
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 FENCE = re.compile(r"^([ \t]*)```python[ \t]*\n(.*?)^\1```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
@@ -26,12 +27,13 @@ def python_blocks(text: str) -> list[tuple[int, str]]:
     ]
 
 
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]
 
 
 def test_docs_exist() -> None:
     for name in ("index.md", "events.md", "streams.md", "decoding.md", "benchmarks.md"):
         assert python_blocks((DOCS / name).read_text(encoding="utf-8")), name
+    assert python_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
 
 
 def test_block_extraction() -> None:
