@@ -7,12 +7,12 @@ optional; ``fastmd.Decoder`` loads the codec on first use.
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+# No NullHandler on the "fastmd" logger: without one, an application that configured no logging
+# still sees fastmd's warnings and errors on stderr (logging.lastResort), as it sees asyncio's.
 
 # public name -> module that defines it (each name is in exactly one module's __all__)
 _EXPORTS: dict[str, str] = {}

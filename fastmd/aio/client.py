@@ -459,6 +459,7 @@ class Client:
         self._retired: list[Connection] = []
         self._gap_listeners: list[Callable[[Gap], object]] = []
         self._status_listeners: list[Callable[[Status, Metrics], object]] = []
+        self._error_listeners: list[Callable[[ErrorReport], object]] = []
         self._status = Status.CONNECTING
         self._started_at: float | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -837,7 +838,7 @@ class Client:
             slot.url,
             max_outgoing_per_second=self.max_outgoing_per_second,
             stale_after=self.stale_after,
-            error_reporter=self._reporter,
+            error_reporter=self._emit_report,
             connect_budget=self._connect_budget,
             **options,
         )
@@ -1231,6 +1232,20 @@ class Client:
         self._status_listeners.append(callback)
         return lambda: self._remove_listener(self._status_listeners, callback)
 
+    def on_error(self, callback: Callable[[ErrorReport], object]) -> Callable[[], None]:
+        """Call ``callback(report)`` for every :class:`fastmd.ErrorReport` of this client and its
+        connections (``report.severity`` tells warnings from errors): failed subscriptions,
+        raising callbacks, decode errors, refused connections, REST failures. Listeners are
+        called in addition to ``error_reporter`` (by default: logging); returns a remover."""
+        self._error_listeners.append(callback)
+        return lambda: self._remove_listener(self._error_listeners, callback)
+
+    def _listener_failed(self, kind: str, exc: Exception) -> None:
+        self._callback_errors += 1
+        error = CallbackError(f"a {kind} listener raised {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        self._report(Severity.ERROR, "callback_error", str(error), error, listener=kind)
+
     @staticmethod
     def _remove_listener(listeners: list[Any], callback: Any) -> None:
         with contextlib.suppress(ValueError):
@@ -1255,8 +1270,7 @@ class Client:
             try:
                 listener(gap)
             except Exception as exc:
-                self._callback_errors += 1
-                logger.warning("a gap listener raised: %r", exc)
+                self._listener_failed("gap", exc)
 
     def _overflow_gap(self, stream: str, expected: int, received: int) -> None:
         self._overflow_dropped += 1
@@ -1294,8 +1308,7 @@ class Client:
             try:
                 listener(status, metrics)
             except Exception as exc:
-                self._callback_errors += 1
-                logger.warning("a status listener raised: %r", exc)
+                self._listener_failed("status", exc)
 
     def metrics(self) -> Metrics:
         """A :class:`Metrics` snapshot."""
@@ -1387,10 +1400,21 @@ class Client:
         **context: Any,
     ) -> None:
         self._errors += 1
+        self._emit_report(ErrorReport(severity, code, message, error, context))
+
+    def _emit_report(self, report: ErrorReport) -> None:
+        """Give ``report`` to the error reporter and to every ``on_error`` listener."""
         try:
-            self._reporter(ErrorReport(severity, code, message, error, context))
+            self._reporter(report)
         except Exception:
-            logger.exception("the error reporter raised while reporting %s", code)
+            logger.exception("the error reporter raised while reporting %s", report.code)
+        for listener in tuple(self._error_listeners):
+            try:
+                listener(report)
+            except Exception as exc:
+                # Not reported through _report: a listener that always raises would recurse.
+                self._callback_errors += 1
+                logger.error("an error listener raised on %s", report.code, exc_info=exc)
 
 
 def _open(slot: _Slot) -> bool:

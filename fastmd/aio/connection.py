@@ -79,6 +79,12 @@ _TCP_INFO_BYTES_RECEIVED: Final = 128  # offset of tcpi_bytes_received (u64)
 class LoggingReporter:
     """The default error reporter: one log line per report, at most one per code per second.
 
+    Reports of a user's code that raised (``callback_error``) and of fastmd's own failures
+    (``internal_error``) are logged with their exception, so the traceback is printed. The
+    library installs no handler: in an application that configured no logging, Python's
+    last-resort handler prints warnings and errors to stderr (as asyncio's are); an application
+    that configured logging gets them through its handlers.
+
     Args:
         interval: minimum seconds between two lines of the same code (the rest are counted and
             mentioned in the next line).
@@ -90,6 +96,7 @@ class LoggingReporter:
         Severity.ERROR: logging.ERROR,
         Severity.CRITICAL: logging.CRITICAL,
     }
+    _WITH_TRACEBACK: Final = frozenset({"callback_error", "internal_error"})
 
     def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = interval
@@ -111,6 +118,7 @@ class LoggingReporter:
             report.code,
             report.message[:256],
             f" (+{suppressed} similar)" if suppressed else "",
+            exc_info=report.error if report.code in self._WITH_TRACEBACK else None,
             extra={"fastmd_context": dict(report.context)},
         )
 
