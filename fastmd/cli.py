@@ -18,7 +18,10 @@ import functools
 import logging
 import math
 import os
+import re
 import signal
+import socket
+import ssl
 import sys
 import time
 from collections import deque
@@ -49,6 +52,8 @@ DEMO_KINDS: Final = {
 }
 """The streams ``fastmd demo`` subscribes per symbol, per venue."""
 _EXIT_USAGE: Final = 2
+GIVE_UP_AFTER: Final = 10.0
+"""Seconds ``fastmd demo`` and ``fastmd watch`` wait for the exchange to answer at all."""
 
 
 # -- event loop and signals -------------------------------------------------------------------
@@ -101,6 +106,27 @@ async def _until_signalled(stop_after: float | None) -> None:
                 await asyncio.wait_for(stopped.wait(), stop_after)
 
 
+def _quiet_leftovers() -> None:
+    """Called when a command starts shutting down: a client task that then fails because its
+    HTTP session closed under it is not news, and must not print "Task exception was never
+    retrieved" on the user's screen. Such fastmd errors go to the log at INFO; anything else
+    still reaches asyncio's default handler.
+
+    (Works around the client's shared exchangeInfo fetch, which outlives a waiter cancelled by
+    ``Client.close()`` and then fails with nobody to retrieve its error.)
+    """
+    from fastmd.errors import FastmdError
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, FastmdError):
+            logger.info("after shutdown began: %s: %r", context.get("message"), error)
+            return
+        loop.default_exception_handler(context)
+
+    asyncio.get_running_loop().set_exception_handler(handler)
+
+
 def _every(seconds: float, action: Callable[[], object]) -> asyncio.Task[None]:
     async def repeat() -> None:
         while True:
@@ -108,6 +134,145 @@ def _every(seconds: float, action: Callable[[], object]) -> asyncio.Task[None]:
             action()
 
     return asyncio.create_task(repeat())
+
+
+# -- error reports: causes, repeats, reachability --------------------------------------------
+#
+# demo and watch give the client an error reporter of their own. What they need from the
+# reports: the plain cause of a failed connection ("connection refused"), whether the exchange
+# has answered at all (if not, they give up after --give-up-after seconds instead of retrying
+# for ever), and a screen that shows each distinct message once rather than once a second.
+
+_CONNECT_CODES: Final = frozenset({"connect_failed", "handshake_rejected", "tls_error"})
+"""Report codes of a failed WebSocket connection attempt."""
+_REST_CODES: Final = frozenset({"symbol_check_failed", "fallback_poll_failed", "backfill_failed"})
+"""Report codes of a failed REST request."""
+_UNREACHABLE_CODES: Final = _CONNECT_CODES | _REST_CODES | {"circuit_open", "fallback"}
+"""What an exchange that does not answer at all produces."""
+_NUMBERS: Final = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def _cause(error: BaseException | None) -> str | None:
+    """The plain reason at the bottom of ``error``'s chain ("connection refused", "host not
+    found (...)", "TLS: ..."), or ``None`` if no OS or TLS error is in it."""
+    seen: set[int] = set()
+    current = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"TLS: {current.verify_message or current.reason}"
+        if isinstance(current, ssl.SSLError):
+            return f"TLS: {current.reason or current}"
+        if isinstance(current, OSError) and current.errno is not None:
+            if isinstance(current, socket.gaierror) or current.errno < 0:
+                return f"host not found ({str(current.strerror).lower()})"
+            return os.strerror(current.errno).lower()
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class _Repeats:
+    """Lets each distinct message through once, then at most once per ``interval`` seconds with
+    the number held back in between. Messages that differ only in their numbers (attempt
+    counts, seconds left, ids) count as the same message."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def admit(self, text: str) -> str | None:
+        """``text`` (with "(+N similar)" if some were held back) or ``None``: hold it back."""
+        key = _NUMBERS.sub("#", text)
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        return f"{text} (+{held} similar)" if held else text
+
+
+class _Reachability:
+    """Whether the exchange has answered at all, and if not, why.
+
+    Fed with the client's error reports and status changes. The exchange counts as reached once
+    a WebSocket connection opened (status CONNECTED) or an event arrived (REST fallback polls
+    deliver events too); until then, the last connection failure is the cause.
+
+    Args:
+        give_up_after: seconds after which an exchange that has not answered is given up.
+    """
+
+    def __init__(self, give_up_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.give_up_after = give_up_after
+        self._clock = clock
+        self.started = clock()
+        self.reached = False
+        self.circuit_open = False
+        self.attempts = 0
+        self.ws_url: str | None = None
+        self.rest_url: str | None = None
+        self.ws_cause: str | None = None
+        self.rest_cause: str | None = None
+
+    def target(self, ws_url: str, rest_url: str) -> None:
+        """The URLs the client uses (its own defaults when none were given)."""
+        self.ws_url = self.ws_url or ws_url
+        self.rest_url = rest_url
+
+    def report(self, report: ErrorReport) -> None:
+        if report.code in _CONNECT_CODES:
+            self.attempts = int(report.context.get("attempt", self.attempts + 1))
+            self.ws_url = str(report.context.get("url", self.ws_url))
+            self.ws_cause = _cause(report.error) or str(report.error or report.message)
+        elif report.code == "circuit_open":
+            self.circuit_open = True
+        elif report.code in _REST_CODES:
+            # The first plain cause is the one to keep: later polls fail with "REST circuit
+            # open for another 29 s", which says nothing about why.
+            self.rest_cause = self.rest_cause or _cause(report.error)
+
+    def on_status(self, status: Status, metrics: Metrics) -> None:
+        if status == "CONNECTED":
+            self.reached = True
+
+    def hopeless(self) -> bool:
+        """Nothing answered within ``give_up_after`` seconds, or the connection's circuit opened
+        first (it then makes no attempt for minutes)."""
+        if self.reached:
+            return False
+        return self.circuit_open or self._clock() - self.started >= self.give_up_after
+
+    def explain(self) -> str:
+        """One line: what could not be reached and why."""
+        if self.ws_cause is None:
+            line = f"cannot reach {self.ws_url}: no answer within {self.give_up_after:g} s"
+        else:
+            plural = "s" if self.attempts != 1 else ""
+            line = f"cannot reach {self.ws_url}: {self.ws_cause} ({self.attempts} attempt{plural})"
+        if self.rest_cause is not None:
+            line += f"; REST {self.rest_url}: {self.rest_cause}"
+        return line
+
+
+async def _until_unreachable(
+    reach: _Reachability, delivered: Callable[[], bool], stop: asyncio.Event
+) -> str | None:
+    """Return why the exchange cannot be reached once it is :meth:`~_Reachability.hopeless`, or
+    ``None`` as soon as it answers (``delivered()``: an event arrived) or ``stop`` is set."""
+    while not stop.is_set():
+        if delivered():
+            reach.reached = True
+        if reach.reached:
+            return None
+        if reach.hopeless():
+            return reach.explain()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+    return None
 
 
 # -- fastmd sim -------------------------------------------------------------------------------
@@ -687,6 +852,47 @@ async def _rich_view(demo: _Demo, client: Client, stop: asyncio.Event, duration:
 # -- fastmd watch -----------------------------------------------------------------------------
 
 
+class _WatchErrors:
+    """The error reporter of ``fastmd watch``: reports become lines on stderr, each distinct one
+    once (see :class:`_Repeats`); every report is also logged at INFO (``--log-level INFO``).
+
+    Until the exchange has answered, reports are held back: if it never does, the one give-up
+    line says it all; once it does, held reports that still matter (a failed symbol check) are
+    printed and failed connection attempts are forgotten.
+    """
+
+    def __init__(self, reach: _Reachability, out: TextIO) -> None:
+        self._reach = reach
+        self._out = out
+        self._repeats = _Repeats()
+        self._held: list[ErrorReport] = []
+
+    def __call__(self, report: ErrorReport) -> None:
+        logger.info("%s: %s", report.code, report.message)
+        self._reach.report(report)
+        if report.code == "subscription_failed":
+            return  # said by the subscription's own waiter, with what happens next
+        if not self._reach.reached and report.code in _UNREACHABLE_CODES:
+            self._held.append(report)
+            return
+        self._print(report)
+
+    def release(self) -> None:
+        """The exchange answered: print what was held back, except failed connections."""
+        held, self._held = self._held, []
+        for report in held:
+            if report.code not in _CONNECT_CODES and report.code != "circuit_open":
+                self._print(report)
+
+    def say(self, text: str) -> None:
+        print(f"fastmd watch: {text}", file=self._out, flush=True)
+
+    def _print(self, report: ErrorReport) -> None:
+        line = self._repeats.admit(f"{report.severity.value} {report.code}: {report.message}")
+        if line is not None:
+            self.say(line)
+
+
 async def _watch(args: argparse.Namespace) -> int:
     import msgspec
 
@@ -695,28 +901,28 @@ async def _watch(args: argparse.Namespace) -> int:
 
     streams: list[str] = list(dict.fromkeys(args.streams))
     price_type = {"float": float, "str": str}[args.price_type]
+    reach = _Reachability(args.give_up_after)
+    errors = _WatchErrors(reach, sys.stderr)
     async with contextlib.AsyncExitStack() as stack:
         if args.url is None:
-            # List the streams' own symbols too, so any well-formed stream has data.
-            listed = list(args.symbols)
-            for name in streams:
-                symbol = fastmd.parse_stream(name, args.venue).symbol
-                if symbol is not None and symbol.upper() not in listed:
-                    listed.append(symbol.upper())
-            exchange = Exchange(args.venue, listed, args.seed, rate=args.rate)
+            # The simulator lists --symbols and nothing else, as an exchange lists its markets:
+            # a stream of any other symbol is refused by the client's symbol check below.
+            exchange = Exchange(args.venue, args.symbols, args.seed, rate=args.rate)
             await stack.enter_async_context(exchange)
             ws_url, rest_url = exchange.ws_url, exchange.rest_url
+            listed = f" (the simulator lists {', '.join(args.symbols)}; see --symbols)"
         else:
             ws_url, rest_url = args.url, args.rest_url
+            listed = ""
         client = fastmd.Client(
             args.venue,
             ws_url=ws_url,
             rest_url=rest_url,
             price_type=price_type,
-            # The simulator lists every watched symbol, so checking them would only cost one
-            # exchangeInfo request per stream; a real exchange is checked.
-            validate_symbols=args.url is not None,
+            error_reporter=errors,
         )
+        reach.target(client.ws_url, client.rest_url)
+        client.on_status(reach.on_status)
         await stack.enter_async_context(client)
 
         stop = asyncio.Event()
@@ -747,22 +953,32 @@ async def _watch(args: argparse.Namespace) -> int:
             try:
                 await sub.wait_active(args.ack_wait)
             except fastmd.FastmdTimeoutError:
-                print(
-                    f"fastmd watch: {', '.join(sub.streams)} not acknowledged within "
-                    f"{args.ack_wait:g} s; still trying (Ctrl-C to stop)",
-                    file=sys.stderr,
-                )
-            except fastmd.UnknownSymbolError as exc:
-                print(f"fastmd watch: {exc}", file=sys.stderr)
-                state["exit"] = _EXIT_USAGE
-                stop.set()
+                if reach.reached:  # otherwise the give-up line will say why
+                    errors.say(
+                        f"{', '.join(sub.streams)} not acknowledged within {args.ack_wait:g} s; "
+                        "still trying (Ctrl-C to stop)"
+                    )
             except fastmd.FastmdError as exc:
-                print(f"fastmd watch: {exc}", file=sys.stderr)
-                state["exit"] = 1
+                # A refused stream stops them all: a typo must not go unnoticed in a pipe.
+                unknown = isinstance(exc, fastmd.UnknownSymbolError)
+                errors.say(f"{exc}{listed if unknown else ''}")
+                if state["exit"] == 0 and len(streams) > 1:
+                    errors.say("stopping every stream: fix or drop the refused one")
+                state["exit"] = max(state["exit"], _EXIT_USAGE if unknown else 1)
                 stop.set()
 
+        async def give_up() -> None:
+            verdict = await _until_unreachable(reach, lambda: state["written"] > 0, stop)
+            if verdict is None:
+                errors.release()
+                return
+            errors.say(verdict)
+            state["exit"] = 1
+            stop.set()
+
         subs = [client.subscribe(name, printer(name)) for name in streams]
-        checks = [asyncio.create_task(settle(sub)) for sub in subs]
+        tasks = [asyncio.create_task(settle(sub)) for sub in subs]
+        tasks.append(asyncio.create_task(give_up()))
         with _signals_set(stop):
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -770,9 +986,10 @@ async def _watch(args: argparse.Namespace) -> int:
                 # Flushing on a timer rather than per event keeps a write syscall off the hot
                 # path; a reader still sees lines within 0.1 s.
                 _flush(out, stop)
-        for task in checks:
+        _quiet_leftovers()
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*checks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         _flush(out, stop)
     return state["exit"]
 
@@ -910,6 +1127,11 @@ def _add_target(parser: argparse.ArgumentParser, *, rate: float) -> None:
     parser.add_argument(
         "--rate", type=_non_negative, default=rate,
         help=f"simulator order-flow events/s ({rate:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--give-up-after", type=_positive, default=GIVE_UP_AFTER, metavar="S",
+        help="exit when neither the WebSocket nor any event got through within S seconds, or "
+        f"when the connection's circuit opens first (default {GIVE_UP_AFTER:g})",
     )  # fmt: skip
 
 

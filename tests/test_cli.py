@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -176,6 +178,66 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         fastmd.cli.main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out == f"fastmd {fastmd.__version__}\n"
+
+
+UNREACHABLE = ["--url", "ws://127.0.0.1:1", "--rest-url", "http://127.0.0.1:1"]
+"""Nothing listens on port 1: every connection is refused at once."""
+
+
+def test_watch_gives_up_on_an_unreachable_exchange_with_the_cause_in_one_line() -> None:
+    started = time.monotonic()
+    result = fastmd_cli("watch", "btcusdt@trade", *UNREACHABLE, timeout=20)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert result.stdout == ""
+    # The circuit opens after 5 refused attempts (about 6 s): no point waiting the 10 s out.
+    assert elapsed < 12, f"took {elapsed:.1f} s"
+    assert re.fullmatch(
+        r"fastmd watch: cannot reach ws://127\.0\.0\.1:1/stream: connection refused "
+        r"\(\d+ attempts\); REST http://127\.0\.0\.1:1: connection refused\n",
+        result.stderr,
+    ), result.stderr
+
+
+def test_watch_gives_up_on_a_server_that_never_answers() -> None:
+    """A listening socket that never accepts: TCP connects, nothing else ever happens."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        target = ["--url", f"ws://127.0.0.1:{port}", "--rest-url", f"http://127.0.0.1:{port}"]
+        started = time.monotonic()
+        result = fastmd_cli("watch", "btcusdt@trade", *target, "--give-up-after", "1.5")
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert elapsed < 6, f"took {elapsed:.1f} s"
+    assert (
+        result.stderr
+        == f"fastmd watch: cannot reach ws://127.0.0.1:{port}: no answer within 1.5 s\n"
+    )
+
+
+def test_watch_refuses_a_symbol_the_simulator_does_not_list_once() -> None:
+    """The simulator lists --symbols only; the client's exchangeInfo check refuses the rest, as
+    it would on Binance (which acknowledges such a stream and then sends nothing)."""
+    result = fastmd_cli("watch", "--symbols", "BTCUSDT", "btcusd@trade")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "fastmd watch: btcusd@trade: symbol is not listed by the exchange "
+        "(the simulator lists BTCUSDT; see --symbols)\n"
+    )
+
+
+def test_watch_stops_every_stream_when_one_is_refused_and_says_so() -> None:
+    result = fastmd_cli("watch", "--symbols", "BTCUSDT", "btcusdt@trade", "btcusd@trade")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "fastmd watch: btcusd@trade: symbol is not listed by the exchange "
+        "(the simulator lists BTCUSDT; see --symbols)",
+        "fastmd watch: stopping every stream: fix or drop the refused one",
+    ]
 
 
 def test_sim_prints_its_urls_and_stops() -> None:
