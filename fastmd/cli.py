@@ -174,7 +174,8 @@ def _cause(error: BaseException | None) -> str | None:
 class _Repeats:
     """Lets each distinct message through once, then at most once per ``interval`` seconds with
     the number held back in between. Messages that differ only in their numbers (attempt
-    counts, seconds left, ids) count as the same message."""
+    counts, seconds left, ids) count as the same message, and so do those given the same
+    ``key`` (see :func:`_fold_key`)."""
 
     def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self._interval = interval
@@ -182,9 +183,9 @@ class _Repeats:
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
-    def admit(self, text: str) -> str | None:
+    def admit(self, text: str, key: str | None = None) -> str | None:
         """``text`` (with "(+N similar)" if some were held back) or ``None``: hold it back."""
-        key = _NUMBERS.sub("#", text)
+        key = _NUMBERS.sub("#", text if key is None else key)
         now = self._clock()
         last = self._last.get(key)
         if last is not None and now - last < self._interval:
@@ -193,6 +194,15 @@ class _Repeats:
         self._last[key] = now
         held = self._held.pop(key, 0)
         return f"{text} (+{held} similar)" if held else text
+
+
+def _fold_key(report: ErrorReport) -> str:
+    """What makes a report the same as another for :class:`_Repeats`: its code, if it is about
+    one stream (a failing REST poll comes for every stream in fallback, once a second), else
+    its text. Subscription failures are the exception: each names a stream that is missing."""
+    if "stream" in report.context and report.code != "subscription_failed":
+        return report.code
+    return f"{report.code}: {report.message}"
 
 
 class _Reachability:
@@ -425,11 +435,24 @@ class _Demo:
     """
 
     def __init__(
-        self, venue: Venue, symbols: list[str], source: str, *, plain: TextIO | None
+        self,
+        venue: Venue,
+        symbols: list[str],
+        source: str,
+        *,
+        plain: TextIO | None,
+        reach: _Reachability,
     ) -> None:
         self.started = time.monotonic()
         self.source = source
         self.plain = plain
+        self.reach = reach
+        self.repeats = _Repeats()
+        self.failure: str | None = None
+        """Why the demo gave up early (the exchange could not be reached), if it did."""
+        self.last_error: str | None = None
+        self.reports: dict[str, int] = {}
+        """Error reports per code (gaps apart), shown or folded."""
         self.markets = {s: _Market(s) for s in symbols}
         self.streams = {
             f"{s.lower()}@{kind}": _StreamHealth(f"{s.lower()}@{kind}", s, kind)
@@ -448,10 +471,18 @@ class _Demo:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def note(self, text: str, *, incident: bool = True) -> None:
+    def note(self, text: str, *, incident: bool = True, fold: str | None = None) -> None:
         """Record a notable moment; in line mode it is printed at once. Gaps are not incidents
-        of the live view: they have a table of their own."""
+        of the live view: they have a table of their own. ``fold``: the key of a message that
+        is held back if one like it was seen in the last 10 s (see :class:`_Repeats`); error
+        reports repeat, gaps and status changes are news each time."""
         at = self.elapsed()
+        if fold is not None:
+            admitted = self.repeats.admit(text, fold)
+            if admitted is None:
+                logger.info("%s", text)
+                return
+            text = admitted
         if incident:
             self.incidents.append((at, text))
         logger.info("%s", text)
@@ -534,6 +565,7 @@ class _Demo:
         )
 
     def on_status(self, status: Status, metrics: Metrics) -> None:
+        self.reach.on_status(status, metrics)
         if status == "CONNECTED" and self.timeline and self.timeline[-1][1] == "RECONNECTING":
             self.recoveries += 1
         self.timeline.append((self.elapsed(), status.value))
@@ -542,11 +574,15 @@ class _Demo:
     def on_report(self, report: ErrorReport) -> None:
         """The client's error reporter: reports become incidents instead of log lines on stderr,
         which would tear the live view. Gaps come through :meth:`on_gap` already."""
+        self.reach.report(report)
         if report.code == "gap":
             return
         if report.code == "subscription_failed":
             self.subscription_errors.append(report.message)
-        self.note(f"{report.severity.value} {report.code}: {report.message[:160]}")
+        self.reports[report.code] = self.reports.get(report.code, 0) + 1
+        self.last_error = f"{report.code}: {report.message}"
+        text = f"{report.severity.value} {report.code}: {report.message[:160]}"
+        self.note(text, fold=_fold_key(report))
 
     # -- sampling -------------------------------------------------------------------------------
 
@@ -737,12 +773,18 @@ def _summary(demo: _Demo, *, duration: float) -> str:
     lines.append(
         "status timeline: " + " -> ".join(f"{status} at {at:.2f}s" for at, status in demo.timeline)
     )
+    if demo.reports:
+        counts = sorted(demo.reports.items(), key=lambda item: -item[1])
+        lines.append("error reports: " + ", ".join(f"{code} {n}" for code, n in counts))
     for error in demo.subscription_errors:
         lines.append(f"subscription failed: {error}")
     lines.append("")
     silent = demo.unaccounted
-    if demo.total_events == 0:
-        lines.append("result: FAILED - no event received")
+    if demo.failure is not None:
+        lines.append(f"result: FAILED - {demo.failure}")
+    elif demo.total_events == 0:
+        why = demo.reach.explain() if not demo.reach.reached else demo.last_error
+        lines.append("result: FAILED - no event received" + (f"; {why}" if why else ""))
     elif demo.subscription_errors:
         lines.append(f"result: FAILED - {len(demo.subscription_errors)} stream(s) not subscribed")
     elif silent:
@@ -775,7 +817,8 @@ async def _demo(args: argparse.Namespace) -> int:
         else:
             ws_url, rest_url = args.url, args.rest_url
             source = f"{ws_url} ({args.venue})"
-        demo = _Demo(args.venue, symbols, source, plain=sys.stdout if plain else None)
+        reach = _Reachability(args.give_up_after)
+        demo = _Demo(args.venue, symbols, source, plain=sys.stdout if plain else None, reach=reach)
         client = fastmd.Client(
             args.venue,
             ws_url=ws_url,
@@ -784,6 +827,7 @@ async def _demo(args: argparse.Namespace) -> int:
             heartbeat=fastmd.Heartbeat(interval=1.0, timeout=5.0),
             error_reporter=demo.on_report,
         )
+        reach.target(client.ws_url, client.rest_url)
         demo.timeline.append((demo.elapsed(), client.status.value))
         client.on_gap(demo.on_gap)
         client.on_status(demo.on_status)
@@ -807,11 +851,23 @@ async def _demo(args: argparse.Namespace) -> int:
                 demo.note(f"fault injected: the simulator reset {dropped} connection(s) (TCP RST)")
 
             timers.append(loop.call_later(duration / 2, inject))
+
+        async def give_up() -> None:
+            verdict = await _until_unreachable(reach, lambda: demo.total_events > 0, stop)
+            if verdict is not None:
+                demo.failure = verdict
+                demo.note(f"giving up: {verdict}")
+                stop.set()
+
+        watchdog = asyncio.create_task(give_up())
         with _signals_set(stop):
             if plain:
                 await _plain_view(demo, client, stop)
             else:
                 await _rich_view(demo, client, stop, duration)
+        _quiet_leftovers()
+        watchdog.cancel()
+        await asyncio.gather(watchdog, return_exceptions=True)
         for timer in timers:  # after Ctrl-C, no fault on a stopping simulator
             timer.cancel()
         demo.sample(client)
@@ -888,7 +944,8 @@ class _WatchErrors:
         print(f"fastmd watch: {text}", file=self._out, flush=True)
 
     def _print(self, report: ErrorReport) -> None:
-        line = self._repeats.admit(f"{report.severity.value} {report.code}: {report.message}")
+        text = f"{report.severity.value} {report.code}: {report.message}"
+        line = self._repeats.admit(text, _fold_key(report))
         if line is not None:
             self.say(line)
 

@@ -240,6 +240,51 @@ def test_watch_stops_every_stream_when_one_is_refused_and_says_so() -> None:
     ]
 
 
+def test_demo_stops_early_when_nothing_answers_and_names_the_cause() -> None:
+    started = time.monotonic()
+    result = fastmd_cli("demo", *UNREACHABLE, timeout=25)
+    elapsed = time.monotonic() - started
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert elapsed < 12, f"took {elapsed:.1f} s of the 20 s demo"
+    cause = (
+        r"cannot reach ws://127\.0\.0\.1:1/stream: connection refused \(\d+ attempts\); "
+        r"REST http://127\.0\.0\.1:1: connection refused"
+    )
+    assert re.search(rf"^\[ *\d+\.\d+s\] giving up: {cause}$", out, re.M), out
+    assert re.search(rf"^result: FAILED - {cause}$", out, re.M), out
+    # Each kind of failure is shown once, not once per stream and second.
+    live = out[: out.index("fastmd demo summary")]
+    for code in ("connect_failed", "fallback_poll_failed", "fallback_unserved"):
+        assert len(re.findall(rf"^\[.*\] \w+ {code}: ", live, re.M)) <= 1, live
+    assert re.search(r"^error reports: .*connect_failed \d+", out, re.M)
+    assert result.stderr == ""
+
+
+def test_repeats_fold_messages_that_differ_only_in_numbers() -> None:
+    now = [0.0]
+    repeats = fastmd.cli._Repeats(interval=10.0, clock=lambda: now[0])
+    assert repeats.admit("circuit open for another 29.0 s") == "circuit open for another 29.0 s"
+    assert repeats.admit("circuit open for another 28.0 s") is None
+    assert repeats.admit("something else") == "something else"
+    assert repeats.admit("btcusdt@trade: poll failed", key="poll") == "btcusdt@trade: poll failed"
+    assert repeats.admit("ethusdt@trade: poll failed", key="poll") is None
+    now[0] = 10.0
+    assert repeats.admit("circuit open for another 19.0 s") == (
+        "circuit open for another 19.0 s (+1 similar)"
+    )
+
+
+def test_cause_is_the_plain_os_reason_at_the_bottom_of_the_chain() -> None:
+    refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)")
+    error = fastmd.ConnectError("cannot connect")
+    error.__cause__ = refused
+    assert fastmd.cli._cause(error) == "connection refused"
+    unknown = socket.gaierror(-2, "Name or service not known")
+    assert fastmd.cli._cause(unknown) == "host not found (name or service not known)"
+    assert fastmd.cli._cause(fastmd.FastmdTimeoutError("no connection within 10 s")) is None
+
+
 def test_sim_prints_its_urls_and_stops() -> None:
     result = fastmd_cli("sim", "--duration", "1")
     assert result.returncode == 0, result.stderr
