@@ -21,7 +21,7 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
         "BookNotSynced", "CallbackError", "ConnectError", "ConnectionClosed", "DecodeError",
         "DecodeErrorCategory", "FastmdError", "FastmdTimeoutError", "HandshakeError",
         "InvalidState", "ProtocolError", "RestError", "RestTimeoutError", "StreamNameError",
-        "TLSError",
+        "StreamOverflow", "SubscriptionError", "TLSError", "UnknownSymbolError",
     ),
     "fastmd.core.streams": (
         "SPOT_KLINE_INTERVALS", "USDM_KLINE_INTERVALS", "Stream", "StreamKind", "Venue",
@@ -45,10 +45,7 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.core.lifecycle": ("ConnectionState", "ErrorReport", "ErrorReporter", "Severity"),
     "fastmd.core.stats": ("ConnectionStats", "LatencyStats"),
     "fastmd.aio.connection": ("Connection", "LoggingReporter"),
-    "fastmd.aio.client": (
-        "Client", "EventStream", "Metrics", "Status", "StreamOverflow", "Subscription",
-        "SubscriptionError", "UnknownSymbolError",
-    ),
+    "fastmd.aio.client": ("Client", "EventStream", "Metrics", "Status", "Subscription"),
     "fastmd.core.sequence": ("Gap", "GapReason"),
     "fastmd.core.book": ("BookState", "BookUpdate"),
     "fastmd.aio.book": ("BookSnapshot", "OrderBook"),
@@ -71,10 +68,7 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         EventStream as EventStream,
         Metrics as Metrics,
         Status as Status,
-        StreamOverflow as StreamOverflow,
         Subscription as Subscription,
-        SubscriptionError as SubscriptionError,
-        UnknownSymbolError as UnknownSymbolError,
     )
     from fastmd.aio.connection import (
         Connection as Connection,
@@ -189,7 +183,10 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         RestError as RestError,
         RestTimeoutError as RestTimeoutError,
         StreamNameError as StreamNameError,
+        StreamOverflow as StreamOverflow,
+        SubscriptionError as SubscriptionError,
         TLSError as TLSError,
+        UnknownSymbolError as UnknownSymbolError,
     )
 
 

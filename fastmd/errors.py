@@ -15,6 +15,9 @@ Every error fastmd raises derives from :class:`FastmdError`; errors of the libra
     ├── FastmdTimeoutError (also TimeoutError)  an operation ran out of time
     ├── RestError                           a REST request failed (status, code, Retry-After)
     │   └── RestTimeoutError                    ... ran out of time (also FastmdTimeoutError)
+    ├── SubscriptionError                   a stream was refused or never acknowledged
+    │   └── UnknownSymbolError                  ... its symbol is not listed by the exchange
+    ├── StreamOverflow                      a ``client.stream()`` consumer fell too far behind
     ├── BookNotSynced                       a local order book read while it is not in sync
     ├── CallbackError                       a user callback raised (``__cause__`` is its error)
     └── InvalidState                        API misuse, e.g. connecting a closed connection
@@ -42,7 +45,10 @@ __all__ = [
     "RestError",
     "RestTimeoutError",
     "StreamNameError",
+    "StreamOverflow",
+    "SubscriptionError",
     "TLSError",
+    "UnknownSymbolError",
 ]
 
 
@@ -183,3 +189,27 @@ class BookNotSynced(FastmdError):
 
 class RestTimeoutError(RestError, FastmdTimeoutError):
     """A REST request ran out of time (also a ``TimeoutError``)."""
+
+
+class SubscriptionError(FastmdError):
+    """A subscription failed: the server refused it or never acknowledged it.
+
+    Attributes:
+        stream: the stream concerned.
+        code: the server's control error code (-1 for a timeout).
+    """
+
+    def __init__(self, message: str, *, stream: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.stream = stream
+        self.code = code
+
+
+class UnknownSymbolError(SubscriptionError):
+    """The stream is well formed but its symbol is not listed by the exchange (Binance would
+    acknowledge it and send nothing)."""
+
+
+class StreamOverflow(FastmdError):
+    """An event stream (``client.stream(...)``) with the ``"disconnect"`` policy fell too far
+    behind."""

@@ -45,18 +45,12 @@ from fastmd.errors import (
     FastmdTimeoutError,
     InvalidState,
     StreamNameError,
+    StreamOverflow,
+    SubscriptionError,
+    UnknownSymbolError,
 )
 
-__all__ = [
-    "Client",
-    "EventStream",
-    "Metrics",
-    "Status",
-    "StreamOverflow",
-    "Subscription",
-    "SubscriptionError",
-    "UnknownSymbolError",
-]
+__all__ = ["Client", "EventStream", "Metrics", "Status", "Subscription"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,29 +86,6 @@ class Status(StrEnum):
     RECONNECTING = "RECONNECTING"
     FALLBACK = "FALLBACK"
     CLOSED = "CLOSED"
-
-
-class SubscriptionError(FastmdError):
-    """A subscription failed: the server refused it or never acknowledged it.
-
-    Attributes:
-        stream: the stream concerned.
-        code: the server's control error code (-1 for a timeout).
-    """
-
-    def __init__(self, message: str, *, stream: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.stream = stream
-        self.code = code
-
-
-class UnknownSymbolError(SubscriptionError):
-    """The stream is well formed but its symbol is not listed by the exchange (Binance would
-    acknowledge it and send nothing)."""
-
-
-class StreamOverflow(FastmdError):
-    """An :class:`EventStream` with the ``"disconnect"`` policy fell too far behind."""
 
 
 @dataclass(frozen=True, slots=True)

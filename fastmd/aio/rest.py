@@ -47,7 +47,7 @@ from fastmd.core.weights import (
     ban_seconds,
     request_weight,
 )
-from fastmd.errors import FastmdError, RestError, RestTimeoutError
+from fastmd.errors import RestError, RestTimeoutError
 
 __all__ = ["RestClient", "RestTimeouts"]
 
@@ -396,7 +396,9 @@ class SymbolDirectory:
         """The listed symbols (uppercase); concurrent callers share one request.
 
         Raises:
-            FastmdError: the list could not be fetched or decoded.
+            RestError: the list could not be fetched or decoded (``status``, ``code`` and
+                ``retry_after`` as the failed request's; :class:`fastmd.RestTimeoutError` when
+                it ran out of time).
         """
         if self._symbols is not None and self._clock() - self._fetched_at < self._ttl:
             return self._symbols
@@ -413,7 +415,13 @@ class SymbolDirectory:
         try:
             info = await self._rest.exchange_info()
         except RestError as exc:
-            raise FastmdError(f"cannot fetch exchangeInfo: {exc}") from exc
+            # The same class, status, code and Retry-After: callers decide on those, not on text.
+            raise type(exc)(
+                f"cannot fetch exchangeInfo: {exc}",
+                status=exc.status,
+                code=exc.code,
+                retry_after=exc.retry_after,
+            ) from exc
         self._symbols = frozenset(s.symbol for s in info.symbols)
         self._fetched_at = self._clock()
         for limit in info.rate_limits:

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from fastmd import CircuitBreakerPolicy, CircuitState, RestError, RestTimeoutError
-from fastmd.aio.rest import RestClient, RestTimeouts
+from fastmd.aio.rest import RestClient, RestTimeouts, SymbolDirectory
 from fastmd.core.streams import Venue
 from fastmd.sim import Exchange, SimLimits
 
@@ -479,3 +479,18 @@ async def test_timeout(spot: Sim) -> None:
     assert rest.breaker.failures == 1
     spot.ex.faults.clear()
     await rest.ping()
+
+
+async def test_symbol_directory_keeps_the_rest_error_details() -> None:
+    """A failed exchangeInfo fetch is the RestError it was (status, code, Retry-After), not a
+    plain FastmdError."""
+    async with Exchange(symbols=["BTCUSDT"], seed=1, rate=0) as ex, aiohttp.ClientSession() as s:
+        rest = RestClient(s, ex.rest_url, "binance-spot")
+        directory = SymbolDirectory(rest)
+        ex.faults.rest_error(429, count=1, retry_after=1)
+        with pytest.raises(RestError) as caught:
+            await directory.symbols()
+        assert caught.value.status == 429
+        assert caught.value.retry_after == 1
+        assert "exchangeInfo" in str(caught.value)
+        assert isinstance(caught.value.__cause__, RestError)
