@@ -3,8 +3,10 @@ stdout is a pipe (so ``fastmd demo`` prints its line-based view, as in CI)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -283,6 +285,116 @@ def test_cause_is_the_plain_os_reason_at_the_bottom_of_the_chain() -> None:
     unknown = socket.gaierror(-2, "Name or service not known")
     assert fastmd.cli._cause(unknown) == "host not found (name or service not known)"
     assert fastmd.cli._cause(fastmd.FastmdTimeoutError("no connection within 10 s")) is None
+
+
+def busy_demo() -> fastmd.cli._Demo:
+    """A demo's state at its busiest: every stream live, big numbers, many gaps and incidents."""
+    cli = fastmd.cli
+    symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+    source = "simulator ws://127.0.0.1:43811 (binance-spot, seed 0, 300 events/s)"
+    demo = cli._Demo("binance-spot", symbols, source, plain=None, reach=cli._Reachability(10))
+    for i, market in enumerate(demo.markets.values()):
+        market.last_price, market.bid, market.ask = 60_000.02 / (i + 1), 59_999.97, 60_000.02
+        market.trades_per_second = 1_234.0
+    for health in demo.streams.values():
+        health.events, health.last_at = 1_234_567, time.monotonic()
+        health.ledger(1, 1_234_567)
+    for i in range(12):
+        stream = DEMO_STREAMS[i % len(DEMO_STREAMS)]
+        gap = fastmd.Gap(stream, 12_345_678_901, 12_345_679_001, fastmd.GapReason.RECONNECT)
+        demo.on_gap(gap)
+        demo.streams[stream].ids -= gap.missing  # every id delivered or reported
+    for i in range(8):
+        demo.note(f"warning disconnected: ws://127.0.0.1:43811/stream closed ({i}); " * 3)
+    demo.metrics = fastmd.Metrics(
+        status=fastmd.Status.RECONNECTING, connections=(), streams=12, messages=12_345_678,
+        message_rate_1s=12_345.0, message_rate_10s=12_345.0,
+        latency=fastmd.LatencyStats(0.01234, 0.01234, 0.12345, 100), uptime=20.0, reconnects=12,
+        handovers=3, errors=5, gaps=12, duplicates_dropped=1_234, decode_errors=12,
+        callback_errors=0, callback_time_mean=0.0, callback_time_max=0.0, slow_callbacks=0,
+        overflow_dropped=0, backfilled=1_234, book_resyncs=0,
+    )  # fmt: skip
+    demo.events_rate = 123_456.0
+    return demo
+
+
+def render(view: object, width: int, height: int) -> list[str]:
+    from rich.console import Console
+
+    console = Console(
+        width=width, height=height, file=io.StringIO(), color_system=None, legacy_windows=False
+    )
+    console.print(view)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    return str(text).rstrip("\n").split("\n")
+
+
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (160, 24), (80, 12), (100, 40)])
+def test_live_view_fits_the_terminal(width: int, height: int) -> None:
+    from rich.cells import cell_len
+
+    lines = render(fastmd.cli._live_view(busy_demo(), 20.0, width, height), width, height)
+    assert len(lines) <= height - 1, "\n".join(lines)  # the last line stays free for the cursor
+    assert max(cell_len(line) for line in lines) <= width, "\n".join(lines)
+    assert lines[0].startswith("fastmd demo")
+    assert lines[1].startswith("status RECONNECTING   events 14,814,804 (123,456/s)   gaps 12")
+    if width >= 160:  # one status line at 160 columns, even with numbers this large
+        assert "decode errors 12" in lines[1], lines[1]
+        assert lines[2] == "", "\n".join(lines)
+    elif width == 80:  # two at 80; pairs are never split
+        assert lines[2].startswith("ping RTT"), "\n".join(lines)
+        assert lines[3] == "" or lines[3].startswith(("symbol", "gaps")), "\n".join(lines)
+    text = "\n".join(lines)
+    assert "gaps reported: 12" in text, text
+    if height >= 24:
+        assert "BNBUSDT" in text, text
+        assert re.search(r"^\+\d+ more: ", text, re.M), text
+
+
+def test_live_view_shows_everything_when_there_is_room() -> None:
+    lines = render(fastmd.cli._live_view(busy_demo(), 20.0, 160, 60), 160, 60)
+    text = "\n".join(lines)
+    assert all(stream in text for stream in DEMO_STREAMS), text
+    assert "more" not in text
+    assert "gaps reported: 12 (2 earlier not shown)" in text  # the latest 10
+
+
+def test_live_view_puts_the_streams_in_trouble_first() -> None:
+    demo = busy_demo()
+    silent = demo.streams["bnbusdt@bookTicker"]
+    silent.events, silent.last_at = 0, None
+    lines = render(fastmd.cli._live_view(demo, 20.0, 80, 24), 80, 24)
+    text = "\n".join(lines)
+    assert "bnbusdt@bookTicker" in text, text
+    assert re.search(r"\+\d+ more: \d+ with gaps", text), text
+
+
+def test_live_view_in_a_real_terminal() -> None:
+    """``fastmd demo`` in tmux at 80x24: the screen holds the whole view, nothing scrolls."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    session = f"fastmd-test-{os.getpid()}"
+    env = f"PYTHONPATH={REPO}"
+    command = f"cd {REPO} && {env} {sys.executable} -m fastmd demo --duration 4; sleep 10"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", command], check=True
+    )
+    try:
+        time.sleep(3.0)  # after the drop at 2 s: gaps and incidents are on screen
+        screen = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+            check=True,
+        ).stdout.rstrip("\n").split("\n")  # fmt: skip
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    shown = "\n".join(screen)
+    assert screen[0].startswith("fastmd demo"), shown  # one line, nothing scrolled
+    assert screen[1].startswith("status "), shown
+    assert len(screen) <= 23, shown
+    # rich crops a view taller than the terminal and ends it with "...": every section shows
+    assert not any(line.strip() == "..." for line in screen), shown
+    for section in ("symbol", "stream", "gaps reported: "):
+        assert any(line.startswith(section) for line in screen), shown
 
 
 def test_sim_prints_its_urls_and_stops() -> None:
