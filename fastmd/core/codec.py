@@ -10,17 +10,24 @@ subscribes) or learned from the first frame that names them.
 
 Everything the fast path cannot take (unknown streams, raw payloads, control replies, bad input)
 falls to a slower path that classifies the frame; bad input raises :class:`fastmd.DecodeError` with
-its category, and a counter per category is kept in :attr:`Decoder.error_counts`.
+its category, read from the frame itself (rules below, before ``_classify``), and a counter per
+category is kept in :attr:`Decoder.error_counts`.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from decimal import Decimal
+from functools import lru_cache
+from itertools import accumulate
 from typing import Any, ClassVar, Final, Generic, TypeAlias, Union
 
 import msgspec
+import msgspec.inspect as mi
 from msgspec import UNSET, Raw, UnsetType, field
 from typing_extensions import TypeVar
 
@@ -84,28 +91,320 @@ _control_decoder: Final = msgspec.json.Decoder(ev.ControlReply)
 _flat_control_decoder: Final = msgspec.json.Decoder(_FlatControlError)
 
 
-def _categorize(exc: BaseException) -> Cat:
-    if isinstance(exc, UnicodeDecodeError):
-        return Cat.INVALID_UTF8
-    if isinstance(exc, RecursionError):
-        return Cat.TOO_DEEP
-    if isinstance(exc, msgspec.ValidationError):
-        # msgspec: "<problem> - at `$.path`"; the problem may quote the input, so match its start
-        head, _, path = str(exc).rpartition(" - at ")
-        if not head:
-            head, path = path, ""
-        if head.startswith("Object missing required field"):
-            return Cat.MISSING_FIELD
-        if head.startswith("Invalid value") and path.endswith(".e`"):
-            return Cat.UNKNOWN_EVENT
-        if head == "Number out of range" or (
-            head.startswith("Expected `int` ") and ("=" in head or "<" in head or ">" in head)
+# -- classifying bad input ------------------------------------------------------------------
+#
+# A frame that fails to decode is classified from the input alone, never from the wording or type
+# of msgspec's exception (both change between msgspec releases). The rules, in order:
+# 1. A frame that is not valid UTF-8 is INVALID_UTF8.
+# 2. A frame that is not well-formed JSON (RFC 8259 as the standard library's parser reads it,
+#    NaN and Infinity refused, and no \u escape that is half of a surrogate pair, which msgspec
+#    refuses too) is TOO_DEEP when it nests more than _MAX_DEPTH arrays and objects, else NOT_JSON.
+# 3. A well-formed frame is compared with the type it should have decoded to, in the order msgspec
+#    reads it: an object's event tag first, then its keys in input order, then the keys it lacks.
+#    The first difference gives UNKNOWN_EVENT, WRONG_TYPE, OUT_OF_RANGE or MISSING_FIELD.
+# 4. When the comparison finds no difference (msgspec refused something it does not model), the
+#    frame is TOO_DEEP when it nests more than _MAX_DEPTH levels, else WRONG_TYPE.
+# Numbers are compared as written (their text), so no size or precision is lost before they are
+# judged; msgspec's untyped decode would refuse some well-formed ones (over 4300 digits).
+
+# How deeply a frame may nest before a failed decode is classed TOO_DEEP (docs/decoding.md says
+# 256). msgspec follows nesting as deep as Python's recursion limit allows (about 1000 levels by
+# default, fewer when called from deep in a stack), so a frame it gave up on for depth is always
+# deeper than this; Binance frames nest 4 levels at most.
+_MAX_DEPTH: Final = 256
+
+_UNREADABLE: Final = frozenset({Cat.INVALID_UTF8, Cat.NOT_JSON, Cat.TOO_DEEP})
+# a JSON string, escapes and all; an unclosed one runs to the end
+_STRING: Final = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(set(range(256)) - set(b"[]{}"))
+_NESTING: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_ESCAPE: Final = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+_JSON_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_NON_FINITE: Final = frozenset({"nan", "-nan", "inf", "-inf", "infinity", "-infinity"})
+_FLOAT_MAX: Final = sys.float_info.max
+_Mismatch: TypeAlias = tuple[Cat, str, str]  # category, path, what is wrong
+
+
+class _Number:
+    """A JSON number as written; ``integer`` when it has no fraction and no exponent."""
+
+    __slots__ = ("integer", "text")
+
+    def __init__(self, text: str, integer: bool) -> None:
+        self.text = text
+        self.integer = integer
+
+    def exact(self) -> Decimal | None:
+        """The number's value, or None when its exponent is beyond what Decimal can hold."""
+        try:
+            return Decimal(self.text)
+        except ArithmeticError:
+            return None
+
+
+def _int_literal(text: str) -> _Number:
+    return _Number(text, True)
+
+
+def _float_literal(text: str) -> _Number:
+    return _Number(text, False)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(data: bytes) -> bool:
+    """Whether arrays and objects nest more than ``_MAX_DEPTH`` levels deep in ``data`` (brackets
+    inside strings do not count). Reads in chunks and stops at the first level past the limit, so
+    a hostile frame of nothing but ``[`` costs little."""
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for start in range(0, len(brackets), 4096):
+        chunk = brackets[start : start + 4096]
+        levels = list(accumulate(map(_NESTING.__getitem__, chunk), initial=depth))
+        if max(levels) > _MAX_DEPTH:
+            return True
+        depth = levels[-1]
+    return False
+
+
+def _lone_surrogate(text: str) -> bool:
+    """Whether a string of ``text`` (well-formed JSON) has a ``\\u`` escape that is half of a
+    UTF-16 surrogate pair without its other half: no Unicode character, and msgspec refuses it."""
+    if "\\u" not in text:
+        return False
+    awaiting = -1  # where an escaped high surrogate ended, while its low half is due
+    for escape in _ESCAPE.finditer(text):
+        unit = int(escape[1], 16) if escape[1] else -1
+        low = 0xDC00 <= unit <= 0xDFFF
+        if awaiting >= 0 or low:
+            if not (low and escape.start() == awaiting):
+                return True
+            awaiting = -1
+        elif 0xD800 <= unit <= 0xDBFF:
+            awaiting = escape.end()
+    return awaiting >= 0
+
+
+@lru_cache(maxsize=256)
+def _type_info(expected: Any) -> mi.Type:
+    return mi.type_info(expected)
+
+
+def _classify(
+    frame: bytes | bytearray | memoryview, expected: Any, exc: BaseException, *, strict: bool
+) -> tuple[Cat, str]:
+    """Why ``frame`` does not decode to ``expected``, and a readable detail, by the rules above.
+
+    ``exc`` (the error msgspec raised) is only quoted, when nothing more specific is found.
+    """
+    data = bytes(frame)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return Cat.INVALID_UTF8, f"Invalid UTF-8 at byte {bad.start}"
+    try:
+        value = json.loads(
+            text,
+            parse_int=_int_literal,
+            parse_float=_float_literal,
+            parse_constant=_refuse_constant,
+        )
+    except (ValueError, RecursionError) as bad:
+        return _too_deep_or(data, Cat.NOT_JSON, f"Malformed JSON: {bad}")
+    if _lone_surrogate(text):
+        return Cat.NOT_JSON, "Malformed JSON: a \\u escape is half of a surrogate pair"
+    found = _mismatch(value, _type_info(expected), not strict, "$")
+    if found is not None:
+        category, path, what = found
+        return category, f"{what} - at `{path}`"
+    return _too_deep_or(data, Cat.WRONG_TYPE, f"A value does not convert (msgspec: {exc})")
+
+
+def _too_deep_or(data: bytes, category: Cat, detail: str) -> tuple[Cat, str]:
+    if _too_deep(data):
+        return Cat.TOO_DEEP, f"Arrays and objects nest more than {_MAX_DEPTH} levels deep"
+    return category, detail
+
+
+_EXPECTED_NAMES: Final[dict[type[mi.Type], str]] = {
+    mi.IntType: "int",
+    mi.FloatType: "float",
+    mi.DecimalType: "decimal",
+    mi.StrType: "str",
+    mi.BoolType: "bool",
+    mi.NoneType: "null",
+    mi.StructType: "object",
+    mi.DictType: "object",
+    mi.ListType: "array",
+    mi.VarTupleType: "array",
+}
+
+
+def _expected_name(info: mi.Type) -> str:
+    if isinstance(info, mi.UnionType):
+        return " | ".join(dict.fromkeys(_expected_name(t) for t in info.types))
+    if isinstance(info, mi.TupleType):
+        return f"array of length {len(info.item_types)}"
+    return _EXPECTED_NAMES.get(type(info), type(info).__name__)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, _Number):
+        return "int" if value.integer else "float"
+    names = {type(None): "null", bool: "bool", str: "str", list: "array", dict: "object"}
+    return names[type(value)]
+
+
+def _wrong(info: mi.Type, value: Any, path: str) -> _Mismatch:
+    return Cat.WRONG_TYPE, path, f"Expected `{_expected_name(info)}`, got `{_kind(value)}`"
+
+
+def _mismatch(value: Any, info: mi.Type, lax: bool, path: str) -> _Mismatch | None:
+    """The first way ``value`` (parsed JSON) differs from the msgspec type ``info``, or None.
+
+    ``lax`` is msgspec's ``strict=False``: numeric strings for numbers, ``"true"`` for bools.
+    """
+    if isinstance(info, mi.StructType):
+        return _struct_mismatch(value, info, lax, path)
+    if isinstance(info, mi.UnionType):
+        return _union_mismatch(value, info, lax, path)
+    if isinstance(info, mi.IntType | mi.FloatType):
+        return _number_mismatch(value, info, lax, path)
+    if isinstance(info, mi.ListType | mi.VarTupleType | mi.TupleType):
+        if not isinstance(value, list) or (
+            isinstance(info, mi.TupleType) and len(value) != len(info.item_types)
         ):
-            return Cat.OUT_OF_RANGE
-        return Cat.WRONG_TYPE
-    if isinstance(exc, msgspec.DecodeError) and "too deep" in str(exc):
-        return Cat.TOO_DEEP
-    return Cat.NOT_JSON
+            return _wrong(info, value, path)
+        types = info.item_types if isinstance(info, mi.TupleType) else [info.item_type] * len(value)
+        for i, (item, item_type) in enumerate(zip(value, types, strict=True)):
+            found = _mismatch(item, item_type, lax, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(info, mi.StrType):
+        ok = isinstance(value, str)
+    elif isinstance(info, mi.DecimalType):
+        ok = isinstance(value, _Number) or (
+            isinstance(value, str) and _Number(value, False).exact() is not None
+        )
+    elif isinstance(info, mi.BoolType):
+        ok = isinstance(value, bool) or (lax and _lax_bool(value))
+    elif isinstance(info, mi.NoneType):
+        ok = value is None or (lax and isinstance(value, str) and value.lower() == "null")
+    elif isinstance(info, mi.DictType):
+        ok = isinstance(value, dict)
+    else:
+        return None  # Any, Raw, and types no frame uses: no opinion
+    return None if ok else _wrong(info, value, path)
+
+
+def _struct_mismatch(value: Any, info: mi.StructType, lax: bool, path: str) -> _Mismatch | None:
+    if not isinstance(value, dict):
+        return _wrong(info, value, path)
+    if info.tag_field is not None and info.tag_field in value:
+        found = _tag_mismatch(value[info.tag_field], [info], f"{path}.{info.tag_field}")
+        if found is not None:
+            return found
+    fields = {f.encode_name: f for f in info.fields}
+    for key, item in value.items():
+        field_info = fields.get(key)
+        if field_info is not None:
+            found = _mismatch(item, field_info.type, lax, f"{path}.{key}")
+            if found is not None:
+                return found
+    for field_info in info.fields:
+        if field_info.required and field_info.encode_name not in value:
+            name = field_info.encode_name
+            return Cat.MISSING_FIELD, path, f"Object missing required field `{name}`"
+    return None
+
+
+def _tag_mismatch(tag: Any, structs: list[mi.StructType], path: str) -> _Mismatch | None:
+    if any(tag == s.tag for s in structs):
+        return None
+    if not isinstance(tag, str):
+        return Cat.WRONG_TYPE, path, f"Expected `str`, got `{_kind(tag)}`"
+    tags = ", ".join(repr(s.tag) for s in structs[:3]) + (", ..." if len(structs) > 3 else "")
+    return Cat.UNKNOWN_EVENT, path, f"Unknown event type {_shorten(repr(tag))}, expected {tags}"
+
+
+def _union_mismatch(value: Any, info: mi.UnionType, lax: bool, path: str) -> _Mismatch | None:
+    structs = [t for t in info.types if isinstance(t, mi.StructType)]
+    tag_field = structs[0].tag_field if structs else None
+    if isinstance(value, dict) and len(structs) > 1 and tag_field is not None:
+        # a tagged union: the tag alone picks the struct
+        if tag_field not in value:
+            return Cat.MISSING_FIELD, path, f"Object missing required field `{tag_field}`"
+        chosen = [s for s in structs if s.tag == value[tag_field]]
+        if not chosen:
+            return _tag_mismatch(value[tag_field], structs, f"{path}.{tag_field}")
+        return _struct_mismatch(value, chosen[0], lax, path)
+    found = [_mismatch(value, t, lax, path) for t in info.types]
+    if None in found:
+        return None
+    # the member that got furthest into the value explains best; then a specific category
+    best = max(
+        (f for f in found if f is not None),
+        key=lambda f: (len(f[1]), f[0] is not Cat.WRONG_TYPE),
+    )
+    if best[0] is Cat.WRONG_TYPE and best[1] == path:
+        return _wrong(info, value, path)
+    return best
+
+
+def _lax_number(value: str) -> _Number | None:
+    match = _JSON_NUMBER.fullmatch(value)
+    return None if match is None else _Number(value, not (match[1] or match[2]))
+
+
+def _lax_bool(value: Any) -> bool:
+    """msgspec's lax bools: ``"true"``/``"false"`` in any case, and 0 or 1 as an int or a
+    numeric string."""
+    if isinstance(value, str):
+        if value.lower() in ("true", "false"):
+            return True
+        value = _lax_number(value)
+    return isinstance(value, _Number) and value.integer and value.exact() in (0, 1)
+
+
+def _number_mismatch(
+    value: Any, info: mi.IntType | mi.FloatType, lax: bool, path: str
+) -> _Mismatch | None:
+    is_int = isinstance(info, mi.IntType)
+    number = value if isinstance(value, _Number) else None
+    if lax and isinstance(value, str):
+        number = _lax_number(value)
+        if number is None and not is_int and value.lower() in _NON_FINITE:
+            return None
+    if number is None or (is_int and not lax and not number.integer):
+        return _wrong(info, value, path)
+    exact = number.exact()
+    if exact is not None and is_int and exact != exact.to_integral_value():
+        return _wrong(info, value, path)  # lax mode takes only integral floats for ints
+    if exact is not None and _within(exact, info) and (is_int or exact.copy_abs() <= _FLOAT_MAX):
+        return None
+    return Cat.OUT_OF_RANGE, path, f"Expected {_range(info)}, got {_shorten(number.text)}"
+
+
+def _within(exact: Decimal, info: mi.IntType | mi.FloatType) -> bool:
+    return (
+        (info.gt is None or exact > info.gt)
+        and (info.ge is None or exact >= info.ge)
+        and (info.lt is None or exact < info.lt)
+        and (info.le is None or exact <= info.le)
+    )
+
+
+def _range(info: mi.IntType | mi.FloatType) -> str:
+    limits = ((">", info.gt), (">=", info.ge), ("<", info.lt), ("<=", info.le))
+    shown = " and ".join(f"{op} {limit}" for op, limit in limits if limit is not None)
+    return f"`{_expected_name(info)}` {shown or 'within its range'}"
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 _KIND_EVENTS: Final[dict[StreamKind, Any]] = {
@@ -368,33 +667,50 @@ class Decoder:
         self.error_counts[category] += 1
         return DecodeError(message, category, stream=stream)
 
-    def _wrap(self, exc: BaseException, stream: str | None, what: str = "frame") -> DecodeError:
-        category = _categorize(exc)
+    def _wrap(
+        self,
+        exc: BaseException,
+        frame: bytes | bytearray | memoryview,
+        expected: Any,
+        stream: str | None = None,
+        what: str = "frame",
+        *,
+        strict: bool,
+    ) -> DecodeError:
+        """The counted error for ``frame``, which msgspec refused (``exc``) to decode as
+        ``expected``; the category comes from the frame (see the rules above), not from ``exc``."""
+        category, detail = _classify(frame, expected, exc, strict=strict)
+        return self._report(category, detail, exc, stream, what)
+
+    def _report(
+        self,
+        category: Cat,
+        detail: str,
+        exc: BaseException,
+        stream: str | None = None,
+        what: str = "frame",
+    ) -> DecodeError:
         where = f" of stream {stream!r}" if stream else ""
-        error = self._error(f"{category.value}: {what}{where}: {exc}", category, stream)
+        error = self._error(f"{category.value}: {what}{where}: {detail}", category, stream)
         error.__cause__ = exc
         return error
 
     def _probe(self, frame: bytes | bytearray | memoryview, exc: BaseException) -> _Probe:
         try:
             return _probe_decoder.decode(frame)
-        except msgspec.ValidationError:
-            # Valid JSON but not an object (a raw array stream, a bare value): needs its stream.
-            try:
-                msgspec.json.decode(frame, type=Raw)
-            except _ERRORS as inner:
-                raise self._wrap(inner, None) from inner
-            raise self._error(
-                "unroutable: a frame that is not a JSON object needs stream= to be decoded",
-                Cat.UNROUTABLE,
-            ) from exc
         except _ERRORS as inner:
-            raise self._wrap(inner, None) from inner
+            category, detail = _classify(frame, _Probe, inner, strict=True)
+            if category not in _UNREADABLE:
+                # Well-formed, but not an object whose stream, event type or request id has the
+                # usual type (a raw array stream, a bare value): it needs its stream.
+                category = Cat.UNROUTABLE
+                detail = f"not a JSON object that names its stream; pass stream= ({detail})"
+            raise self._report(category, detail, inner) from inner
 
     def _decode_slow(self, frame: bytes | bytearray | memoryview, exc: BaseException) -> Any:
         probe = self._probe(frame, exc)
         if not isinstance(probe.stream, UnsetType):
-            return self._decode_envelope(probe, probe.stream, exc)
+            return self._decode_envelope(frame, probe, probe.stream, exc)
         if _is_control(probe):
             return self._decode_control(frame, probe)
         if not isinstance(probe.e, UnsetType):
@@ -404,11 +720,18 @@ class Decoder:
             Cat.UNROUTABLE,
         ) from exc
 
-    def _decode_envelope(self, probe: _Probe, name: str, exc: BaseException) -> Message[Any]:
+    def _decode_envelope(
+        self,
+        frame: bytes | bytearray | memoryview,
+        probe: _Probe,
+        name: str,
+        exc: BaseException,
+    ) -> Message[Any]:
         if isinstance(probe.data, UnsetType):
             raise self._error(f"unroutable: envelope of {name!r} has no data", Cat.UNROUTABLE, name)
-        if name in self._routed:
-            raise self._wrap(exc, name, "payload")  # the fast path knew the stream: data is bad
+        if name in self._routed:  # the fast path knew the stream: the payload is bad
+            cls = self._classes[name]
+            raise self._wrap(exc, frame, cls, name, "payload", strict=self._strict) from exc
         try:
             cls, decoder = self._route(name)
         except StreamNameError as bad:
@@ -417,7 +740,7 @@ class Decoder:
         try:
             event = decoder.decode(probe.data)
         except _ERRORS as inner:
-            raise self._wrap(inner, name, "payload") from inner
+            raise self._wrap(inner, frame, cls, name, "payload", strict=self._strict) from inner
         return cls(event)
 
     def _decode_control(
@@ -427,18 +750,21 @@ class Decoder:
             try:
                 return _control_decoder.decode(frame)
             except _ERRORS as exc:
-                raise self._wrap(exc, None, "control reply") from exc
+                error = self._wrap(exc, frame, ev.ControlReply, None, "control reply", strict=True)
+                raise error from exc
         try:
             flat = _flat_control_decoder.decode(frame)
         except _ERRORS as exc:
-            raise self._wrap(exc, None, "control reply") from exc
+            error = self._wrap(exc, frame, _FlatControlError, None, "control reply", strict=True)
+            raise error from exc
         return ev.ControlReply(id=flat.id, error=ev.ControlError(code=flat.code, msg=flat.msg))
 
     def _decode_tagged(self, frame: bytes | bytearray | memoryview) -> Message[Any]:
         try:
             event = self._tagged_decoder.decode(frame)
         except _ERRORS as exc:
-            raise self._wrap(exc, None) from exc
+            expected = self._tagged_decoder.type
+            raise self._wrap(exc, frame, expected, strict=self._strict) from exc
         if isinstance(event, ev.ServerShutdown):
             return self._route(_SHUTDOWN_STREAM)[0](event)
         name = _stream_of(event)
@@ -461,12 +787,13 @@ class Decoder:
             try:
                 probe = _probe_decoder.decode(frame)
             except _ERRORS:
-                raise self._wrap(exc, stream, "payload") from exc
-            if _is_control(probe):
+                probe = None
+            if probe is not None and _is_control(probe):
                 return self._decode_control(frame, probe)
-            if probe.e == ev.ServerShutdown.__struct_config__.tag:
+            if probe is not None and probe.e == ev.ServerShutdown.__struct_config__.tag:
                 return self._decode_tagged(frame)
-            raise self._wrap(exc, stream, "payload") from exc
+            expected = decoder.type
+            raise self._wrap(exc, frame, expected, stream, "payload", strict=self._strict) from exc
 
 
 def _is_control(probe: _Probe) -> bool:

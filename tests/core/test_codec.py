@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastmd
 from fastmd import DecodeError, DecodeErrorCategory as Cat, Decoder
+from fastmd.core import codec
 
 TRADE: dict[str, Any] = {
     "e": "trade", "E": 1672515782136, "s": "BNBBTC", "t": 12345, "p": "0.001", "q": "100",
@@ -683,3 +686,299 @@ def test_any_json_value_in_a_field_only_raises_decode_error(value: Any, key: str
             continue
         assert message.event.symbol == TRADE["s"]
     assert decoder.decode(GOOD).event == expected_trade()
+
+
+# -- classification from the input -----------------------------------------------------------
+# The category of a bad frame is read from the frame, never from msgspec's exception (whose type
+# and wording change between releases: msgspec 0.23 raises DecodeError where 0.19 raised
+# UnicodeDecodeError for bad UTF-8).
+
+
+def _nest(depth: int, tail: bytes = b"") -> bytes:
+    return b"[" * depth + tail + b"]" * depth
+
+
+KLINE = json.loads(ROUND_TRIP_FRAMES[-1])["data"]
+
+# (id, frame, category, decode kwargs, price_type)
+BY_HAND: list[tuple[str, bytes, Cat, dict[str, Any], Any]] = [
+    # INVALID_UTF8, wherever the bad bytes are, when the frame fails
+    ("utf8-in-key", GOOD.replace(b'"p"', b'"\xff"'), Cat.INVALID_UTF8, {}, float),
+    ("utf8-outside-strings", GOOD[:-1] + b"\xff}", Cat.INVALID_UTF8, {}, float),
+    ("utf8-cut-short", GOOD.replace(b"BNBBTC", b"BN\xe2\x82"), Cat.INVALID_UTF8, {}, float),
+    ("utf8-overlong", GOOD.replace(b"BNBBTC", b"BN\xc0\xafBTC"), Cat.INVALID_UTF8, {}, float),
+    ("utf8-surrogate", GOOD.replace(b"BNBBTC", b"\xed\xa0\x80"), Cat.INVALID_UTF8, {}, float),
+    ("utf8-and-missing", combined(_without("q")).replace(b"BNBBTC", b"\xff"), Cat.INVALID_UTF8,
+     {}, float),
+    ("utf8-raw", RAW.replace(b"BNBBTC", b"\xff"), Cat.INVALID_UTF8, {"stream": STREAM}, float),
+    ("utf8-control", b'{"result":"\xff","id":1}', Cat.INVALID_UTF8, {}, float),
+    # NOT_JSON and TOO_DEEP: malformed, nesting past 256 levels or not
+    ("nan-value", combined(trade(p=0)).replace(b'"p":0', b'"p":NaN'), Cat.NOT_JSON, {}, float),
+    ("infinity", b"Infinity", Cat.NOT_JSON, {}, float),
+    ("single-quotes", b"{'stream':'bnbbtc@trade'}", Cat.NOT_JSON, {}, float),
+    ("trailing-comma", GOOD[:-2] + b",}}", Cat.NOT_JSON, {}, float),
+    ("lone-high-surrogate", GOOD.replace(b"BNBBTC", b"\\ud800"), Cat.NOT_JSON, {}, float),
+    ("lone-low-surrogate", GOOD.replace(b"BNBBTC", b"\\udc00x"), Cat.NOT_JSON, {}, float),
+    ("reversed-pair", GOOD.replace(b"BNBBTC", b"\\ude00\\ud83d"), Cat.NOT_JSON, {}, float),
+    ("cut-short-256", b"[" * 256, Cat.NOT_JSON, {}, float),
+    ("cut-short-257", b"[" * 257, Cat.TOO_DEEP, {}, float),
+    ("deep-and-missing", _deep(combined({**_without("q"), "X": 0})), Cat.TOO_DEEP, {}, float),
+    ("deep-raw", _nest(5000), Cat.TOO_DEEP, {"stream": STREAM}, float),
+    ("brackets-in-string", combined({**_without("q"), "X": "[" * 3000}), Cat.MISSING_FIELD, {},
+     float),
+    ("escaped-quote-in-string", combined({**_without("q"), "X": '\\"' + "{" * 3000}),
+     Cat.MISSING_FIELD, {}, float),
+    ("string-then-cut-short", b'["\\\\"' + b"[" * 300, Cat.TOO_DEEP, {}, float),
+    ("open-string-cut-short", b'["\\"' + b"[" * 300, Cat.NOT_JSON, {}, float),
+    ("deep-but-parsed-and-missing", combined({**_without("q"), "X": json.loads(_nest(300))}),
+     Cat.MISSING_FIELD, {}, float),
+    # OUT_OF_RANGE: numbers are judged as written
+    ("price-1e400", combined(trade(p=0)).replace(b'"p":0', b'"p":1e400'), Cat.OUT_OF_RANGE, {},
+     float),
+    ("price-str-1e400", combined(trade(p="1e400")), Cat.OUT_OF_RANGE, {}, float),
+    ("price-str-minus-1e400", combined(trade(p="-1e400")), Cat.OUT_OF_RANGE, {}, float),
+    ("id-5000-digits", combined(trade(t=0)).replace(b'"t":0', b'"t":' + b"9" * 5000),
+     Cat.OUT_OF_RANGE, {}, float),
+    ("id-huge-exponent", combined(trade(t=0)).replace(b'"t":0', b'"t":1e99999999999999999999'),
+     Cat.OUT_OF_RANGE, {}, float),
+    ("id-str-negative", combined(trade(t="-5")), Cat.OUT_OF_RANGE, {}, float),
+    ("id-float-negative-lax", combined(trade(t=-5.0)), Cat.OUT_OF_RANGE, {}, float),
+    ("kline-trade-count", combined({**KLINE, "k": {**KLINE["k"], "n": -1}}, "bnbbtc@kline_1m"),
+     Cat.OUT_OF_RANGE, {}, float),
+    # WRONG_TYPE
+    ("id-float-strict", combined(trade(t=5.0)), Cat.WRONG_TYPE, {}, str),
+    ("id-fraction-lax", combined(trade(t=5.5)), Cat.WRONG_TYPE, {}, float),
+    ("id-str-fraction-lax", combined(trade(t="5.5")), Cat.WRONG_TYPE, {}, float),
+    ("id-str-plus-lax", combined(trade(t="+5")), Cat.WRONG_TYPE, {}, float),
+    ("id-bool", combined(trade(t=True)), Cat.WRONG_TYPE, {}, float),
+    ("price-str-hex", combined(trade(p="0x5")), Cat.WRONG_TYPE, {}, float),
+    ("price-object", combined(trade(p={"v": 1})), Cat.WRONG_TYPE, {}, float),
+    ("maker-str-2", combined(trade(m="2")), Cat.WRONG_TYPE, {}, float),
+    ("maker-int-strict", combined(trade(m=1)), Cat.WRONG_TYPE, {}, Decimal),
+    ("decimal-bad-string", combined(trade(p="abc")), Cat.WRONG_TYPE, {}, Decimal),
+    ("level-too-short", combined({**DEPTH, "b": [["1"]]}, "bnbbtc@depth"), Cat.WRONG_TYPE, {},
+     float),
+    ("level-not-array", combined({**DEPTH, "b": ["1"]}, "bnbbtc@depth"), Cat.WRONG_TYPE, {},
+     float),
+    ("data-array", combined([TRADE]), Cat.WRONG_TYPE, {}, float),
+    ("event-type-not-str", combined(trade(e=5)), Cat.WRONG_TYPE, {}, float),
+    ("control-error-code", b'{"error":{"code":"x","msg":"m"},"id":1}', Cat.WRONG_TYPE, {}, float),
+    ("flat-control-id", b'{"code":1,"msg":"m","id":[1]}', Cat.WRONG_TYPE, {}, float),
+    ("flat-control-msg", b'{"code":1,"msg":5}', Cat.UNROUTABLE, {}, float),  # the probe's msg
+    # MISSING_FIELD, at any level
+    ("kline-missing-close", combined({**KLINE, "k": {**KLINE["k"]} | {"c": None}},
+                                     "bnbbtc@kline_1m").replace(b',"c":null', b""),
+     Cat.MISSING_FIELD, {}, float),
+    ("force-order-missing-qty", combined({**FORCE, "o": {k: v for k, v in FORCE["o"].items()
+                                                        if k != "q"}}, "btcusdt@forceOrder"),
+     Cat.MISSING_FIELD, {}, float),
+    ("control-missing-id", b'{"result":null,"error":null}', Cat.MISSING_FIELD, {}, float),
+    # UNKNOWN_EVENT: an event type the stream (or the venue) does not define
+    ("other-event-on-stream", combined(trade(e="aggTrade")), Cat.UNKNOWN_EVENT, {}, float),
+    ("raw-unknown-event-first", dumps({"e": "foo", "E": -1}), Cat.UNKNOWN_EVENT, {}, float),
+    ("raw-with-stream", dumps(trade(e="aggTrade")), Cat.UNKNOWN_EVENT, {"stream": STREAM}, float),
+    ("unknown-event-and-bad-id", combined(trade(e="zzz", t=-1)), Cat.UNKNOWN_EVENT, {}, float),
+]  # fmt: skip
+
+
+def _decoder_for(frame: bytes, price_type: Any = float, registered: bool = True) -> Decoder:
+    """A decoder of the frame's venue, with the streams of these tests registered or not."""
+    if b"forceOrder" in frame:
+        decoder = Decoder("binance-usdm", price_type=price_type)
+        streams = ["btcusdt@forceOrder"]
+    else:
+        decoder = Decoder(price_type=price_type)
+        streams = [STREAM, "bnbbtc@depth", "bnbbtc@kline_1m"]
+    if registered:
+        decoder.register(streams)
+    return decoder
+
+
+@pytest.mark.parametrize("registered", [False, True], ids=["slow-path", "fast-path"])
+@pytest.mark.parametrize(
+    ("frame", "category", "kwargs", "price_type"),
+    [case[1:] for case in BY_HAND],
+    ids=[case[0] for case in BY_HAND],
+)
+def test_category_of_hand_built_input(
+    frame: bytes, category: Cat, kwargs: dict[str, Any], price_type: Any, registered: bool
+) -> None:
+    decoder = _decoder_for(frame, price_type, registered)
+    error = _check_bad(decoder, frame, category, **kwargs)
+    assert str(error).startswith(f"{category.value}: ")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        combined(trade(X=json.loads(_nest(300)))),  # deep, but within what msgspec reads
+        combined(trade(X="[" * 3000)),
+        GOOD.replace(b"BNBBTC", b"\\ud83d\\ude00"),  # a surrogate pair is one character
+        combined(trade(p=0)).replace(b'"p":0', b'"p":1e-400'),
+        combined(trade(t=5.0)),  # float mode takes integral floats for ints
+        combined(trade(t="1e2")),
+        combined(trade(m="TRUE")),
+        combined(trade(m="0")),
+        combined(trade(p="nan")),
+    ],
+)
+def test_decodable_input_is_not_an_error(frame: bytes) -> None:
+    """The slow-path rules must not make an error of a frame msgspec accepts."""
+    assert Decoder().decode(frame).stream == STREAM
+
+
+def test_message_names_the_problem_and_its_path() -> None:
+    decoder = Decoder()
+    decoder.register([STREAM, "bnbbtc@depth"])
+    messages = {
+        combined(trade(p="abc")): "Expected `float`, got `str` - at `$.data.p`",
+        combined(_without("q")): "Object missing required field `q` - at `$.data`",
+        combined(trade(t=-1)): "Expected `int` >= 0 and <= 9223372036854775807, got -1"
+        " - at `$.data.t`",
+        combined(trade(p="1e400")): "Expected `float` within its range, got 1e400 - at `$.data.p`",
+        combined(trade(e="zzz")): "Unknown event type 'zzz', expected 'trade' - at `$.data.e`",
+        combined({**DEPTH, "b": [["1", "2"], ["1"]]}, "bnbbtc@depth"): "Expected `array of"
+        " length 2`, got `array` - at `$.data.b[1]`",
+        GOOD.replace(b"BNBBTC", b"BN\xffBTC"): "Invalid UTF-8 at byte 70",
+        b"[" * 300: "Arrays and objects nest more than 256 levels deep",
+        b'{"result":null,"id":[1]}': "Expected `int | str | null`, got `array` - at `$.id`",
+    }
+    for frame, detail in messages.items():
+        with pytest.raises(DecodeError) as info:
+            decoder.decode(frame)
+        assert str(info.value).endswith(": " + detail)
+    with pytest.raises(DecodeError, match=r"^not_json: frame: Malformed JSON: Expecting"):
+        decoder.decode(b"nope")
+
+
+def test_good_frames_never_reach_the_classifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Classification is slow-path work only: frames that decode never pay for it."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("classified a good frame")
+
+    monkeypatch.setattr(codec, "_classify", refuse)
+    decoder = Decoder()
+    assert decoder.decode(GOOD).event == expected_trade()  # learned
+    decoder.register([STREAM])
+    assert decoder.decode(GOOD).event == expected_trade()  # fast path
+    assert decoder.decode(RAW, stream=STREAM).event == expected_trade()
+    assert decoder.decode(RAW).event == expected_trade()
+    assert decoder.decode(b'{"result":null,"id":1}') == fastmd.ControlReply(id=1)
+    assert decoder.decode(b'{"result":null,"id":1}', stream=STREAM) == fastmd.ControlReply(id=1)
+
+
+class _Scrambled:
+    """A msgspec decoder with the same results, whose errors have another type and another
+    message, as another msgspec release might raise them."""
+
+    def __init__(self, inner: Any, make_error: Callable[[], Exception]) -> None:
+        self.inner = inner
+        self.make_error = make_error
+        self.type = inner.type
+        self.strict = inner.strict
+
+    def decode(self, buf: Any) -> Any:
+        try:
+            return self.inner.decode(buf)
+        except Exception:
+            raise self.make_error() from None
+
+
+SCRAMBLES: list[tuple[str, Callable[[], Exception]]] = [
+    ("DecodeError", lambda: msgspec.DecodeError("Invalid UTF-8 encoded string")),
+    ("ValidationError", lambda: msgspec.ValidationError("Object missing required field `x`")),
+    ("MsgspecError", lambda: msgspec.MsgspecError("JSON is malformed: too deep")),
+    ("ValueError", lambda: ValueError("Number out of range")),
+    ("RecursionError", lambda: RecursionError("maximum recursion depth exceeded")),
+    ("UnicodeDecodeError", lambda: UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid")),
+]
+
+
+@contextmanager
+def _scrambled(make_error: Callable[[], Exception]) -> Iterator[None]:
+    """Every msgspec decoder the codec makes or holds raises ``make_error()`` instead."""
+    real = msgspec.json.Decoder
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            msgspec.json, "Decoder", lambda *a, **k: _Scrambled(real(*a, **k), make_error)
+        )
+        for name in ("_probe_decoder", "_control_decoder", "_flat_control_decoder"):
+            patch.setattr(codec, name, _Scrambled(getattr(codec, name), make_error))
+        yield
+
+
+def _outcome(frame: bytes, stream: str | None, price_type: Any = float) -> Any:
+    decoder = _decoder_for(frame, price_type)
+    try:
+        return type(decoder.decode(frame, stream)).__name__
+    except DecodeError as error:
+        return error.category
+
+
+ALL_BAD: list[tuple[str, bytes, str | None, Any]] = [
+    *((f"combined-{c[0]}", c[1], None, float) for c in BAD_COMBINED),
+    *((f"raw-{c[0]}", c[1], STREAM, float) for c in BAD_RAW),
+    *((f"hand-{c[0]}", c[1], c[3].get("stream"), c[4]) for c in BY_HAND),
+]
+
+
+@pytest.mark.parametrize("make_error", [s[1] for s in SCRAMBLES], ids=[s[0] for s in SCRAMBLES])
+@pytest.mark.parametrize(
+    ("frame", "stream", "price_type"), [c[1:] for c in ALL_BAD], ids=[c[0] for c in ALL_BAD]
+)
+def test_category_does_not_depend_on_msgspec_errors(
+    frame: bytes, stream: str | None, price_type: Any, make_error: Callable[[], Exception]
+) -> None:
+    expected = _outcome(frame, stream, price_type)
+    assert isinstance(expected, Cat)
+    with _scrambled(make_error):
+        assert _outcome(frame, stream, price_type) is expected
+
+
+def _spliced(frame: bytes) -> st.SearchStrategy[bytes]:
+    """``frame`` with a few bytes cut out, replaced or added somewhere."""
+    return st.builds(
+        lambda at, cut, junk: frame[:at] + junk + frame[at + cut :],
+        st.integers(0, len(frame)),
+        st.integers(0, 3),
+        st.binary(max_size=4) | st.sampled_from([b"\xff", b"\\ud800", b"[", b"{", b'"', b"-"]),
+    )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
+    | st.sampled_from(["5", "-5", "5.5", "1e400", "nan", "true", "null", "0x5"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+bad_frames = st.one_of(
+    st.binary(max_size=200),
+    _spliced(GOOD),
+    _spliced(RAW),
+    _spliced(combined(DEPTH, "bnbbtc@depth")),
+    _spliced(b'{"result":null,"id":1}'),
+    st.builds(lambda key, value: combined(trade(**{key: value})), st.sampled_from(sorted(TRADE)),
+              json_values),
+    st.builds(lambda key, value: dumps(trade(**{key: value})), st.sampled_from(sorted(TRADE)),
+              json_values),
+    # nesting well below or well above what msgspec follows (about 1000 levels less the stack)
+    st.builds(lambda depth: combined(trade(X=0)).replace(b'"X":0', b'"X":' + _nest(depth)),
+              st.integers(0, 600) | st.integers(1500, 3000)),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bad_frames,
+    st.sampled_from([None, STREAM]),
+    st.sampled_from([float, str]),
+    st.sampled_from([s[1] for s in SCRAMBLES]),
+)
+def test_random_input_category_does_not_depend_on_msgspec_errors(
+    frame: bytes, stream: str | None, price_type: Any, make_error: Callable[[], Exception]
+) -> None:
+    expected = _outcome(frame, stream, price_type)
+    with _scrambled(make_error):
+        assert _outcome(frame, stream, price_type) == expected
