@@ -7,6 +7,11 @@ Commands:
   and shows that every loss is reported, then prints a summary.
 - ``fastmd watch STREAM...``: events as JSON lines on stdout.
 - ``fastmd sim``: the exchange simulator on its own, for your bot.
+
+Option values are checked before anything starts (argparse errors, exit 2). ``demo`` and
+``watch`` give up, with the cause in one line, on an exchange that never answers (exit 1).
+Sections below: event loop; error reports (shared by demo and watch); sim; demo state, views
+and command; watch; arguments and ``main``. See docs/cli.md.
 """
 
 from __future__ import annotations
@@ -766,8 +771,6 @@ def _status_lines(demo: _Demo, width: int) -> list[Text]:
 
 def _pack(pairs: list[tuple[str, Text]], width: int) -> list[Text]:
     """``pairs`` as "key value   key value" lines of at most ``width`` cells, none split."""
-    from rich.text import Text
-
     separator = "   "
     lines: list[Text] = [_line()]
     for key, value in pairs:
@@ -778,7 +781,6 @@ def _pack(pairs: list[tuple[str, Text]], width: int) -> list[Text]:
             lines.append(line)
         line.append((separator if line else "") + key + " ", style="dim")
         line.append_text(value)
-    assert all(isinstance(line, Text) for line in lines)
     return lines
 
 
@@ -1254,19 +1256,6 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _check_streams(streams: Sequence[str], venue: Venue) -> str | None:
-    """The first invalid stream name's error message, or ``None``."""
-    from fastmd.core.streams import parse_stream
-    from fastmd.errors import StreamNameError
-
-    for name in streams:
-        try:
-            parse_stream(name, venue)
-        except StreamNameError as exc:
-            return str(exc)
-    return None
-
-
 # -- arguments --------------------------------------------------------------------------------
 #
 # Every option value is checked here, before anything starts: a bad one is an argparse error
@@ -1451,6 +1440,19 @@ def _parser() -> argparse.ArgumentParser:
     for command in (demo, watch, sim):
         command.set_defaults(command_parser=command)
     return parser
+
+
+def _check_streams(streams: Sequence[str], venue: Venue) -> str | None:
+    """The first invalid stream name's error message, or ``None``."""
+    from fastmd.core.streams import parse_stream
+    from fastmd.errors import StreamNameError
+
+    for name in streams:
+        try:
+            parse_stream(name, venue)
+        except StreamNameError as exc:
+            return str(exc)
+    return None
 
 
 def _check_args(args: argparse.Namespace) -> str | None:
