@@ -24,8 +24,9 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
         "StreamOverflow", "SubscriptionError", "TLSError", "UnknownSymbolError",
     ),
     "fastmd.core.streams": (
-        "SPOT_KLINE_INTERVALS", "USDM_KLINE_INTERVALS", "Stream", "StreamKind", "Venue",
-        "build_stream", "futures_route", "parse_stream", "validate_stream",
+        "SPOT_KLINE_INTERVALS", "TRADE_KINDS", "USDM_KLINE_INTERVALS", "Stream", "StreamKind",
+        "Venue", "build_stream", "futures_route", "parse_stream", "trade_stream",
+        "validate_stream", "validate_symbol",
     ),
     "fastmd.core.events": (
         "AggTrade", "AvgPrice", "BlockTrade", "BookTicker", "ControlError", "ControlReply",
@@ -45,7 +46,8 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.core.lifecycle": ("ConnectionState", "ErrorReport", "ErrorReporter", "Severity"),
     "fastmd.core.stats": ("ConnectionStats", "LatencyStats"),
     "fastmd.aio.connection": ("Connection", "LoggingReporter"),
-    "fastmd.aio.client": ("Client", "EventStream", "Metrics", "Status", "Subscription"),
+    "fastmd.core.status": ("Status",),
+    "fastmd.aio.client": ("Client", "EventStream", "Metrics", "Subscription"),
     "fastmd.core.sequence": ("Gap", "GapReason"),
     "fastmd.core.book": ("BookState", "BookUpdate"),
     "fastmd.aio.book": ("BookSnapshot", "OrderBook"),
@@ -67,7 +69,6 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         Client as Client,
         EventStream as EventStream,
         Metrics as Metrics,
-        Status as Status,
         Subscription as Subscription,
     )
     from fastmd.aio.connection import (
@@ -157,8 +158,12 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         ConnectionStats as ConnectionStats,
         LatencyStats as LatencyStats,
     )
+    from fastmd.core.status import (
+        Status as Status,
+    )
     from fastmd.core.streams import (
         SPOT_KLINE_INTERVALS as SPOT_KLINE_INTERVALS,
+        TRADE_KINDS as TRADE_KINDS,
         USDM_KLINE_INTERVALS as USDM_KLINE_INTERVALS,
         Stream as Stream,
         StreamKind as StreamKind,
@@ -166,7 +171,9 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         build_stream as build_stream,
         futures_route as futures_route,
         parse_stream as parse_stream,
+        trade_stream as trade_stream,
         validate_stream as validate_stream,
+        validate_symbol as validate_symbol,
     )
     from fastmd.errors import (
         BookNotSynced as BookNotSynced,

@@ -20,6 +20,7 @@ MODULES = (
     "fastmd.core.liveness",
     "fastmd.core.lifecycle",
     "fastmd.core.stats",
+    "fastmd.core.status",
     "fastmd.aio.connection",
     "fastmd.aio.client",
     "fastmd.core.sequence",

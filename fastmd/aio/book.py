@@ -15,11 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastmd.core.book import BookState, BookSync, BookUpdate
+from fastmd.core.book import (
+    BookState,
+    BookSync,
+    BookUpdate,
+    snapshot_retry_delay,
+    stale_snapshot_delay,
+)
 from fastmd.core.lifecycle import Severity
 from fastmd.core.pacing import WeightWindow
 from fastmd.core.weights import (
     DEFAULT_WEIGHT_LIMIT,
+    WEIGHT_HEADROOM,
     ban_seconds,
     depth_weight,
     seconds_to_minute_turn,
@@ -33,10 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["BookSnapshot", "OrderBook"]
 
 logger = logging.getLogger(__name__)
-
-_SNAPSHOT_RETRY_DELAY = 0.25
-_SNAPSHOT_MAX_DELAY = 3.0
-_HEADROOM = 0.9  # of the exchange's weight limit, above which snapshots wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,9 +237,7 @@ class OrderBook:
                 try:
                     snapshot = await self._client._book_snapshot(self)
                 except RestError as error:
-                    delay = min(_SNAPSHOT_RETRY_DELAY * 2 ** (attempt - 1), _SNAPSHOT_MAX_DELAY)
-                    if error.retry_after is not None:
-                        delay = max(delay, error.retry_after)
+                    delay = snapshot_retry_delay(attempt, error.retry_after)
                     self._client._report(
                         Severity.WARNING, "snapshot_failed",
                         f"{self.symbol} snapshot failed ({error}); retry in {delay:.2f} s", error,
@@ -249,7 +250,7 @@ class OrderBook:
                 if self._sync.state is BookState.SYNCED and update is not None:
                     self._updated(update)
                 elif self._sync.needs_snapshot:  # stale: fetch again after a short pause
-                    await asyncio.sleep(min(_SNAPSHOT_RETRY_DELAY * attempt, _SNAPSHOT_MAX_DELAY))
+                    await asyncio.sleep(stale_snapshot_delay(attempt))
         finally:
             self._fetching = None
 
@@ -287,7 +288,7 @@ class BookKeeper:
             raise
         used = rest.used_weight
         limit_now = self._venue_limit()
-        if used is not None and used + weight > limit_now * _HEADROOM:
+        if used is not None and used + weight > limit_now * WEIGHT_HEADROOM:
             # The address is near the exchange's own limit (the application spends weight
             # too): no more snapshots until the exchange's minute turns.
             self.weights.block(time.monotonic(), seconds_to_minute_turn(time.time()))

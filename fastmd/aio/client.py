@@ -10,7 +10,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final, Literal
 
 import aiohttp
@@ -28,9 +27,11 @@ from fastmd.core.events import ControlReply, ServerShutdown
 from fastmd.core.lifecycle import ConnectionState, ErrorReport, ErrorReporter, Severity
 from fastmd.core.liveness import Heartbeat
 from fastmd.core.pacing import Pacer
+from fastmd.core.recovery import BACKFILLABLE
 from fastmd.core.sequence import Gap, GapReason, Sequencer, sequencer_for
 from fastmd.core.stats import ConnectionStats, LatencyStats
-from fastmd.core.streams import Stream, StreamKind, Venue, futures_route, parse_stream
+from fastmd.core.status import ShardView, Status as Status, overall_status
+from fastmd.core.streams import Stream, Venue, futures_route, parse_stream
 from fastmd.core.subscriptions import (
     CONTROL_FRAMES_PER_SECOND,
     STREAMS_PER_CONNECTION,
@@ -50,7 +51,7 @@ from fastmd.errors import (
     UnknownSymbolError,
 )
 
-__all__ = ["Client", "EventStream", "Metrics", "Status", "Subscription"]
+__all__ = ["Client", "EventStream", "Metrics", "Subscription"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,26 +67,15 @@ _PRESETS: Final[dict[str, _VenuePreset]] = {
     "binance-spot": _VenuePreset("wss://stream.binance.com:9443", "https://api.binance.com", False),
     "binance-usdm": _VenuePreset("wss://fstream.binance.com", "https://fapi.binance.com", True),
 }
-_BACKFILLABLE: Final = frozenset({StreamKind.AGG_TRADE, StreamKind.KLINE})
 
 
 def _backfilled_by_default(route: _Route) -> bool:
-    return route.parsed.kind in _BACKFILLABLE
+    return route.parsed.kind in BACKFILLABLE
 
 
 _TIMING_EVERY: Final = 16  # time one message in 16: slow callbacks show, cost stays low
 _TEXT: Final = WSMsgType.TEXT
 _ROTATE_SETTLE_TIMEOUT: Final = 10.0
-
-
-class Status(StrEnum):
-    """The client's overall state."""
-
-    CONNECTING = "CONNECTING"
-    CONNECTED = "CONNECTED"
-    RECONNECTING = "RECONNECTING"
-    FALLBACK = "FALLBACK"
-    CLOSED = "CLOSED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1255,20 +1245,15 @@ class Client:
     def _update_status(self) -> None:
         if self._closed:
             return
-        slots = list(self._slots.values())
-        if any(slot.poller is not None and slot.poller.running for slot in slots):
-            status = Status.FALLBACK
-        elif any(
-            slot.ever_connected
-            and (slot.conn is None or slot.conn.state is not ConnectionState.OPEN)
-            for slot in slots
-        ):
-            status = Status.RECONNECTING  # a connection that was up is down
-        elif any(slot.ever_connected for slot in slots) or self._status is Status.CONNECTED:
-            status = Status.CONNECTED  # a new shard still opening does not change that
-        else:
-            status = Status.CONNECTING
-        self._set_status(status)
+        shards = [
+            ShardView(
+                polling=slot.poller is not None and slot.poller.running,
+                was_up=slot.ever_connected,
+                up=_open(slot),
+            )
+            for slot in self._slots.values()
+        ]
+        self._set_status(overall_status(self._status, shards))
 
     def _set_status(self, status: Status) -> None:
         if status is self._status:

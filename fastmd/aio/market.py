@@ -33,7 +33,12 @@ from cachetools import TTLCache
 
 from fastmd.core.events import Kline, Ticker
 from fastmd.core.rest_models import DepthSnapshot, KlineBar, RestTicker, RestTrade
-from fastmd.core.streams import SPOT_KLINE_INTERVALS, USDM_KLINE_INTERVALS
+from fastmd.core.streams import (
+    SPOT_KLINE_INTERVALS,
+    USDM_KLINE_INTERVALS,
+    trade_stream,
+    validate_symbol,
+)
 from fastmd.errors import (
     FastmdError,
     FastmdTimeoutError,
@@ -527,18 +532,10 @@ class MarketData:
         if self._client.status == _CLOSED:
             raise InvalidState("the Client is closed")
         self._client.rest  # noqa: B018 -- raises InvalidState when the client is not started
-        if not symbol:
-            raise StreamNameError(f"invalid symbol {symbol!r}: expected e.g. 'BTCUSDT'")
-        for char in symbol:
-            if not (char.isalnum() or (char == "_" and self._futures)):
-                raise StreamNameError(
-                    f"invalid symbol {symbol!r}: {char!r} is not allowed; letters and digits"
-                    + (" (and '_' for delivery contracts)" if self._futures else "")
-                )
-        return symbol.upper()
+        return validate_symbol(symbol, self._client.venue)
 
     def _trade_stream(self, symbol: str) -> str:
-        return f"{symbol.lower()}@{'aggTrade' if self._futures else 'trade'}"
+        return trade_stream(symbol, self._client.venue)
 
     def _now_ms(self) -> int:
         return int(self._wall_clock() * 1000)

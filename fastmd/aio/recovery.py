@@ -17,13 +17,21 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
-from fastmd.core import convert, events as ev
+from fastmd.core import convert
 from fastmd.core.lifecycle import Severity
+from fastmd.core.recovery import (
+    BACKFILL_PAGE,
+    BACKFILLABLE,
+    PollPlan,
+    poll_interval,
+    poll_plan,
+    poll_weight,
+    unfilled,
+)
 from fastmd.core.sequence import Gap
 from fastmd.core.streams import StreamKind
-from fastmd.core.weights import poll_weight
 from fastmd.errors import FastmdError, RestError
 
 if TYPE_CHECKING:
@@ -32,10 +40,6 @@ if TYPE_CHECKING:
 __all__: list[str] = []
 
 logger = logging.getLogger(__name__)
-
-_PAGE: Final = 1000
-_MIN_POLL_INTERVAL: Final = 1.0
-_FALLBACK_SHARE: Final = 0.5  # of the REST budget, for polling
 
 
 class Backfiller:
@@ -50,7 +54,7 @@ class Backfiller:
         """Start filling ``gap`` if the stream can be backfilled; True if it was taken (the
         parts REST cannot return are reported later)."""
         kind = route.parsed.kind
-        if not route.backfill or kind not in (StreamKind.AGG_TRADE, StreamKind.KLINE):
+        if not route.backfill or kind not in BACKFILLABLE:
             return False
         if route.buffer is not None or self._client._rest is None:
             return False  # one fill at a time; a gap during a fill is reported as it is
@@ -89,12 +93,12 @@ class Backfiller:
         found: list[Any] = []
         next_id = gap.expected
         while next_id < gap.received:
-            page = await rest.agg_trades(symbol, from_id=next_id, limit=_PAGE)
+            page = await rest.agg_trades(symbol, from_id=next_id, limit=BACKFILL_PAGE)
             for item in page:
                 if item.agg_trade_id >= gap.received:
                     break
                 found.append(convert.agg_trade_event(symbol.upper(), item))
-            if len(page) < _PAGE or not page:
+            if len(page) < BACKFILL_PAGE or not page:
                 break
             next_id = page[-1].agg_trade_id + 1
         return found
@@ -104,7 +108,11 @@ class Backfiller:
         symbol = route.parsed.symbol or ""
         interval = route.parsed.interval or "1m"
         bars = await rest.klines(
-            symbol, interval, start_time=gap.expected, end_time=gap.received - 1, limit=_PAGE
+            symbol,
+            interval,
+            start_time=gap.expected,
+            end_time=gap.received - 1,
+            limit=BACKFILL_PAGE,
         )
         return [
             convert.kline_event(
@@ -115,18 +123,12 @@ class Backfiller:
         ]
 
     def _report_unfilled(self, route: _Route, gap: Gap, delivered: list[Any]) -> None:
-        client = self._client
         if route.parsed.kind is StreamKind.AGG_TRADE:
             keys = [e.agg_trade_id for e in delivered]
         else:
             keys = [e.kline.start_time for e in delivered]
-        expected = gap.expected
-        for key in keys:
-            if key > expected:
-                client._report_gap(Gap(gap.stream, expected, key, gap.reason, gap.step))
-            expected = key + gap.step
-        if expected < gap.received:
-            client._report_gap(Gap(gap.stream, expected, gap.received, gap.reason, gap.step))
+        for hole in unfilled(gap, keys):
+            self._client._report_gap(hole)
 
 
 class Poller:
@@ -158,8 +160,7 @@ class Poller:
         """Seconds between polling rounds: the round's weight within the fallback share."""
         client = self._client
         weight = sum(poll_weight(client.venue, route.parsed) for route in self._routes())
-        budget = client.rest.weights.budget * _FALLBACK_SHARE
-        return max(_MIN_POLL_INTERVAL, weight * 60.0 / max(budget, 1.0))
+        return poll_interval(weight, client.rest.weights.budget)
 
     def _routes(self) -> list[_Route]:
         routes = self._client._routes
@@ -188,77 +189,80 @@ class Poller:
             self.delivered += 1
 
     async def _poll(self, route: _Route) -> None:
+        plan = poll_plan(self._client.venue, route.parsed)
+        if plan is None:
+            if route.name not in self._unserved:
+                self._unserved.add(route.name)
+                self._client._report(
+                    Severity.WARNING, "fallback_unserved",
+                    f"{route.name} has no REST equivalent: nothing is delivered until the socket "
+                    "is back (the loss is reported as a gap when it returns)",
+                    None, stream=route.name,
+                )  # fmt: skip
+            return
+        for event in await self._fetch(route, plan):
+            self._deliver(route, event)
+
+    async def _fetch(self, route: _Route, plan: PollPlan) -> list[Any]:
+        """The events that the REST request of ``plan`` gives for ``route``, oldest first."""
         rest = self._client.rest
         stream = route.parsed
         symbol = stream.symbol or ""
         upper = symbol.upper()
-        kind = stream.kind
         sequencer = route.sequencer
-        if kind is StreamKind.AGG_TRADE:
-            last = sequencer.last if sequencer is not None else -1
+        last = sequencer.last if sequencer is not None else -1
+        endpoint = plan.endpoint
+        if endpoint == "aggTrades":
             page = await rest.agg_trades(
-                symbol, from_id=last + 1 if last >= 0 else None, limit=_PAGE
+                symbol, from_id=last + 1 if last >= 0 else None, limit=plan.limit or BACKFILL_PAGE
             )
-            for item in page:
-                self._deliver(route, convert.agg_trade_event(upper, item))
-        elif kind is StreamKind.TRADE:
-            last = sequencer.last if sequencer is not None else -1
-            for trade in await rest.recent_trades(symbol, limit=1000):
-                if trade.id > last:
-                    self._deliver(route, convert.trade_event(upper, trade))
-        elif kind is StreamKind.KLINE:
-            interval = stream.interval or "1m"
-            bars = await rest.klines(symbol, interval, limit=2)
-            if not bars:
-                return
-            now = int(time.time() * 1000)
-            previous = self._kline_starts.get(route.name)
-            current = bars[-1]
-            if len(bars) == 2 and previous == bars[0].open_time:
-                # the candle that was open last round has closed: its final update first
-                closed = convert.kline_event(upper, interval, bars[0], event_time=now,
-                                             is_closed=True)  # fmt: skip
-                self._deliver(route, closed)
-            self._deliver(
-                route, convert.kline_event(upper, interval, current, event_time=now,
-                                           is_closed=False)
-            )  # fmt: skip
-            self._kline_starts[route.name] = current.open_time
-        elif kind in (StreamKind.TICKER, StreamKind.MINI_TICKER):
+            return [convert.agg_trade_event(upper, item) for item in page]
+        if endpoint == "trades":
+            trades = await rest.recent_trades(symbol, limit=plan.limit or 500)
+            return [convert.trade_event(upper, t) for t in trades if t.id > last]
+        if endpoint == "klines":
+            return await self._kline_updates(route, plan)
+        if endpoint == "ticker/24hr":
             ticker = await rest.ticker_24h(symbol)
-            if kind is StreamKind.TICKER:
-                self._deliver(route, convert.ticker_event(ticker))
-            else:
-                self._deliver(route, convert.mini_ticker_event(ticker))
-        elif kind is StreamKind.BOOK_TICKER:
-            quote = convert.book_ticker_event(upper, await rest.depth(symbol, 5))
-            if quote is not None:
-                self._deliver(route, quote)
-        elif kind is StreamKind.PARTIAL_DEPTH and self._client.venue == "binance-spot":
+            if stream.kind is StreamKind.TICKER:
+                return [convert.ticker_event(ticker)]
+            return [convert.mini_ticker_event(ticker)]
+        if endpoint == "depth":
+            depth = await rest.depth(symbol, plan.limit or 20)
+            if stream.kind is StreamKind.BOOK_TICKER:
+                quote = convert.book_ticker_event(upper, depth)
+                return [quote] if quote is not None else []
             decoder = self._slot.decoder
-            if decoder is not None:
-                depth = await rest.depth(symbol, stream.levels or 20)
-                event_type = decoder.event_type(stream)
-                self._deliver(route, convert.partial_depth_event(event_type, depth))
-        elif kind is StreamKind.AVG_PRICE:
-            avg = await rest.avg_price(symbol)
-            stamp = avg.close_time or int(time.time() * 1000)
-            self._deliver(route, ev.AvgPrice(stamp, upper, f"{avg.mins}m", avg.price, stamp))
-        elif kind is StreamKind.MARK_PRICE:
-            index = await rest.premium_index(symbol)
-            self._deliver(
-                route,
-                ev.MarkPrice(
-                    index.time, upper, index.mark_price, index.index_price,
-                    index.estimated_settle_price, index.last_funding_rate,
-                    index.next_funding_time,
-                ),
-            )  # fmt: skip
-        elif route.name not in self._unserved:
-            self._unserved.add(route.name)
-            self._client._report(
-                Severity.WARNING, "fallback_unserved",
-                f"{route.name} has no REST equivalent: nothing is delivered until the socket is "
-                "back (the loss is reported as a gap when it returns)",
-                None, stream=route.name,
-            )  # fmt: skip
+            if decoder is None:
+                return []
+            return [convert.partial_depth_event(decoder.event_type(stream), depth)]
+        if endpoint == "avgPrice":
+            average = await rest.avg_price(symbol)
+            return [convert.avg_price_event(upper, average, int(time.time() * 1000))]
+        if endpoint == "premiumIndex":
+            return [convert.mark_price_event(upper, await rest.premium_index(symbol))]
+        raise AssertionError(f"no fetcher for the poll plan {plan}")
+
+    async def _kline_updates(self, route: _Route, plan: PollPlan) -> list[Any]:
+        """The open candle, preceded by the final update of the one that was open last round
+        if it has closed since."""
+        stream = route.parsed
+        symbol = stream.symbol or ""
+        upper = symbol.upper()
+        interval = stream.interval or "1m"
+        bars = await self._client.rest.klines(symbol, interval, limit=plan.limit or 2)
+        if not bars:
+            return []
+        now = int(time.time() * 1000)
+        previous = self._kline_starts.get(route.name)
+        current = bars[-1]
+        updates = []
+        if len(bars) >= 2 and previous == bars[-2].open_time:
+            updates.append(
+                convert.kline_event(upper, interval, bars[-2], event_time=now, is_closed=True)
+            )
+        updates.append(
+            convert.kline_event(upper, interval, current, event_time=now, is_closed=False)
+        )
+        self._kline_starts[route.name] = current.open_time
+        return updates

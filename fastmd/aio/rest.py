@@ -44,6 +44,7 @@ from fastmd.core.streams import Venue
 from fastmd.core.weights import (
     BAN_STATUSES,
     DEFAULT_WEIGHT_LIMIT,
+    WEIGHT_HEADROOM,
     ban_seconds,
     request_weight,
 )
@@ -55,7 +56,6 @@ T = TypeVar("T")
 
 _PREFIX: Final = {"binance-spot": "/api/v3/", "binance-usdm": "/fapi/v1/"}
 _decode_error = msgspec.json.Decoder(RestErrorBody).decode
-_HEADROOM: Final = 0.9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,7 +115,7 @@ class RestClient:
         self.max_response_size = max_response_size
         self._clock = clock
         limit = weight_limit or DEFAULT_WEIGHT_LIMIT[venue]
-        self.weights = WeightWindow(int(limit * _HEADROOM))
+        self.weights = WeightWindow(int(limit * WEIGHT_HEADROOM))
         self.breaker = CircuitBreaker(
             circuit_breaker or CircuitBreakerPolicy(failure_threshold=5, cooldown=30.0), clock
         )
@@ -128,7 +128,7 @@ class RestClient:
 
     def set_weight_limit(self, limit: int) -> None:
         """Use the limit the exchange announced (``exchangeInfo.rateLimits``)."""
-        self.weights.budget = max(int(limit * _HEADROOM), 1)
+        self.weights.budget = max(int(limit * WEIGHT_HEADROOM), 1)
 
     # -- machinery ----------------------------------------------------------------------------
 

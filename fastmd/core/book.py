@@ -33,6 +33,25 @@ __all__ = ["BookState", "BookUpdate"]
 
 DEFAULT_MAX_BUFFER: Final = 10_000
 
+SNAPSHOT_RETRY_DELAY: Final = 0.25
+"""Seconds before the first retry of a snapshot."""
+SNAPSHOT_MAX_DELAY: Final = 3.0
+"""The longest wait between two snapshot attempts (unless the exchange asks for longer)."""
+
+
+def snapshot_retry_delay(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds to wait after the ``attempt``-th snapshot request failed: doubling from
+    :data:`SNAPSHOT_RETRY_DELAY` up to :data:`SNAPSHOT_MAX_DELAY`, and never less than the
+    exchange's ``Retry-After``."""
+    delay = min(SNAPSHOT_RETRY_DELAY * 2.0 ** (attempt - 1), SNAPSHOT_MAX_DELAY)
+    return delay if retry_after is None else max(delay, retry_after)
+
+
+def stale_snapshot_delay(attempt: int) -> float:
+    """Seconds to wait after the ``attempt``-th snapshot was older than the buffered diffs (the
+    REST side lags the stream): growing by :data:`SNAPSHOT_RETRY_DELAY` a time, capped."""
+    return min(SNAPSHOT_RETRY_DELAY * attempt, SNAPSHOT_MAX_DELAY)
+
 
 class BookState(IntEnum):
     """State of a local order book."""

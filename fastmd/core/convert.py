@@ -10,12 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastmd.core import events as ev
-from fastmd.core.rest_models import DepthSnapshot, KlineBar, RestAggTrade, RestTicker, RestTrade
+from fastmd.core.rest_models import (
+    DepthSnapshot,
+    KlineBar,
+    PremiumIndex,
+    RestAggTrade,
+    RestAvgPrice,
+    RestTicker,
+    RestTrade,
+)
 
 __all__ = [
     "agg_trade_event",
+    "avg_price_event",
     "book_ticker_event",
     "kline_event",
+    "mark_price_event",
     "mini_ticker_event",
     "partial_depth_event",
     "ticker_event",
@@ -154,3 +164,29 @@ def partial_depth_event(event_type: Any, depth: DepthSnapshot[Any]) -> Any:
     """A depth snapshot as the partial-depth event of a stream whose decoder type is
     ``event_type`` (spot ``PartialDepth`` subclass carrying the symbol)."""
     return event_type(last_update_id=depth.last_update_id, bids=depth.bids, asks=depth.asks)
+
+
+def avg_price_event(symbol: str, item: RestAvgPrice[Any], now_ms: int) -> ev.AvgPrice[Any]:
+    """An ``avgPrice`` answer as the ``avgPrice`` event; its time is the answer's ``closeTime``
+    (``now_ms`` when the answer has none)."""
+    stamp = item.close_time or now_ms
+    return ev.AvgPrice(
+        event_time=stamp,
+        symbol=symbol,
+        interval=f"{item.mins}m",
+        price=item.price,
+        last_trade_time=stamp,
+    )
+
+
+def mark_price_event(symbol: str, item: PremiumIndex[Any]) -> ev.MarkPrice[Any]:
+    """A ``premiumIndex`` answer as the ``markPriceUpdate`` event (same time and figures)."""
+    return ev.MarkPrice(
+        event_time=item.time,
+        symbol=symbol,
+        mark_price=item.mark_price,
+        index_price=item.index_price,
+        estimated_settle_price=item.estimated_settle_price,
+        funding_rate=item.last_funding_rate,
+        next_funding_time=item.next_funding_time,
+    )

@@ -16,6 +16,7 @@ Rules that live here and nowhere else:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
@@ -24,6 +25,7 @@ from fastmd.errors import StreamNameError
 
 __all__ = [
     "SPOT_KLINE_INTERVALS",
+    "TRADE_KINDS",
     "USDM_KLINE_INTERVALS",
     "Stream",
     "StreamKind",
@@ -31,7 +33,9 @@ __all__ = [
     "build_stream",
     "futures_route",
     "parse_stream",
+    "trade_stream",
     "validate_stream",
+    "validate_symbol",
 ]
 
 Venue = Literal["binance-spot", "binance-usdm"]
@@ -208,6 +212,43 @@ def _check_symbol(name: str, symbol: str, venue: Venue) -> None:
                 f"symbol {symbol!r} is not lowercase",
                 f"lowercase symbols in stream names, e.g. {symbol.lower()!r}",
             )
+
+
+def validate_symbol(symbol: str, venue: Venue = "binance-spot") -> str:
+    """``symbol`` uppercased (as REST and payloads spell it), once checked against the symbol
+    grammar of stream names: letters and digits, and ``_`` for USD-M delivery contracts.
+
+    Raises:
+        StreamNameError: a malformed symbol.
+    """
+    _check_venue(venue)
+    if not symbol:
+        raise StreamNameError(f"invalid symbol {symbol!r}: expected e.g. 'BTCUSDT'")
+    for char in symbol:
+        if not (char.isalnum() or (char == "_" and venue == "binance-usdm")):
+            raise StreamNameError(
+                f"invalid symbol {symbol!r}: {char!r} is not allowed; letters and digits"
+                + (" (and '_' for delivery contracts)" if venue == "binance-usdm" else "")
+            )
+    return symbol.upper()
+
+
+TRADE_KINDS: Final[Mapping[Venue, StreamKind]] = {
+    "binance-spot": StreamKind.TRADE,
+    # USD-M futures has no raw trade stream: aggTrade ids are its contiguous trade sequence.
+    "binance-usdm": StreamKind.AGG_TRADE,
+}
+"""The stream kind that carries every trade of a symbol, per venue."""
+
+
+def trade_stream(symbol: str, venue: Venue = "binance-spot") -> str:
+    """The name of the stream that carries every trade of ``symbol`` on ``venue``
+    (``btcusdt@trade`` spot, ``btcusdt@aggTrade`` USD-M).
+
+    Raises:
+        StreamNameError: a malformed symbol.
+    """
+    return f"{validate_symbol(symbol, venue).lower()}@{TRADE_KINDS[venue].value}"
 
 
 def _parse_all_market(name: str, venue: Venue) -> Stream:

@@ -6,21 +6,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from fastmd.core.streams import Stream, StreamKind, Venue
+from fastmd.core.streams import Venue
 
 __all__ = [
     "BAN_STATUSES",
     "DEFAULT_WEIGHT_LIMIT",
+    "WEIGHT_HEADROOM",
     "ban_seconds",
     "depth_limits",
     "depth_weight",
-    "poll_weight",
     "request_weight",
     "seconds_to_minute_turn",
     "snapshot_size",
 ]
 
 DEFAULT_WEIGHT_LIMIT: Final = {"binance-spot": 6000, "binance-usdm": 2400}
+WEIGHT_HEADROOM: Final = 0.9
+"""The part of the exchange's weight limit fastmd lets itself use: the rest is a margin for
+requests it cannot see (the application's own, other processes on the same address)."""
 BAN_STATUSES: Final = frozenset({418, 429})
 """HTTP statuses by which the exchange says stop: 429 over the limit, 418 banned."""
 
@@ -122,24 +125,3 @@ def snapshot_size(venue: Venue, wanted: int | None, free_weight: int, books: int
         if depth_weight(venue, limit) <= share:
             choice = limit
     return choice
-
-
-_POLLED: Final[dict[StreamKind, tuple[str, dict[str, str]]]] = {
-    StreamKind.AGG_TRADE: ("aggTrades", {"limit": "1000"}),
-    StreamKind.TRADE: ("trades", {"limit": "1000"}),
-    StreamKind.KLINE: ("klines", {"limit": "2"}),
-    StreamKind.TICKER: ("ticker/24hr", {"symbol": "x"}),
-    StreamKind.MINI_TICKER: ("ticker/24hr", {"symbol": "x"}),
-    StreamKind.BOOK_TICKER: ("depth", {"limit": "5"}),
-    StreamKind.AVG_PRICE: ("avgPrice", {}),
-    StreamKind.MARK_PRICE: ("premiumIndex", {"symbol": "x"}),
-}
-
-
-def poll_weight(venue: Venue, stream: Stream) -> int:
-    """The weight of one REST round that stands in for ``stream`` while its socket is down
-    (0: REST cannot serve it, e.g. diff depth, or partial depth on futures)."""
-    if stream.kind is StreamKind.PARTIAL_DEPTH:
-        return depth_weight(venue, stream.levels or 20) if venue == "binance-spot" else 0
-    polled = _POLLED.get(stream.kind)
-    return request_weight(venue, *polled) if polled is not None else 0

@@ -209,3 +209,18 @@ def test_futures_snapshot_between_two_diffs_chains_by_pu() -> None:
     other.on_snapshot(snapshot(30, BIDS, ASKS))
     other.on_diff(futures_diff(31, 33, prev=29))  # neither straddles nor chains: stale
     assert other.resync_reason == ResyncReason.STALE_SNAPSHOT
+
+
+def test_snapshot_retry_schedule() -> None:
+    from fastmd.core.book import (
+        SNAPSHOT_MAX_DELAY,
+        snapshot_retry_delay,
+        stale_snapshot_delay,
+    )
+
+    assert [snapshot_retry_delay(n) for n in (1, 2, 3, 4, 5, 9)] == [
+        0.25, 0.5, 1.0, 2.0, SNAPSHOT_MAX_DELAY, SNAPSHOT_MAX_DELAY,
+    ]  # fmt: skip
+    assert snapshot_retry_delay(1, retry_after=30.0) == 30.0  # the exchange's word wins
+    assert snapshot_retry_delay(5, retry_after=0.0) == SNAPSHOT_MAX_DELAY
+    assert [stale_snapshot_delay(n) for n in (1, 2, 4, 40)] == [0.25, 0.5, 1.0, SNAPSHOT_MAX_DELAY]

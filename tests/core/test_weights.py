@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fastmd.core.streams import parse_stream
 from fastmd.core.weights import (
     ban_seconds,
     depth_limits,
     depth_weight,
-    poll_weight,
     request_weight,
     seconds_to_minute_turn,
     snapshot_size,
@@ -61,23 +59,6 @@ def test_snapshot_size_never_exceeds_the_wanted_depth() -> None:
     assert snapshot_size("binance-spot", 700, 6000, 1) == 500
     assert snapshot_size("binance-usdm", None, 2400, 1) == 1000  # futures tops out at 1000
     assert snapshot_size("binance-usdm", None, 2400, 100) == 500  # 10 <= 12 < 20
-
-
-@pytest.mark.parametrize(
-    ("venue", "stream", "weight"),
-    [
-        ("binance-spot", "btcusdt@aggTrade", 4), ("binance-spot", "btcusdt@trade", 25),
-        ("binance-spot", "btcusdt@kline_1m", 2), ("binance-spot", "btcusdt@ticker", 2),
-        ("binance-spot", "btcusdt@bookTicker", 5), ("binance-spot", "btcusdt@depth20", 5),
-        ("binance-spot", "btcusdt@avgPrice", 2), ("binance-spot", "btcusdt@depth", 0),
-        ("binance-usdm", "btcusdt@aggTrade", 20), ("binance-usdm", "btcusdt@markPrice", 1),
-        ("binance-usdm", "btcusdt@depth20", 0), ("binance-usdm", "btcusdt@kline_1m", 1),
-    ],
-)  # fmt: skip
-def test_poll_weight_prices_the_rest_round_that_stands_in(
-    venue: str, stream: str, weight: int
-) -> None:
-    assert poll_weight(venue, parse_stream(stream, venue)) == weight  # type: ignore[arg-type]
 
 
 def test_ban_seconds_only_for_the_stop_statuses() -> None:
