@@ -98,7 +98,11 @@ class ControlChannel:
         """Add streams to the desired set (failed ones get a new chance)."""
         for stream in streams:
             self.desired.add(stream)
-            self.failed.discard(stream)
+            if stream in self.failed:
+                self.failed.discard(stream)
+                # A SUBSCRIBE given up after timeouts counts as possibly active; wanted again,
+                # it is subscribed again (harmless if the server had it), not assumed active.
+                self.active.discard(stream)
 
     def drop(self, streams: Iterable[str]) -> None:
         """Remove streams from the desired set."""

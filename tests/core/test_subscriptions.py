@@ -448,3 +448,24 @@ def test_a_subscribe_given_up_is_not_left_subscribed_on_the_server() -> None:
     for reply in server.replies:
         channel.on_reply(reply)
     assert server.subscribed == channel.active == set()
+
+
+def test_a_subscribe_given_up_and_wanted_again_is_sent_again() -> None:
+    # Found by the history property: every SUBSCRIBE frame was lost, the channel gave up and
+    # counted the stream as possibly active; wanted again, it must not be taken as subscribed.
+    channel = ControlChannel(ack_timeout=1.0, max_retries=2)
+    server = FakeServer()
+    channel.want(["x0@trade"])
+    for frame in channel.requests(0.0):
+        server.receive(frame, lost=True)
+    for now in (1.0, 2.0, 3.0):
+        for frame in channel.poll(now)[0]:
+            server.receive(frame, lost=True)
+    assert channel.failed == {"x0@trade"}
+    channel.want(["x0@trade"])
+    for frame in channel.requests(4.0):
+        server.receive(frame, lost=False)
+    for reply in server.replies:
+        channel.on_reply(reply)
+    assert server.subscribed == channel.active == {"x0@trade"}
+    assert channel.is_settled()
