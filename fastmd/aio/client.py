@@ -507,6 +507,8 @@ class Client:
                     sub._settle()
         if self._market is not None:
             self._market.close()
+        if self._symbols is not None:
+            self._symbols.close()
         if self._session is not None:
             await self._session.close()
         self._set_status(Status.CLOSED)

@@ -404,12 +404,21 @@ class SymbolDirectory:
             return self._symbols
         if self._pending is None:
             self._pending = asyncio.ensure_future(self._fetch())
+            # Shared and shielded: its waiters may all be cancelled (the client closing), and
+            # its failure must not then surface as "Task exception was never retrieved".
+            self._pending.add_done_callback(_retrieve)
         pending = self._pending
         try:
             return await asyncio.shield(pending)
         finally:
             if pending.done():
                 self._pending = None
+
+    def close(self) -> None:
+        """Cancel a fetch in flight (the client is closing)."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
 
     async def _fetch(self) -> frozenset[str]:
         try:
@@ -429,3 +438,8 @@ class SymbolDirectory:
                 self.weight_limit = limit.limit // max(limit.interval_num, 1)
                 self._rest.set_weight_limit(self.weight_limit)
         return self._symbols
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

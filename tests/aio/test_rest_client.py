@@ -7,6 +7,7 @@ on a wall clock the tests set; no step waits more than about a second."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -166,8 +167,9 @@ async def test_klines_with_start_and_end(spot: Sim) -> None:
     for _ in range(2):  # three minutes with trades
         spot.wall.advance(60)
         spot.ex.advance(300)
-    bars = list(spot.book().ensure_bars("1m"))
-    assert len(bars) == 3
+    bars = list(spot.book().ensure_bars("1m"))[-10:]  # the past's minutes, then the live ones
+    assert [b.open_time for b in bars] == list(range(bars[0].open_time, bars[-1].open_time + 1,
+                                                     60_000))  # fmt: skip
     klines = await spot.rest.klines("btcusdt", "1m", limit=10)
     assert [k.open_time for k in klines] == [b.open_time for b in bars]
     assert [(k.open, k.high, k.low, k.close, k.trade_count, k.close_time) for k in klines] == [
@@ -176,13 +178,14 @@ async def test_klines_with_start_and_end(spot: Sim) -> None:
         for b in bars
     ]  # fmt: skip
     assert klines[-1].close == spot.price(spot.book().last_price)
-    middle = bars[1].open_time
+    middle = bars[-2].open_time
     one = await spot.rest.klines("btcusdt", "1m", start_time=middle, end_time=middle)
     assert [k.open_time for k in one] == [middle]
     tail = await spot.rest.klines("btcusdt", "1m", start_time=middle)
-    assert [k.open_time for k in tail] == [b.open_time for b in bars[1:]]
+    assert [k.open_time for k in tail] == [b.open_time for b in bars[-2:]]
     head = await spot.rest.klines("btcusdt", "1m", end_time=middle)
-    assert [k.open_time for k in head] == [b.open_time for b in bars[:2]]
+    assert len(head) == 500  # the newest 500 up to end_time
+    assert [k.open_time for k in head[-9:]] == [b.open_time for b in bars[:-1]]
     assert len(await spot.rest.klines("btcusdt", "1m", limit=1)) == 1
 
 
@@ -196,9 +199,9 @@ async def test_tickers_and_average_price(spot: Sim) -> None:
         spot.price(bid), spot.qty(bid_qty), spot.price(ask), spot.qty(ask_qty)
     )  # fmt: skip
     trades = list(book.trades)
-    assert (full.count, full.first_id, full.last_id) == (
-        len(trades), trades[0].trade_id, trades[-1].trade_id
-    )  # fmt: skip
+    assert full.last_id == trades[-1].trade_id
+    assert full.first_id < trades[0].trade_id  # the day reaches back past the tape of trades
+    assert full.count == full.last_id - full.first_id + 1
     assert full.close_time == int(spot.wall() * 1000)
     assert full.price_change is not None
     assert full.weighted_avg_price is not None
@@ -253,7 +256,8 @@ async def test_futures_agg_trades_ticker_and_premium_index(futures: Sim) -> None
     assert (ticker.symbol, ticker.last_price) == ("BTCUSDT", last)
     assert ticker.price_change is not None
     assert ticker.weighted_avg_price is not None
-    assert ticker.count == len(book.trades)
+    assert ticker.last_id == book.trades[-1].trade_id
+    assert ticker.count == ticker.last_id - ticker.first_id + 1 > len(book.trades)
 
     premium = await futures.rest.premium_index("btcusdt")
     mid = futures.price((book.best_bid() + book.best_ask()) // 2)
@@ -494,3 +498,27 @@ async def test_symbol_directory_keeps_the_rest_error_details() -> None:
         assert caught.value.retry_after == 1
         assert "exchangeInfo" in str(caught.value)
         assert isinstance(caught.value.__cause__, RestError)
+
+
+async def test_a_symbol_fetch_whose_waiters_were_cancelled_leaves_no_unretrieved_error() -> None:
+    """The shared exchangeInfo fetch outlives a cancelled waiter; when it then fails, asyncio
+    must not be left holding an exception nobody retrieved."""
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        async with Exchange(symbols=["BTCUSDT"], seed=1, rate=0) as ex:
+            session = aiohttp.ClientSession()
+            directory = SymbolDirectory(RestClient(session, ex.rest_url, "binance-spot"))
+            ex.faults.rest_delay(0.3)
+            waiter = asyncio.ensure_future(directory.symbols())
+            await asyncio.sleep(0.05)
+            waiter.cancel()
+            await session.close()  # the fetch in flight now fails
+            await asyncio.sleep(0.5)
+            del waiter, directory  # the fetch's last references: its error is judged now
+            gc.collect()
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert unhandled == []
