@@ -18,6 +18,9 @@ import pytest
 
 import fastmd
 import fastmd.cli
+from fastmd.cli.reports import Reachability, Repeats, cause
+from fastmd.cli.state import Demo
+from fastmd.cli.view import live_view
 
 REPO = Path(fastmd.__file__).resolve().parent.parent
 DEMO_STREAMS = [
@@ -265,7 +268,7 @@ def test_demo_stops_early_when_nothing_answers_and_names_the_cause() -> None:
 
 def test_repeats_fold_messages_that_differ_only_in_numbers() -> None:
     now = [0.0]
-    repeats = fastmd.cli._Repeats(interval=10.0, clock=lambda: now[0])
+    repeats = Repeats(interval=10.0, clock=lambda: now[0])
     assert repeats.admit("circuit open for another 29.0 s") == "circuit open for another 29.0 s"
     assert repeats.admit("circuit open for another 28.0 s") is None
     assert repeats.admit("something else") == "something else"
@@ -281,18 +284,17 @@ def test_cause_is_the_plain_os_reason_at_the_bottom_of_the_chain() -> None:
     refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)")
     error = fastmd.ConnectError("cannot connect")
     error.__cause__ = refused
-    assert fastmd.cli._cause(error) == "connection refused"
+    assert cause(error) == "connection refused"
     unknown = socket.gaierror(-2, "Name or service not known")
-    assert fastmd.cli._cause(unknown) == "host not found (name or service not known)"
-    assert fastmd.cli._cause(fastmd.FastmdTimeoutError("no connection within 10 s")) is None
+    assert cause(unknown) == "host not found (name or service not known)"
+    assert cause(fastmd.FastmdTimeoutError("no connection within 10 s")) is None
 
 
-def busy_demo() -> fastmd.cli._Demo:
+def busy_demo() -> Demo:
     """A demo's state at its busiest: every stream live, big numbers, many gaps and incidents."""
-    cli = fastmd.cli
     symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
     source = "simulator ws://127.0.0.1:43811 (binance-spot, seed 0, 300 events/s)"
-    demo = cli._Demo("binance-spot", symbols, source, plain=None, reach=cli._Reachability(10))
+    demo = Demo("binance-spot", symbols, source, plain=None, reach=Reachability(10))
     for i, market in enumerate(demo.markets.values()):
         market.last_price, market.bid, market.ask = 60_000.02 / (i + 1), 59_999.97, 60_000.02
         market.trades_per_second = 1_234.0
@@ -333,7 +335,7 @@ def render(view: object, width: int, height: int) -> list[str]:
 def test_live_view_fits_the_terminal(width: int, height: int) -> None:
     from rich.cells import cell_len
 
-    lines = render(fastmd.cli._live_view(busy_demo(), 20.0, width, height), width, height)
+    lines = render(live_view(busy_demo(), 20.0, width, height), width, height)
     assert len(lines) <= height - 1, "\n".join(lines)  # the last line stays free for the cursor
     assert max(cell_len(line) for line in lines) <= width, "\n".join(lines)
     assert lines[0].startswith("fastmd demo")
@@ -352,7 +354,7 @@ def test_live_view_fits_the_terminal(width: int, height: int) -> None:
 
 
 def test_live_view_shows_everything_when_there_is_room() -> None:
-    lines = render(fastmd.cli._live_view(busy_demo(), 20.0, 160, 60), 160, 60)
+    lines = render(live_view(busy_demo(), 20.0, 160, 60), 160, 60)
     text = "\n".join(lines)
     assert all(stream in text for stream in DEMO_STREAMS), text
     assert "more" not in text
@@ -363,7 +365,7 @@ def test_live_view_puts_the_streams_in_trouble_first() -> None:
     demo = busy_demo()
     silent = demo.streams["bnbusdt@bookTicker"]
     silent.events, silent.last_at = 0, None
-    lines = render(fastmd.cli._live_view(demo, 20.0, 80, 24), 80, 24)
+    lines = render(live_view(demo, 20.0, 80, 24), 80, 24)
     text = "\n".join(lines)
     assert "bnbusdt@bookTicker" in text, text
     assert re.search(r"\+\d+ more: \d+ with gaps", text), text
@@ -442,3 +444,58 @@ def test_demo_and_watch_against_an_external_exchange() -> None:
         finally:
             sim.terminate()  # SIGTERM: the simulator stops cleanly
             assert sim.wait(timeout=10) == 0
+
+
+def cli_imports(path: Path) -> tuple[set[str], list[str]]:
+    """The fastmd modules one source file imports (type-only imports included), and its uses
+    of a leading-underscore name that is not its own: ``from m import _x``, ``obj._x`` on
+    anything but ``self``."""
+    import ast
+
+    modules: set[str] = set()
+    private: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules.update(a.name for a in node.names if a.name.startswith("fastmd"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fastmd"):
+            modules.add(node.module)
+            for alias in node.names:
+                if node.module == "fastmd.cli":  # from fastmd.cli import demo: a submodule
+                    modules.add(f"fastmd.cli.{alias.name}")
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    private.append(f"from {node.module} import {alias.name}")
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            owner = node.value
+            if not node.attr.startswith("__") and not (
+                isinstance(owner, ast.Name) and owner.id == "self"
+            ):
+                private.append(ast.unparse(node))
+    return modules, private
+
+
+def test_cli_modules_form_no_cycle_and_share_no_private_name() -> None:
+    """fastmd/cli/: a module uses another's names only if they have no leading underscore, no
+    import (type-only ones included) closes a cycle, and the asyncio shell (fastmd.aio) is
+    reached through the public ``fastmd`` names only."""
+    graph: dict[str, set[str]] = {}
+    problems: list[str] = []
+    for path in sorted((REPO / "fastmd" / "cli").glob("*.py")):
+        name = "fastmd.cli" if path.stem == "__init__" else f"fastmd.cli.{path.stem}"
+        modules, private = cli_imports(path)
+        problems += [f"{name}: {use}" for use in private]
+        problems += [f"{name} imports {m}" for m in modules if m.startswith("fastmd.aio")]
+        graph[name] = {m for m in modules if m.startswith("fastmd.cli")} - {name}
+    assert problems == []
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        assert state.get(module) != "open", "import cycle: " + " -> ".join([*path, module])
+        if module not in state:
+            state[module] = "open"
+            for dependency in sorted(graph.get(module, set())):
+                visit(dependency, [*path, module])
+            state[module] = "done"
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert graph["fastmd.cli.common"] == set()

@@ -1,0 +1,97 @@
+"""``fastmd demo``: the main job. Starts the embedded simulator (unless ``--url`` names an
+exchange), subscribes a :class:`fastmd.Client` to trades, klines, book tickers and depth diffs,
+shows a live view, drops the connection midway and shows that every loss is reported, then
+prints a summary. Gives up early, with the cause, on an exchange that never answers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+
+import fastmd
+from fastmd.cli.common import quiet_leftovers, signals_set
+from fastmd.cli.reports import Reachability, until_unreachable
+from fastmd.cli.state import Demo
+from fastmd.cli.view import plain_view, rich_view, summary
+
+__all__ = ["run"]
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run the demo for ``--duration`` seconds; exit 0 if its result is OK."""
+    from fastmd.sim import Exchange
+
+    symbols: list[str] = args.symbols
+    plain = args.plain or not sys.stdout.isatty()
+    duration: float = args.duration
+    async with contextlib.AsyncExitStack() as stack:
+        exchange: Exchange | None = None
+        if args.url is None:
+            exchange = Exchange(args.venue, symbols, args.seed, rate=args.rate)
+            await stack.enter_async_context(exchange)
+            ws_url, rest_url = exchange.ws_url, exchange.rest_url
+            source = f"simulator {ws_url} ({args.venue}, seed {args.seed}, {args.rate:g} events/s)"
+        else:
+            ws_url, rest_url = args.url, args.rest_url
+            source = f"{ws_url} ({args.venue})"
+        reach = Reachability(args.give_up_after)
+        demo = Demo(args.venue, symbols, source, plain=sys.stdout if plain else None, reach=reach)
+        client = fastmd.Client(
+            args.venue,
+            ws_url=ws_url,
+            rest_url=rest_url,
+            # A ping a second: the view shows a live round trip; Binance allows 5 frames/s.
+            heartbeat=fastmd.Heartbeat(interval=1.0, timeout=5.0),
+            error_reporter=demo.on_report,
+        )
+        reach.target(client.ws_url, client.rest_url)
+        demo.timeline.append((demo.elapsed(), client.status.value))
+        client.on_gap(demo.on_gap)
+        client.on_status(demo.on_status)
+        await stack.enter_async_context(client)
+        if plain:
+            print(f"fastmd demo: {source}, {duration:g} s", flush=True)
+        # One subscribe() call for every stream: one symbol check and one batched SUBSCRIBE.
+        # Separate calls would each fetch exchangeInfo and, once the connection is open, each
+        # send a SUBSCRIBE of their own; a burst of those can pass Binance's 5 frames/s.
+        # Failures of single streams arrive through the error reporter.
+        client.subscribe(list(demo.streams), demo.dispatcher())
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        timers = [loop.call_later(duration, stop.set)]
+        if exchange is not None and not args.no_fault:
+            faults = exchange.faults
+
+            def inject() -> None:
+                dropped = faults.drop_connections(mode="rst")
+                demo.note(f"fault injected: the simulator reset {dropped} connection(s) (TCP RST)")
+
+            timers.append(loop.call_later(duration / 2, inject))
+
+        async def give_up() -> None:
+            verdict = await until_unreachable(reach, lambda: demo.total_events > 0, stop)
+            if verdict is not None:
+                demo.failure = verdict
+                demo.note(f"giving up: {verdict}")
+                stop.set()
+
+        watchdog = asyncio.create_task(give_up())
+        with signals_set(stop):
+            if plain:
+                await plain_view(demo, client, stop)
+            else:
+                await rich_view(demo, client, stop, duration)
+        quiet_leftovers()
+        watchdog.cancel()
+        await asyncio.gather(watchdog, return_exceptions=True)
+        for timer in timers:  # after Ctrl-C, no fault on a stopping simulator
+            timer.cancel()
+        demo.sample(client)
+        elapsed = demo.elapsed()
+    if demo.timeline[-1][1] != "CLOSED":
+        demo.timeline.append((elapsed, "CLOSED"))
+    print(summary(demo, duration=elapsed), flush=True)
+    return 0 if demo.ok else 1

@@ -1,0 +1,289 @@
+"""The ``fastmd`` command's entry: the argument parser and the checks of every option value
+(before anything starts: a bad value is an argparse error naming the option, exit 2), the event
+loop, and the logging configuration. The CLI is the only place in fastmd that configures logging
+or picks the event loop; the commands themselves live in :mod:`fastmd.cli.demo`,
+:mod:`fastmd.cli.watch` and :mod:`fastmd.cli.sim`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from fastmd.cli.common import EXIT_USAGE
+from fastmd.cli.demo import run as run_demo
+from fastmd.cli.sim import run as run_sim
+from fastmd.cli.watch import run as run_watch
+
+if TYPE_CHECKING:
+    from fastmd import Venue
+
+__all__ = ["main"]
+
+VENUES: Final = ("binance-spot", "binance-usdm")
+DEFAULT_SYMBOLS: Final = "BTCUSDT,ETHUSDT,BNBUSDT"
+GIVE_UP_AFTER: Final = 10.0
+"""Seconds ``fastmd demo`` and ``fastmd watch`` wait for the exchange to answer at all."""
+
+# Every option value is checked here, before anything starts: a bad one is an argparse error
+# naming the option (exit 2). Checks that need two options at once (streams and --venue) run in
+# _check_args, right after parsing, and end the same way.
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return value
+
+
+def _int_within(low: int, high: int | None = None) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"within {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
+        return value
+
+    return convert
+
+
+_count = _int_within(1)
+_port = _int_within(0, 65535)
+_http_status = _int_within(100, 599)
+
+
+def _symbol_list(text: str) -> list[str]:
+    """``--symbols``: comma-separated symbols, uppercased and deduplicated; letters, digits and
+    ``_`` (USD-M delivery contracts: BTCUSDT_250926); non-ASCII letters are legal on Binance."""
+    symbols = list(dict.fromkeys(s.strip().upper() for s in text.split(",") if s.strip()))
+    if not symbols:
+        raise argparse.ArgumentTypeError("needs at least one symbol, e.g. BTCUSDT,ETHUSDT")
+    for symbol in symbols:
+        bad = next((c for c in symbol if not (c.isalnum() or c == "_")), None)
+        if bad is not None:
+            raise argparse.ArgumentTypeError(
+                f"{symbol!r} is not a symbol: {bad!r} is not a letter, digit or '_'"
+            )
+    return symbols
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        scheme, sep, rest = text.partition("://")
+        if not sep or scheme.lower() not in schemes or not rest.strip("/"):
+            allowed = " or ".join(f"{s}://HOST[:PORT]" for s in schemes)
+            raise argparse.ArgumentTypeError(f"{text!r} is not a URL of the form {allowed}")
+        return text
+
+    return convert
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a level: DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
+    return level
+
+
+def _add_target(parser: argparse.ArgumentParser, *, rate: float) -> None:
+    """Options choosing between the embedded simulator and a real exchange."""
+    parser.add_argument("--venue", choices=VENUES, default="binance-spot")
+    parser.add_argument(
+        "--url", metavar="WS_URL", type=_url("ws", "wss"),
+        help="a real exchange's WebSocket base URL (no simulator)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rest-url", metavar="REST_URL", type=_url("http", "https"),
+        help="its REST base URL (default: the venue's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--symbols", type=_symbol_list, default=DEFAULT_SYMBOLS, metavar="SYMBOLS",
+        help=f"comma-separated symbols the simulator lists (default {DEFAULT_SYMBOLS})",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="simulator market seed")
+    parser.add_argument(
+        "--rate", type=_non_negative, default=rate,
+        help=f"simulator order-flow events/s ({rate:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--give-up-after", type=_positive, default=GIVE_UP_AFTER, metavar="S",
+        help="exit when neither the WebSocket nor any event got through within S seconds, or "
+        f"when the connection's circuit opens first (default {GIVE_UP_AFTER:g})",
+    )  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fastmd import __version__
+
+    parser = argparse.ArgumentParser(prog="fastmd", description="fastmd: Binance market data.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=None)
+    parser.add_argument(
+        "--log-level", type=_log_level, default="WARNING", help="DEBUG, INFO, WARNING..."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser(
+        "demo",
+        help="live view of fastmd against the embedded simulator, with a connection drop",
+        description="Subscribe to trades, 1m klines, book tickers and depth diffs, show a live "
+        "view, drop the connection at half time (simulator only) and print a summary.",
+    )
+    _add_target(demo, rate=300.0)
+    demo.add_argument("--duration", type=_positive, default=20.0, help="seconds (default 20)")
+    demo.add_argument("--no-fault", action="store_true", help="do not drop the connection")
+    demo.add_argument("--plain", action="store_true", help="line-based progress even on a terminal")
+
+    watch = sub.add_parser(
+        "watch",
+        help="print events of STREAMs as JSON lines",
+        description='Print {"stream": ..., "event": ...} JSON lines, one per event.',
+    )
+    watch.add_argument("streams", nargs="+", metavar="STREAM", help="e.g. btcusdt@trade")
+    _add_target(watch, rate=50.0)
+    watch.add_argument("--count", type=_count, help="stop after N events")
+    watch.add_argument(
+        "--price-type", choices=("float", "str"), default="float",
+        help="prices as JSON numbers, or as Binance's exact decimal strings",
+    )  # fmt: skip
+    watch.add_argument(
+        "--ack-wait", type=_positive, default=10.0, help="seconds before a slow-ack warning"
+    )
+
+    sim = sub.add_parser("sim", help="run the exchange simulator until Ctrl-C")
+    sim.add_argument("--venue", choices=VENUES, default="binance-spot")
+    sim.add_argument("--symbols", type=_symbol_list, default=DEFAULT_SYMBOLS, metavar="SYMBOLS")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=_port, default=0, help="WebSocket port (0: any free port)")
+    sim.add_argument("--rest-port", type=_port, default=0, help="REST port (0: any free port)")
+    sim.add_argument("--rate", type=_non_negative, default=50.0, help="order-flow events/s")
+    sim.add_argument("--replay", metavar="DIR", help="serve a recording instead of the market")
+    sim.add_argument(
+        "--replay-speed", type=_non_negative, default=1.0, help="1 = recorded pace, 0 = max"
+    )
+    sim.add_argument("--duration", type=_positive, default=None, help="stop after S seconds")
+    limits = sim.add_argument_group("limits (Binance's values by default)")
+    limits.add_argument("--ping-interval", type=_positive)
+    limits.add_argument("--pong-timeout", type=_positive)
+    limits.add_argument("--lifetime", type=_positive, help="connection lifetime in seconds")
+    limits.add_argument("--max-incoming", type=_count, help="incoming frames per second")
+    limits.add_argument("--max-streams", type=_count, help="streams per connection")
+    limits.add_argument("--rest-weight", type=_count, help="REST weight per minute")
+    faults = sim.add_argument_group("faults")
+    faults.add_argument("--drop-every", type=_positive, metavar="S", help="drop all connections")
+    faults.add_argument("--drop-mode", choices=("close", "fin", "rst"), default="close")
+    faults.add_argument("--drop-code", type=_int_within(1000, 4999), default=1001)
+    faults.add_argument("--shutdown-every", type=_positive, metavar="S", help="serverShutdown")
+    faults.add_argument("--skip", action="append", metavar="STREAM", help="skip frames of STREAM")
+    faults.add_argument("--skip-every", type=_positive, default=5.0, metavar="S")
+    faults.add_argument("--refuse-upgrades", type=_http_status, metavar="STATUS")
+    faults.add_argument("--rest-error", type=_http_status, metavar="STATUS")
+    faults.add_argument("--rest-delay", type=_positive, metavar="S")
+    faults.add_argument("--retry-after", type=_non_negative, metavar="S")
+    for command in (demo, watch, sim):
+        command.set_defaults(command_parser=command)
+    return parser
+
+
+def _check_streams(streams: Sequence[str], venue: Venue) -> str | None:
+    """The first invalid stream name's error message, or ``None``."""
+    from fastmd.core.streams import parse_stream
+    from fastmd.errors import StreamNameError
+
+    for name in streams:
+        try:
+            parse_stream(name, venue)
+        except StreamNameError as exc:
+            return str(exc)
+    return None
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with options that are only wrong together, or ``None``."""
+    if args.command == "watch":
+        problem = _check_streams(args.streams, args.venue)
+        if problem is not None:
+            return f"argument STREAM: {problem}"
+    if args.command == "sim" and args.skip:
+        problem = _check_streams(args.skip, args.venue)
+        if problem is not None:
+            return f"argument --skip: {problem}"
+    if args.command in ("demo", "watch") and args.rest_url and not args.url:
+        return "argument --rest-url: needs --url (the simulator has its own REST URL)"
+    return None
+
+
+_COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]]] = {
+    "demo": run_demo,
+    "watch": run_watch,
+    "sim": run_sim,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastmd`` command."""
+    args = _parser().parse_args(argv)
+    problem = _check_args(args)
+    if problem is not None:
+        args.command_parser.error(problem)  # usage and the problem on stderr, exit 2
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    command = _COMMANDS[args.command]
+    try:
+        return _run(command(args), args.loop or _default_loop())
+    except KeyboardInterrupt:  # Ctrl-C before the command installed its own handler
+        return 130
+    except (OSError, ValueError) as exc:
+        print(f"fastmd {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(coro: Coroutine[Any, Any, int], loop_name: str) -> int:
+    if loop_name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            coro.close()
+            print("uvloop is not installed: pip install 'fastmd[uvloop]'", file=sys.stderr)
+            return EXIT_USAGE
+        result: int = uvloop.run(coro)
+        return result
+    return asyncio.run(coro)
+
+
+def _default_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
