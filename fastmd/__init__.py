@@ -45,9 +45,12 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.core.liveness": ("Heartbeat",),
     "fastmd.core.lifecycle": ("ConnectionState", "ErrorReport", "ErrorReporter", "Severity"),
     "fastmd.core.stats": ("ConnectionStats", "LatencyStats"),
-    "fastmd.aio.connection": ("Connection", "LoggingReporter"),
+    "fastmd.aio.connection": ("Connection",),
+    "fastmd.aio.reporting": ("LoggingReporter",),
     "fastmd.core.status": ("Status",),
-    "fastmd.aio.client": ("Client", "EventStream", "Metrics", "Subscription"),
+    "fastmd.aio.client": ("Client",),
+    "fastmd.aio.subscriptions": ("EventStream", "Subscription"),
+    "fastmd.aio.metrics": ("Metrics",),
     "fastmd.core.sequence": ("Gap", "GapReason"),
     "fastmd.core.book": ("BookState", "BookUpdate"),
     "fastmd.aio.book": ("BookSnapshot", "OrderBook"),
@@ -67,22 +70,28 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
     )
     from fastmd.aio.client import (
         Client as Client,
-        EventStream as EventStream,
-        Metrics as Metrics,
-        Subscription as Subscription,
     )
     from fastmd.aio.connection import (
         Connection as Connection,
-        LoggingReporter as LoggingReporter,
     )
     from fastmd.aio.market import (
         CacheTTLs as CacheTTLs,
         MarketData as MarketData,
         Result as Result,
     )
+    from fastmd.aio.metrics import (
+        Metrics as Metrics,
+    )
+    from fastmd.aio.reporting import (
+        LoggingReporter as LoggingReporter,
+    )
     from fastmd.aio.rest import (
         RestClient as RestClient,
         RestTimeouts as RestTimeouts,
+    )
+    from fastmd.aio.subscriptions import (
+        EventStream as EventStream,
+        Subscription as Subscription,
     )
     from fastmd.core.backoff import (
         Backoff as Backoff,

@@ -1,11 +1,11 @@
 """Where fastmd's frame handler spends its time, step by step, in process (no socket).
 
 ``python -m benchmarks.e2e.breakdown`` feeds the same 10,000 distinct combined trade frames
-(memoryviews, contiguous ids) to a ladder of handlers, each adding one piece of
-``fastmd.Client._frame_router`` to the one before, and prints ns per frame (min of ``--rounds``
-rounds) with the step's increment. The last rung is the real handler, built by the real
-``Client._frame_router`` with a route installed by hand. Complements the ``ladder_*`` clients
-of the end-to-end run, which measure the same layers inside the real receive loop.
+(memoryviews, contiguous ids) to a ladder of handlers, each adding one piece of the frame
+router to the one before, and prints ns per frame (min of ``--rounds`` rounds) with the step's
+increment. The last rung is the real handler, built by ``fastmd.aio.router.frame_router`` with a
+route installed by hand. Complements the ``ladder_*`` clients of the end-to-end run, which
+measure the same layers inside the real receive loop.
 """
 
 from __future__ import annotations
@@ -31,24 +31,23 @@ def _handlers(on_event: Callable[[Any], None]) -> tuple[list[tuple[str, Handler]
     from picows.picows import _make_test_ws_frame
 
     import fastmd
-    from fastmd.aio.client import _TIMING_EVERY, _Route, _Slot
-    from fastmd.core.sequence import sequencer_for
+    from fastmd.aio.reporting import Reporter
+    from fastmd.aio.router import TIMING_EVERY, frame_router
+    from fastmd.aio.routes import RouteTable
     from fastmd.core.streams import parse_stream
 
     bare = msgspec.json.Decoder(BareEnvelope, strict=False).decode
     decoder = fastmd.Decoder()
     decoder.register([STREAM])
-    client = fastmd.Client(ws_url="ws://127.0.0.1:1", rest_url="http://127.0.0.1:1",
-                           validate_symbols=False)  # fmt: skip
-    parsed = parse_stream(STREAM)
-    route = _Route(STREAM, parsed, sequencer_for(parsed, STREAM, client._on_gap, futures=False))
-    route.callbacks = (on_event,)
+    gaps: list[Any] = []
+    table = RouteTable("binance-spot", Reporter(), gaps.append, slow_callback=0.01)
+    route = table.add(STREAM, parse_stream(STREAM))
+    route.callbacks = (on_event,)  # as subscribe() would, with one callback
     route.single = on_event
-    client._routes[STREAM] = route
-    routes = client._routes
+    routes = {STREAM: route}  # the dict lookup the frame router's get() is bound to
     sequencer = route.sequencer
     assert sequencer is not None
-    state = {"countdown": _TIMING_EVERY, "errors": 0}
+    state = {"countdown": TIMING_EVERY, "errors": 0}
     resets: list[Callable[[], None]] = [lambda: setattr(sequencer, "last", -1)]
 
     def h_bare(payload: memoryview) -> None:
@@ -157,10 +156,17 @@ def _handlers(on_event: Callable[[Any], None]) -> tuple[list[tuple[str, Handler]
                 except Exception:
                     state["errors"] += 1
         else:
-            state["countdown"] = _TIMING_EVERY
+            state["countdown"] = TIMING_EVERY
 
     conn = fastmd.Connection("ws://127.0.0.1:1/stream")
-    router, _ = client._frame_router(_Slot(("", 0), "ws://127.0.0.1:1/stream"), decoder, conn)
+    router, _ = frame_router(
+        decoder,
+        table,
+        conn.handle_frame,
+        on_reply=lambda reply: None,
+        on_unrouted=lambda message: None,
+        on_decode_error=lambda error: None,
+    )
     # The router takes picows frames; the ladder feeds payloads: wrap each in a test frame
     # built once per payload (cached), so the rung measures the router, not frame creation.
     test_frames: dict[int, Any] = {}
@@ -185,7 +191,7 @@ def _handlers(on_event: Callable[[Any], None]) -> tuple[list[tuple[str, Handler]
         ("+ sampling countdown, single callback with try", h_dispatch),
         ("real Client._frame_router (1 in 16 timed, from a picows test frame)", real),
     ]
-    return ladder, (resets, client)
+    return ladder, (resets, gaps)
 
 
 def _time(
@@ -225,7 +231,7 @@ def _micro() -> list[tuple[str, float]]:
         ("message.stream (ClassVar through the instance)", "m.stream"),
         ("message.event", "m.event"),
         ("decoder.fast_decode (instance attribute)", "d.fast_decode"),
-        ("an attribute store on the client", "c._countdown_probe = 5"),
+        ("an attribute store on the client", "c.countdown_probe = 5"),
     ]
     out = []
     number = 1_000_000
@@ -239,7 +245,7 @@ def _micro() -> list[tuple[str, float]]:
 async def _main(args: argparse.Namespace) -> None:
     meter = Meter(0, 1 << 62)
     frames = [memoryview(trade_frame(FIRST_TRADE_ID + i)) for i in range(args.frames)]
-    ladder, (resets, client) = _handlers(meter.on_event)
+    ladder, (resets, gaps) = _handlers(meter.on_event)
 
     def reset() -> None:
         for undo in resets:
@@ -255,7 +261,7 @@ async def _main(args: argparse.Namespace) -> None:
                 results.append((name, ns, mallocs))
             else:
                 results[index] = (name, min(results[index][1], ns), results[index][2])
-    assert client._gaps == 0, "the sequencer saw a gap"
+    assert not gaps, "the sequencer saw a gap"
     print("| step | ns/frame | increment ns | malloc events/frame |")
     print("|---|---:|---:|---:|")
     previous = None

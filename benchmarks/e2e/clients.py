@@ -284,26 +284,32 @@ async def ladder_decoder(ws_url: str, rest_url: str, meter: Meter) -> dict[str, 
 
 
 async def ladder_client_handler(ws_url: str, rest_url: str, meter: Meter) -> dict[str, Any]:
-    """(b)'s bare picows listener driving fastmd's real frame router (``Client._frame_router``:
-    decode, route lookup, sequencer, dispatch with sampled timing), without fastmd's
-    ``Connection``. The route is installed by hand, as ``subscribe`` would."""
+    """(b)'s bare picows listener driving fastmd's real frame router
+    (``fastmd.aio.router.frame_router``: decode, route lookup, sequencer, dispatch with sampled
+    timing), without fastmd's ``Connection``. The route is installed by hand, as ``subscribe``
+    would."""
     import fastmd
-    from fastmd.aio.client import _Route, _Slot
-    from fastmd.core.sequence import sequencer_for
+    from fastmd.aio.reporting import Reporter
+    from fastmd.aio.router import frame_router
+    from fastmd.aio.routes import RouteTable
     from fastmd.core.streams import parse_stream
 
-    client = fastmd.Client(ws_url=ws_url, rest_url=rest_url, validate_symbols=False)
     gaps: list[Any] = []
-    client.on_gap(gaps.append)
-    route = _Route(STREAM, parse_stream(STREAM), sequencer_for(
-        parse_stream(STREAM), STREAM, client._on_gap, futures=False))  # fmt: skip
+    table = RouteTable("binance-spot", Reporter(), gaps.append, slow_callback=0.01)
+    route = table.add(STREAM, parse_stream(STREAM))
     route.callbacks = (meter.on_event,)
     route.single = meter.on_event
-    client._routes[STREAM] = route
     decoder = fastmd.Decoder()
     decoder.register([STREAM])
     conn = fastmd.Connection(stream_url(ws_url))  # never connected: the router's fallback
-    router, _ = client._frame_router(_Slot(("", 0), stream_url(ws_url)), decoder, conn)
+    router, _ = frame_router(
+        decoder,
+        table,
+        conn.handle_frame,
+        on_reply=lambda reply: None,
+        on_unrouted=lambda message: None,
+        on_decode_error=lambda error: None,
+    )
     out = await _picows(stream_url(ws_url), _RouterListener(router), meter)
     return {**out, "gaps": len(gaps)}
 

@@ -11,10 +11,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fastmd.aio.reporting import Reporter
+from fastmd.aio.rest import RestClient
+from fastmd.aio.tasks import Tasks
 from fastmd.core.book import (
     BookState,
     BookSync,
@@ -24,6 +27,7 @@ from fastmd.core.book import (
 )
 from fastmd.core.lifecycle import Severity
 from fastmd.core.pacing import WeightWindow
+from fastmd.core.streams import Venue
 from fastmd.core.weights import (
     DEFAULT_WEIGHT_LIMIT,
     WEIGHT_HEADROOM,
@@ -32,10 +36,16 @@ from fastmd.core.weights import (
     seconds_to_minute_turn,
     snapshot_size,
 )
-from fastmd.errors import BookNotSynced, FastmdTimeoutError, InvalidState, RestError
+from fastmd.errors import (
+    BookNotSynced,
+    FastmdError,
+    FastmdTimeoutError,
+    InvalidState,
+    RestError,
+)
 
 if TYPE_CHECKING:
-    from fastmd.aio.client import Client, Subscription
+    from fastmd.aio.subscriptions import Subscription
 
 __all__ = ["BookSnapshot", "OrderBook"]
 
@@ -64,12 +74,12 @@ class OrderBook:
     exact modes).
     """
 
-    def __init__(self, client: Client, symbol: str, *, depth: int | None, strict: bool) -> None:
+    def __init__(self, keeper: BookKeeper, symbol: str, *, depth: int | None, strict: bool) -> None:
         self.symbol = symbol.upper()
         self.depth = depth
         self.strict = strict
-        self._client = client
-        self._sync = BookSync(self.symbol, futures=client.venue == "binance-usdm")
+        self._keeper = keeper
+        self._sync = BookSync(self.symbol, futures=keeper.venue == "binance-usdm")
         self._listeners: list[Callable[[OrderBook, int], object]] = []
         self._synced = asyncio.Event()
         self._fetching: asyncio.Task[None] | None = None
@@ -192,9 +202,25 @@ class OrderBook:
         if self._fetching is not None:
             self._fetching.cancel()
         self._synced.set()
-        self._client._forget_book(self)
+        self._keeper.forget(self)
 
     # -- feeding ------------------------------------------------------------------------------
+
+    async def start(self, timeout: float | None) -> None:  # noqa: ASYNC109
+        """Subscribe the diff stream and fetch the first snapshot (called once, by the client's
+        :meth:`fastmd.Client.order_book`; diffs are buffered from the acknowledgement on).
+
+        Raises:
+            SubscriptionError: the diff stream could not be subscribed.
+            FastmdTimeoutError: not acknowledged within ``timeout``.
+        """
+        self._subscription = self._keeper.subscribe_diffs(self.symbol, self._on_diff)
+        try:
+            await self._subscription.wait_active(timeout)
+        except FastmdError:
+            self.close()
+            raise
+        self._request_snapshot()
 
     def _on_diff(self, event: Any) -> None:
         sync = self._sync
@@ -203,7 +229,7 @@ class OrderBook:
         if sync.state is not BookState.SYNCED:
             if was is BookState.SYNCED:
                 self._synced.clear()
-                self._client._book_resync(self, sync.resync_reason or "gap")
+                self._keeper.resyncing(self, sync.resync_reason or "gap")
             if sync.needs_snapshot:
                 self._request_snapshot()
             return
@@ -217,7 +243,7 @@ class OrderBook:
             try:
                 listener(self, update.update_id)
             except Exception as exc:
-                self._client._book_listener_failed(self, exc)
+                self._keeper.listener_failed(self, exc)
 
     def _invalidate(self, reason: str) -> None:
         if self._sync.state is BookState.SYNCED:
@@ -227,7 +253,7 @@ class OrderBook:
 
     def _request_snapshot(self) -> None:
         if self._fetching is None and not self._closed:
-            self._fetching = self._client._spawn(self._fetch_snapshot())
+            self._fetching = self._keeper.spawn(self._fetch_snapshot())
 
     async def _fetch_snapshot(self) -> None:
         try:
@@ -235,10 +261,10 @@ class OrderBook:
             while not self._closed and self._sync.needs_snapshot:
                 attempt += 1
                 try:
-                    snapshot = await self._client._book_snapshot(self)
+                    snapshot = await self._keeper.fetch(self)
                 except RestError as error:
                     delay = snapshot_retry_delay(attempt, error.retry_after)
-                    self._client._report(
+                    self._keeper.reporter.report(
                         Severity.WARNING, "snapshot_failed",
                         f"{self.symbol} snapshot failed ({error}); retry in {delay:.2f} s", error,
                         symbol=self.symbol,
@@ -256,29 +282,109 @@ class OrderBook:
 
 
 class BookKeeper:
-    """The client's books and the weight budget their snapshots share."""
+    """The client's books and the weight budget their snapshots share.
 
-    def __init__(self, client: Client, weight_budget: int) -> None:
-        self._client = client
+    Args:
+        venue: the venue (snapshot sizes and weights).
+        subscribe: subscribes a callback to a stream (the client's ``subscribe``).
+        rest: the client's REST access.
+        weight_limit: the exchange's announced weight limit per minute, once known.
+        tasks: where snapshot fetches run.
+        reporter: where resyncs, failed snapshots and raising listeners are reported.
+        weight_budget: REST weight per minute the snapshots may spend.
+    """
+
+    def __init__(
+        self,
+        venue: Venue,
+        *,
+        subscribe: Callable[[str, Callable[[Any], object]], Subscription],
+        rest: Callable[[], RestClient],
+        weight_limit: Callable[[], int | None],
+        tasks: Tasks,
+        reporter: Reporter,
+        weight_budget: int,
+    ) -> None:
+        self.venue = venue
+        self._subscribe = subscribe
+        self._rest = rest
+        self._weight_limit = weight_limit
+        self._tasks = tasks
+        self.reporter = reporter
         self.books: dict[str, OrderBook] = {}
         self.weights = WeightWindow(weight_budget)
+        self.resyncs = 0
+
+    async def open(
+        self,
+        symbol: str,
+        depth: int | None,
+        *,
+        strict: bool,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> OrderBook:
+        """The book of ``symbol``, synced; the same object for repeated calls (see
+        :meth:`fastmd.Client.order_book`)."""
+        key = symbol.upper()
+        book = self.books.get(key)
+        if book is None:
+            book = self.books[key] = OrderBook(self, key, depth=depth, strict=strict)
+            await book.start(timeout)
+        await book.wait_synced(timeout)
+        return book
+
+    def close(self) -> None:
+        """Stop every book."""
+        for book in list(self.books.values()):
+            book.close()
+
+    # -- the books' side ----------------------------------------------------------------------
+
+    def subscribe_diffs(self, symbol: str, on_diff: Callable[[Any], object]) -> Subscription:
+        """Subscribe ``on_diff`` to ``symbol``'s 100 ms diff stream."""
+        return self._subscribe(f"{symbol.lower()}@depth@100ms", on_diff)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a book's background work."""
+        return self._tasks.spawn(coro)
+
+    def forget(self, book: OrderBook) -> None:
+        """``book`` closed."""
+        if self.books.get(book.symbol) is book:
+            del self.books[book.symbol]
+
+    def resyncing(self, book: OrderBook, reason: str) -> None:
+        """``book`` lost sync and is thrown away to sync again."""
+        self.resyncs += 1
+        self.reporter.report(
+            Severity.WARNING, "book_resync", f"{book.symbol} book resyncing ({reason})", None,
+            symbol=book.symbol,
+        )  # fmt: skip
+
+    def listener_failed(self, book: OrderBook, exc: Exception) -> None:
+        """An ``on_update`` listener of ``book`` raised."""
+        self.reporter.callback_failed(
+            f"on_update of the {book.symbol} book", exc, symbol=book.symbol
+        )
+
+    # -- snapshots ----------------------------------------------------------------------------
 
     def snapshot_limit(self, book: OrderBook) -> int:
         """The snapshot size for ``book`` that the weight still free in the window allows."""
         free = self.weights.budget - self.weights.used(time.monotonic())
-        return snapshot_size(self._client.venue, book.depth, free, len(self.books))
+        return snapshot_size(self.venue, book.depth, free, len(self.books))
 
     async def fetch(self, book: OrderBook) -> Any:
-        client = self._client
+        """A REST snapshot for ``book``, within the weight budget."""
         limit = self.snapshot_limit(book)
-        weight = depth_weight(client.venue, limit)
+        weight = depth_weight(self.venue, limit)
         while True:
             wait = self.weights.delay(time.monotonic(), weight)
             if wait <= 0:
                 break
             await asyncio.sleep(wait)
         self.weights.record(time.monotonic(), weight)
-        rest = client.rest
+        rest = self._rest()
         try:
             snapshot = await rest.depth(book.symbol, limit)
         except RestError as error:
@@ -287,14 +393,9 @@ class BookKeeper:
                 self.weights.block(time.monotonic(), ban)
             raise
         used = rest.used_weight
-        limit_now = self._venue_limit()
+        limit_now = self._weight_limit() or DEFAULT_WEIGHT_LIMIT[self.venue]
         if used is not None and used + weight > limit_now * WEIGHT_HEADROOM:
             # The address is near the exchange's own limit (the application spends weight
             # too): no more snapshots until the exchange's minute turns.
             self.weights.block(time.monotonic(), seconds_to_minute_turn(time.time()))
         return snapshot
-
-    def _venue_limit(self) -> int:
-        client = self._client
-        announced = client._symbols.weight_limit if client._symbols is not None else None
-        return announced or DEFAULT_WEIGHT_LIMIT[client.venue]

@@ -31,6 +31,7 @@ from picows import (
     ws_connect,
 )
 
+from fastmd.aio.reporting import LoggingReporter
 from fastmd.core.backoff import Backoff, reconnect_delay
 from fastmd.core.breaker import CircuitBreaker, CircuitBreakerPolicy
 from fastmd.core.lifecycle import (
@@ -55,9 +56,12 @@ from fastmd.errors import (
     TLSError,
 )
 
-__all__ = ["Connection", "LoggingReporter"]
+__all__ = ["Connection"]
 
 logger = logging.getLogger(__name__)
+
+FrameHandler = Callable[[WSTransport, WSFrame], None]
+"""What picows calls with every frame of a socket."""
 
 EventName = Literal[
     "message", "connect", "disconnect", "reconnecting", "error", "circuit_open", "circuit_closed"
@@ -76,53 +80,6 @@ _TCP_INFO_LAST_DATA_RECV: Final = 52  # offset of tcpi_last_data_recv (ms) in Li
 _TCP_INFO_BYTES_RECEIVED: Final = 128  # offset of tcpi_bytes_received (u64)
 
 
-class LoggingReporter:
-    """The default error reporter: one log line per report, at most one per code per second.
-
-    Reports of a user's code that raised (``callback_error``) and of fastmd's own failures
-    (``internal_error``) are logged with their exception, so the traceback is printed. The
-    library installs no handler: in an application that configured no logging, Python's
-    last-resort handler prints warnings and errors to stderr (as asyncio's are); an application
-    that configured logging gets them through its handlers.
-
-    Args:
-        interval: minimum seconds between two lines of the same code (the rest are counted and
-            mentioned in the next line).
-        clock: monotonic clock.
-    """
-
-    _LEVELS: Final = {
-        Severity.WARNING: logging.WARNING,
-        Severity.ERROR: logging.ERROR,
-        Severity.CRITICAL: logging.CRITICAL,
-    }
-    _WITH_TRACEBACK: Final = frozenset({"callback_error", "internal_error"})
-
-    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def __call__(self, report: ErrorReport) -> None:
-        now = self._clock()
-        last = self._last.get(report.code)
-        if last is not None and now - last < self._interval:
-            self._suppressed[report.code] = self._suppressed.get(report.code, 0) + 1
-            return
-        self._last[report.code] = now
-        suppressed = self._suppressed.pop(report.code, 0)
-        logger.log(
-            self._LEVELS[report.severity],
-            "%s: %s%s",
-            report.code,
-            report.message[:256],
-            f" (+{suppressed} similar)" if suppressed else "",
-            exc_info=report.error if report.code in self._WITH_TRACEBACK else None,
-            extra={"fastmd_context": dict(report.context)},
-        )
-
-
 class _Listener(WSListener):
     """picows callbacks of one socket.
 
@@ -132,22 +89,29 @@ class _Listener(WSListener):
     the frames it does not consume back to :meth:`Connection.handle_frame`.
     """
 
-    def __init__(self, connection: Connection) -> None:
-        self.conn = connection
-        if connection._frame_router is not None:
-            self.on_ws_frame = connection._frame_router  # type: ignore[assignment]
+    def __init__(
+        self,
+        *,
+        router: FrameHandler | None,
+        handle_frame: FrameHandler,
+        opened: Callable[[WSTransport], None],
+        closed: Callable[[_Listener, WSTransport], None],
+    ) -> None:
+        self._handle_frame = handle_frame
+        self._opened = opened
+        self._closed = closed
+        if router is not None:
+            self.on_ws_frame = router  # type: ignore[assignment]
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         # Frames that came with the handshake response arrive before ws_connect() returns.
-        self.conn._socket_opened(transport)
+        self._opened(transport)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        self.conn.handle_frame(transport, frame)
+        self._handle_frame(transport, frame)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        conn = self.conn
-        if conn._listener is self:
-            conn._socket_closed(transport)
+        self._closed(self, transport)
 
 
 class Connection:
@@ -540,7 +504,12 @@ class Connection:
         return self._closing
 
     async def _open(self) -> WSTransport:
-        listener = _Listener(self)
+        listener = _Listener(
+            router=self._frame_router,
+            handle_frame=self.handle_frame,
+            opened=self._socket_opened,
+            closed=self._listener_closed,
+        )
 
         def factory() -> _Listener:
             return listener
@@ -833,6 +802,10 @@ class Connection:
         self._report(Severity.ERROR, "protocol_error", f"{problem}: closing with 1002", error)
         self._close_code, self._close_reason = 1002, problem
         self._disconnect(WSCloseCode.PROTOCOL_ERROR)
+
+    def _listener_closed(self, listener: _Listener, transport: WSTransport) -> None:
+        if self._listener is listener:  # not a socket this connection already gave up
+            self._socket_closed(transport)
 
     def _socket_closed(self, transport: WSTransport) -> None:
         if self._transport is transport or self._transport is None:

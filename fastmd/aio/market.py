@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 from cachetools import TTLCache
@@ -36,6 +36,7 @@ from fastmd.core.rest_models import DepthSnapshot, KlineBar, RestTicker, RestTra
 from fastmd.core.streams import (
     SPOT_KLINE_INTERVALS,
     USDM_KLINE_INTERVALS,
+    Venue,
     trade_stream,
     validate_symbol,
 )
@@ -48,10 +49,35 @@ from fastmd.errors import (
 )
 
 if TYPE_CHECKING:
-    from fastmd.aio.client import Client, Metrics, Status, Subscription
+    from fastmd.aio.metrics import Metrics
     from fastmd.aio.rest import RestClient
+    from fastmd.aio.subscriptions import Subscription
+    from fastmd.core.status import Status
 
 __all__ = ["CacheTTLs", "MarketData", "Result"]
+
+
+class MarketHost(Protocol):
+    """What MarketData uses of the client: public members only (:class:`fastmd.Client`)."""
+
+    @property
+    def venue(self) -> Venue: ...
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def rest(self) -> RestClient: ...
+
+    @property
+    def event_source(self) -> Literal["ws", "rest"]: ...
+
+    def subscribe(
+        self, streams: str | list[str], callback: Callable[[Any], object]
+    ) -> Subscription: ...
+
+    def on_status(self, callback: Callable[[Status, Metrics], object]) -> Callable[[], None]: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +187,7 @@ class MarketData:
 
     def __init__(
         self,
-        client: Client,
+        client: MarketHost,
         *,
         ttls: CacheTTLs | None = None,
         request_timeout: float | None = None,

@@ -16,10 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
+from fastmd.aio.reporting import Reporter
+from fastmd.aio.rest import RestClient
+from fastmd.aio.routes import Route, RouteTable
+from fastmd.aio.tasks import Tasks
 from fastmd.core import convert
+from fastmd.core.codec import Decoder
 from fastmd.core.lifecycle import Severity
 from fastmd.core.recovery import (
     BACKFILL_PAGE,
@@ -31,64 +36,79 @@ from fastmd.core.recovery import (
     unfilled,
 )
 from fastmd.core.sequence import Gap
-from fastmd.core.streams import StreamKind
+from fastmd.core.streams import StreamKind, Venue
 from fastmd.errors import FastmdError, RestError
-
-if TYPE_CHECKING:
-    from fastmd.aio.client import Client, _Route, _Slot
 
 __all__: list[str] = []
 
 logger = logging.getLogger(__name__)
 
+RestAccess = Callable[[], RestClient | None]
+"""The client's REST access, ``None`` before it started."""
+
 
 class Backfiller:
-    """Fills gaps of aggTrade and kline streams from REST (per route, one at a time)."""
+    """Fills gaps of aggTrade and kline streams from REST (per route, one at a time).
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    Args:
+        routes: the route table (its buffer holds live events while a fill runs).
+        rest: the client's REST access.
+        tasks: where fills run.
+        reporter: where failed fills are reported.
+        report_gap: reports what a fill could not recover.
+    """
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        rest: RestAccess,
+        tasks: Tasks,
+        reporter: Reporter,
+        report_gap: Callable[[Gap], None],
+    ) -> None:
+        self._routes = routes
+        self._rest = rest
+        self._tasks = tasks
+        self._reporter = reporter
+        self._report_gap = report_gap
         self.filled = 0
         """Events delivered from REST instead of being lost."""
 
-    def takes(self, route: _Route, gap: Gap) -> bool:
+    def takes(self, route: Route, gap: Gap) -> bool:
         """Start filling ``gap`` if the stream can be backfilled; True if it was taken (the
         parts REST cannot return are reported later)."""
-        kind = route.parsed.kind
-        if not route.backfill or kind not in BACKFILLABLE:
+        if not route.backfill or route.parsed.kind not in BACKFILLABLE:
             return False
-        if route.buffer is not None or self._client._rest is None:
+        rest = self._rest()
+        if route.buffer is not None or rest is None:
             return False  # one fill at a time; a gap during a fill is reported as it is
-        route.buffer = deque()
-        self._client._refresh_callbacks(route)
-        self._client._spawn(self._fill(route, gap))
+        self._routes.hold(route)
+        self._tasks.spawn(self._fill(rest, route, gap))
         return True
 
-    async def _fill(self, route: _Route, gap: Gap) -> None:
-        client = self._client
+    async def _fill(self, rest: RestClient, route: Route, gap: Gap) -> None:
+        routes = self._routes
         delivered: list[Any] = []
         try:
             if route.parsed.kind is StreamKind.AGG_TRADE:
-                delivered = await self._agg_trades(route, gap)
+                delivered = await self._agg_trades(rest, route, gap)
             else:
-                delivered = await self._klines(route, gap)
+                delivered = await self._klines(rest, route, gap)
         except FastmdError as error:
-            client._report(
+            self._reporter.report(
                 Severity.WARNING, "backfill_failed", f"{route.name}: backfill failed: {error}",
                 error, stream=route.name,
             )  # fmt: skip
         finally:
-            buffered = route.buffer or deque()
-            route.buffer = None
-            client._refresh_callbacks(route)
+            buffered = routes.release(route)
             for event in delivered:
-                client._call(route, event)
+                routes.call(route, event, "rest")
             self.filled += len(delivered)
             self._report_unfilled(route, gap, delivered)
             while buffered:  # the live events that waited, in their order
-                client._call(route, buffered.popleft())
+                routes.call(route, buffered.popleft(), "ws")
 
-    async def _agg_trades(self, route: _Route, gap: Gap) -> list[Any]:
-        rest = self._client.rest
+    async def _agg_trades(self, rest: RestClient, route: Route, gap: Gap) -> list[Any]:
         symbol = route.parsed.symbol or ""
         found: list[Any] = []
         next_id = gap.expected
@@ -103,8 +123,7 @@ class Backfiller:
             next_id = page[-1].agg_trade_id + 1
         return found
 
-    async def _klines(self, route: _Route, gap: Gap) -> list[Any]:
-        rest = self._client.rest
+    async def _klines(self, rest: RestClient, route: Route, gap: Gap) -> list[Any]:
         symbol = route.parsed.symbol or ""
         interval = route.parsed.interval or "1m"
         bars = await rest.klines(
@@ -122,21 +141,41 @@ class Backfiller:
             if gap.expected <= bar.open_time < gap.received
         ]
 
-    def _report_unfilled(self, route: _Route, gap: Gap, delivered: list[Any]) -> None:
+    def _report_unfilled(self, route: Route, gap: Gap, delivered: list[Any]) -> None:
         if route.parsed.kind is StreamKind.AGG_TRADE:
             keys = [e.agg_trade_id for e in delivered]
         else:
             keys = [e.kline.start_time for e in delivered]
         for hole in unfilled(gap, keys):
-            self._client._report_gap(hole)
+            self._report_gap(hole)
+
+
+class PolledShard(Protocol):
+    """What the poller needs of the shard whose streams it serves."""
+
+    url: str
+    streams: set[str]
+    decoder: Decoder | None
 
 
 class Poller:
-    """Serves one slot's streams from REST while its connection is down."""
+    """Serves one shard's streams from REST while its connection is down."""
 
-    def __init__(self, client: Client, slot: _Slot) -> None:
-        self._client = client
-        self._slot = slot
+    def __init__(
+        self,
+        venue: Venue,
+        shard: PolledShard,
+        routes: RouteTable,
+        rest: RestClient,
+        tasks: Tasks,
+        reporter: Reporter,
+    ) -> None:
+        self._venue = venue
+        self._shard = shard
+        self._routes = routes
+        self._rest = rest
+        self._tasks = tasks
+        self._reporter = reporter
         self._task: asyncio.Task[None] | None = None
         self._unserved: set[str] = set()
         self._kline_starts: dict[str, int] = {}
@@ -149,7 +188,7 @@ class Poller:
 
     def start(self) -> None:
         if not self.running:
-            self._task = self._client._spawn(self._run())
+            self._task = self._tasks.spawn(self._run())
 
     def stop(self) -> None:
         if self._task is not None:
@@ -158,42 +197,32 @@ class Poller:
 
     def interval(self) -> float:
         """Seconds between polling rounds: the round's weight within the fallback share."""
-        client = self._client
-        weight = sum(poll_weight(client.venue, route.parsed) for route in self._routes())
-        return poll_interval(weight, client.rest.weights.budget)
+        weight = sum(poll_weight(self._venue, route.parsed) for route in self._served())
+        return poll_interval(weight, self._rest.weights.budget)
 
-    def _routes(self) -> list[_Route]:
-        routes = self._client._routes
-        return [routes[name] for name in sorted(self._slot.streams) if name in routes]
+    def _served(self) -> list[Route]:
+        get = self._routes.get
+        return [route for name in sorted(self._shard.streams) if (route := get(name)) is not None]
 
     async def _run(self) -> None:
-        client = self._client
         while True:
-            client._rest_delivery = True
-            try:
-                for route in self._routes():
-                    try:
-                        await self._poll(route)
-                    except RestError as error:
-                        client._report(
-                            Severity.WARNING, "fallback_poll_failed",
-                            f"{route.name}: REST poll failed: {error}", error, stream=route.name,
-                        )  # fmt: skip
-            finally:
-                client._rest_delivery = False
+            for route in self._served():
+                try:
+                    await self._poll(route)
+                except RestError as error:
+                    self._reporter.report(
+                        Severity.WARNING, "fallback_poll_failed",
+                        f"{route.name}: REST poll failed: {error}", error, stream=route.name,
+                    )  # fmt: skip
             self.polls += 1
             await asyncio.sleep(self.interval())
 
-    def _deliver(self, route: _Route, event: Any) -> None:
-        if self._client._deliver(route, event):
-            self.delivered += 1
-
-    async def _poll(self, route: _Route) -> None:
-        plan = poll_plan(self._client.venue, route.parsed)
+    async def _poll(self, route: Route) -> None:
+        plan = poll_plan(self._venue, route.parsed)
         if plan is None:
             if route.name not in self._unserved:
                 self._unserved.add(route.name)
-                self._client._report(
+                self._reporter.report(
                     Severity.WARNING, "fallback_unserved",
                     f"{route.name} has no REST equivalent: nothing is delivered until the socket "
                     "is back (the loss is reported as a gap when it returns)",
@@ -201,11 +230,12 @@ class Poller:
                 )  # fmt: skip
             return
         for event in await self._fetch(route, plan):
-            self._deliver(route, event)
+            if self._routes.deliver(route, event, "rest"):
+                self.delivered += 1
 
-    async def _fetch(self, route: _Route, plan: PollPlan) -> list[Any]:
+    async def _fetch(self, route: Route, plan: PollPlan) -> list[Any]:
         """The events that the REST request of ``plan`` gives for ``route``, oldest first."""
-        rest = self._client.rest
+        rest = self._rest
         stream = route.parsed
         symbol = stream.symbol or ""
         upper = symbol.upper()
@@ -232,7 +262,7 @@ class Poller:
             if stream.kind is StreamKind.BOOK_TICKER:
                 quote = convert.book_ticker_event(upper, depth)
                 return [quote] if quote is not None else []
-            decoder = self._slot.decoder
+            decoder = self._shard.decoder
             if decoder is None:
                 return []
             return [convert.partial_depth_event(decoder.event_type(stream), depth)]
@@ -243,14 +273,14 @@ class Poller:
             return [convert.mark_price_event(upper, await rest.premium_index(symbol))]
         raise AssertionError(f"no fetcher for the poll plan {plan}")
 
-    async def _kline_updates(self, route: _Route, plan: PollPlan) -> list[Any]:
+    async def _kline_updates(self, route: Route, plan: PollPlan) -> list[Any]:
         """The open candle, preceded by the final update of the one that was open last round
         if it has closed since."""
         stream = route.parsed
         symbol = stream.symbol or ""
         upper = symbol.upper()
         interval = stream.interval or "1m"
-        bars = await self._client.rest.klines(symbol, interval, limit=plan.limit or 2)
+        bars = await self._rest.klines(symbol, interval, limit=plan.limit or 2)
         if not bars:
             return []
         now = int(time.time() * 1000)
@@ -266,3 +296,71 @@ class Poller:
         )
         self._kline_starts[route.name] = current.open_time
         return updates
+
+
+class Fallback:
+    """Switches shards to REST polling and back (the pool calls it as connections come and go).
+
+    Args:
+        enabled: the client's ``fallback`` option; when off, :meth:`enter` does nothing.
+    """
+
+    def __init__(
+        self,
+        venue: Venue,
+        routes: RouteTable,
+        rest: RestAccess,
+        tasks: Tasks,
+        reporter: Reporter,
+        *,
+        enabled: bool,
+    ) -> None:
+        self._venue = venue
+        self._routes = routes
+        self._rest = rest
+        self._tasks = tasks
+        self._reporter = reporter
+        self.enabled = enabled
+        self._pollers: dict[int, Poller] = {}
+
+    def enter(self, shard: PolledShard) -> None:
+        """Serve ``shard``'s streams by REST polling until :meth:`leave`."""
+        rest = self._rest()
+        if not self.enabled or rest is None:
+            return
+        poller = self._pollers.get(id(shard))
+        if poller is None:
+            poller = self._pollers[id(shard)] = Poller(
+                self._venue, shard, self._routes, rest, self._tasks, self._reporter
+            )
+        if not poller.running:
+            self._reporter.report(
+                Severity.WARNING, "fallback", f"{shard.url}: serving its streams by REST polling",
+                None,
+            )  # fmt: skip
+            poller.start()
+
+    def leave(self, shard: PolledShard) -> None:
+        """``shard``'s socket is back: stop polling it."""
+        poller = self._pollers.get(id(shard))
+        if poller is not None and poller.running:
+            poller.stop()
+            logger.info("%s: back on the socket, REST polling stopped", shard.url)
+
+    def forget(self, shard: PolledShard) -> None:
+        """``shard`` is gone: stop and drop its poller."""
+        poller = self._pollers.pop(id(shard), None)
+        if poller is not None:
+            poller.stop()
+
+    def polling(self, shard: PolledShard) -> bool:
+        """Whether ``shard``'s streams are being polled now."""
+        poller = self._pollers.get(id(shard))
+        return poller is not None and poller.running
+
+    def poller(self, shard: PolledShard) -> Poller | None:
+        """The poller of ``shard``, if it ever polled."""
+        return self._pollers.get(id(shard))
+
+    def pollers(self) -> Iterable[Poller]:
+        return tuple(self._pollers.values())

@@ -1,10 +1,13 @@
-"""Helpers shared by the Client test files: fast timers, a recording error reporter, polling."""
+"""Helpers shared by the Client test files: fast timers, a recording error reporter, polling,
+and the check that a closed client left no task running."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,17 +45,42 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str =
         await asyncio.sleep(0.005)
 
 
+_REPORTS: weakref.WeakKeyDictionary[fastmd.Client, Reports] = weakref.WeakKeyDictionary()
+
+
 def client_for(ex: Exchange, **options: Any) -> fastmd.Client:
     options.setdefault("backoff", FAST)
     options.setdefault("circuit_breaker", PATIENT)
-    options.setdefault("error_reporter", Reports())
-    return fastmd.Client(ex.venue, ws_url=ex.ws_url, rest_url=ex.rest_url, **options)
+    reports = options.setdefault("error_reporter", Reports())
+    client = fastmd.Client(ex.venue, ws_url=ex.ws_url, rest_url=ex.rest_url, **options)
+    if isinstance(reports, Reports):
+        _REPORTS[client] = reports
+    return client
 
 
 def reports_of(client: fastmd.Client) -> Reports:
-    reporter = client._reporter
-    assert isinstance(reporter, Reports)
-    return reporter
+    """The :class:`Reports` that :func:`client_for` gave ``client``."""
+    return _REPORTS[client]
+
+
+_PACKAGE = Path(fastmd.__file__).resolve().parent
+_SIMULATOR = _PACKAGE / "sim"
+
+
+def client_tasks() -> list[asyncio.Task[Any]]:
+    """Live tasks running fastmd's own code (client, connections, books, backfill, fallback,
+    market data), the simulator's excluded: after ``close()`` there must be none."""
+    out = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        code = getattr(task.get_coro(), "cr_code", None)
+        if code is None:
+            continue
+        path = Path(code.co_filename).resolve()
+        if path.is_relative_to(_PACKAGE) and not path.is_relative_to(_SIMULATOR):
+            out.append(task)
+    return out
 
 
 def server_subs(ex: Exchange) -> set[str]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from client_helpers import (
     client_for,
+    client_tasks,
     reports_of,
     server_subs,
     text_frames,
@@ -25,18 +26,6 @@ from fastmd import Gap, GapReason, Heartbeat, Status
 from fastmd.sim import Exchange, SimLimits
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT"]
-
-
-def client_tasks() -> list[asyncio.Task[Any]]:
-    """Live tasks running fastmd client code (the simulator's own tasks excluded)."""
-    out = []
-    for task in asyncio.all_tasks():
-        name = getattr(task.get_coro(), "__qualname__", "")
-        if task is not asyncio.current_task() and name.startswith(
-            ("Client.", "Connection.", "Subscription.", "EventStream.", "_Slot", "BookKeeper")
-        ):
-            out.append(task)
-    return out
 
 
 @pytest.fixture

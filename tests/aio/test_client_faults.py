@@ -13,22 +13,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from client_helpers import client_for, reports_of, server_subs, until
+from client_helpers import client_for, client_tasks, reports_of, server_subs, until
 
 import fastmd
 from fastmd import Gap, GapReason, Status
 from fastmd.sim import Exchange
 
 SKIP, RECONNECT = GapReason.SERVER_SKIP, GapReason.RECONNECT
-
-
-def client_tasks() -> list[asyncio.Task[Any]]:
-    out = []
-    for task in asyncio.all_tasks():
-        name = getattr(task.get_coro(), "__qualname__", "")
-        if task is not asyncio.current_task() and name.startswith(("Client.", "Connection.")):
-            out.append(task)
-    return out
 
 
 class Tape:

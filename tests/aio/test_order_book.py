@@ -269,11 +269,21 @@ async def test_stale_snapshot_is_refetched() -> None:
 
 def test_snapshot_size_leaves_room_for_a_resync_of_every_book() -> None:
     from fastmd.aio.book import BookKeeper
+    from fastmd.aio.reporting import Reporter
+    from fastmd.aio.tasks import Tasks
 
-    class FakeClient:
-        venue = "binance-spot"
+    def unused(*args: object) -> Any:
+        raise AssertionError("sizing a snapshot needs no I/O")
 
-    keeper = BookKeeper(FakeClient(), 3000)  # type: ignore[arg-type]
+    keeper = BookKeeper(
+        "binance-spot",
+        subscribe=unused,
+        rest=unused,
+        weight_limit=lambda: None,
+        tasks=Tasks(unused),
+        reporter=Reporter(),
+        weight_budget=3000,
+    )
 
     class FakeBook:
         depth = None

@@ -1,0 +1,513 @@
+"""The connection pool: streams sharded over pooled connections, each shard's SUBSCRIBE channel
+(batched, paced, acknowledged), connections wired to the frame router, rotation and
+make-before-break handovers, and the switch to REST polling while a shard's socket is down.
+
+A *shard* is one pooled connection and the streams it carries; the pool sees each connection
+only through that shard. Outcomes of control requests go back to the client through a callable,
+status changes through another: the pool never reaches into the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from fastmd.aio.connection import Connection
+from fastmd.aio.reporting import Reporter
+from fastmd.aio.router import frame_router
+from fastmd.aio.routes import Route, RouteTable
+from fastmd.aio.tasks import Tasks
+from fastmd.core.backoff import Backoff
+from fastmd.core.breaker import CircuitBreakerPolicy
+from fastmd.core.codec import Decoder, Message, PriceType
+from fastmd.core.events import ControlReply, ServerShutdown
+from fastmd.core.lifecycle import ConnectionState, Severity
+from fastmd.core.liveness import Heartbeat
+from fastmd.core.pacing import Pacer
+from fastmd.core.stats import ConnectionStats
+from fastmd.core.status import ShardView
+from fastmd.core.streams import Venue, futures_route
+from fastmd.core.subscriptions import ControlChannel, Outcome
+from fastmd.errors import DecodeError
+
+__all__: list[str] = []
+
+logger = logging.getLogger(__name__)
+
+_HANDOVER_SETTLE_TIMEOUT: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How the pool shards, paces and keeps its connections (the client's options)."""
+
+    venue: Venue
+    ws_url: str
+    routed: bool
+    max_streams_per_connection: int
+    max_outgoing_per_second: int
+    max_params_per_request: int
+    ack_timeout: float
+    ack_retries: int
+    connect_budget: int
+    rotate_after: float | None
+    price_type: PriceType
+    backoff: Backoff | None
+    heartbeat: Heartbeat | None
+    circuit_breaker: CircuitBreakerPolicy | None
+    stale_after: float | None
+    fallback_after: int
+
+
+class FallbackSwitch(Protocol):
+    """Serves a shard's streams by REST while its connection is down
+    (:class:`fastmd.aio.recovery.Fallback`)."""
+
+    def enter(self, shard: Shard) -> None: ...
+
+    def leave(self, shard: Shard) -> None: ...
+
+    def forget(self, shard: Shard) -> None: ...
+
+    def polling(self, shard: Shard) -> bool: ...
+
+
+class Shard:
+    """One pooled connection and the streams it carries."""
+
+    def __init__(self, key: tuple[str, int], url: str, channel: ControlChannel) -> None:
+        self.key = key
+        self.url = url
+        self.streams: set[str] = set()
+        self.conn: Connection | None = None
+        self.channel = channel
+        self.decoder: Decoder | None = None
+        self.rotate_timer: asyncio.TimerHandle | None = None
+        self.ticker: asyncio.Task[None] | None = None
+        self.rotating = False
+        self.ever_connected = False
+        self.flush_scheduled = False
+
+    @property
+    def up(self) -> bool:
+        """Its connection is open now."""
+        return self.conn is not None and self.conn.state is ConnectionState.OPEN
+
+
+class ConnectionPool:
+    """The pooled connections of one client.
+
+    Args:
+        settings: sharding, pacing and connection settings.
+        routes: the route table the frame routers deliver through.
+        reporter: where problems are reported.
+        tasks: where background work runs.
+        fallback: switches shards to REST polling and back.
+        outcomes: receives what the server answered to SUBSCRIBE and UNSUBSCRIBE requests.
+        changed: called whenever a shard's state may have changed the client's status.
+    """
+
+    def __init__(
+        self,
+        settings: PoolSettings,
+        *,
+        routes: RouteTable,
+        reporter: Reporter,
+        tasks: Tasks,
+        fallback: FallbackSwitch,
+        outcomes: Callable[[list[Outcome]], None],
+        changed: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self._routes = routes
+        self._reporter = reporter
+        self._tasks = tasks
+        self._fallback = fallback
+        self._outcomes = outcomes
+        self._changed = changed
+        self._connect_budget = Pacer(settings.connect_budget, 300.0, min_interval=0.0)
+        self._shards: dict[tuple[str, int], Shard] = {}
+        self._retired: list[Connection] = []
+        self._retired_totals = [0, 0, 0]  # messages, reconnects, errors of replaced connections
+        self._closed = False
+        self.handovers = 0
+        self.decode_errors = 0
+
+    # -- what the client reads ----------------------------------------------------------------
+
+    @property
+    def shards(self) -> list[Shard]:
+        return list(self._shards.values())
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The pool's connections (one per shard)."""
+        return [shard.conn for shard in self._shards.values() if shard.conn is not None]
+
+    def views(self) -> list[ShardView]:
+        """Each shard as the status rule sees it."""
+        return [
+            ShardView(
+                polling=self._fallback.polling(shard), was_up=shard.ever_connected, up=shard.up
+            )
+            for shard in self._shards.values()
+        ]
+
+    def stats(self) -> tuple[ConnectionStats, ...]:
+        """Statistics of the current connections."""
+        return tuple(conn.stats for conn in self.connections)
+
+    @property
+    def retired_totals(self) -> tuple[int, int, int]:
+        """Messages, reconnects and errors of connections the pool replaced or closed."""
+        messages, reconnects, errors = self._retired_totals
+        return messages, reconnects, errors
+
+    # -- placing and removing streams ---------------------------------------------------------
+
+    def place(self, routes: Iterable[Route]) -> None:
+        """Give every route a shard with room (by futures route), want its stream there and
+        open the shards' connections; the SUBSCRIBE requests leave at the end of this turn."""
+        touched: dict[tuple[str, int], Shard] = {}
+        for route in routes:
+            route_key = futures_route(route.parsed) if self.settings.routed else ""
+            shard = self._shard_with_room(route_key)
+            shard.streams.add(route.name)
+            route.shard = shard
+            shard.channel.want([route.name])
+            if shard.decoder is not None:
+                shard.decoder.register([route.name])
+            touched[shard.key] = shard
+        for shard in touched.values():
+            self._ensure_connection(shard)
+            self._schedule_flush(shard)
+
+    def remove(self, route: Route) -> None:
+        """Unsubscribe ``route``'s stream; a shard left empty is closed."""
+        shard = route.shard
+        if shard is None:
+            return
+        shard.streams.discard(route.name)
+        shard.channel.drop([route.name])
+        self._schedule_flush(shard)
+        if not shard.streams:
+            self._retire_shard(shard)
+
+    def forget(self, route: Route) -> None:
+        """``route`` failed: its stream leaves its shard without an UNSUBSCRIBE."""
+        shard = route.shard
+        if shard is not None:
+            shard.streams.discard(route.name)
+            shard.channel.drop([route.name])
+
+    def acknowledged(self, route: Route) -> bool:
+        """Whether the server acknowledged ``route``'s stream on its current connection."""
+        return route.shard is not None and route.name in route.shard.channel.active
+
+    def _shard_with_room(self, route_key: str) -> Shard:
+        index = 0
+        while True:
+            shard = self._shards.get((route_key, index))
+            if shard is None:
+                prefix = f"/{route_key}" if route_key else ""
+                shard = self._shards[(route_key, index)] = Shard(
+                    (route_key, index), f"{self.settings.ws_url}{prefix}/stream", self._channel()
+                )
+                return shard
+            if len(shard.streams) < self.settings.max_streams_per_connection:
+                return shard
+            index += 1
+
+    def _channel(self) -> ControlChannel:
+        return ControlChannel(
+            max_params=self.settings.max_params_per_request,
+            ack_timeout=self.settings.ack_timeout,
+            max_retries=self.settings.ack_retries,
+        )
+
+    def _retire_shard(self, shard: Shard) -> None:
+        self._shards.pop(shard.key, None)
+        self._stop_timers(shard)
+        self._fallback.forget(shard)
+        if shard.conn is not None:
+            conn, shard.conn = shard.conn, None
+            self._retire_connection(conn)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _connection(self, shard: Shard) -> Connection:
+        settings = self.settings
+        options: dict[str, Any] = {}
+        if settings.backoff is not None:
+            options["backoff"] = settings.backoff
+        if settings.heartbeat is not None:
+            options["heartbeat"] = settings.heartbeat
+        if settings.circuit_breaker is not None:
+            options["circuit_breaker"] = settings.circuit_breaker
+        return Connection(
+            shard.url,
+            max_outgoing_per_second=settings.max_outgoing_per_second,
+            stale_after=settings.stale_after,
+            error_reporter=self._reporter.emit,
+            connect_budget=self._connect_budget,
+            **options,
+        )
+
+    def _decoder(self, streams: Iterable[str]) -> Decoder:
+        decoder = Decoder(self.settings.venue, price_type=self.settings.price_type)
+        decoder.register(streams)
+        return decoder
+
+    def _install_router(
+        self,
+        shard: Shard,
+        conn: Connection,
+        decoder: Decoder,
+        on_reply: Callable[[ControlReply], None],
+    ) -> None:
+        conn.set_frame_router(
+            *frame_router(
+                decoder,
+                self._routes,
+                conn.handle_frame,
+                on_reply=on_reply,
+                on_unrouted=lambda message: self._unrouted(shard, message),
+                on_decode_error=self._decode_failed,
+            )
+        )
+
+    def _ensure_connection(self, shard: Shard) -> None:
+        if shard.conn is not None or self._closed:
+            return
+        shard.decoder = self._decoder(shard.streams)
+        conn = shard.conn = self._connection(shard)
+        self._install_router(shard, conn, shard.decoder, lambda reply: self._on_reply(shard, reply))
+        self._watch(shard, conn)
+        self._tasks.spawn(conn.connect())
+        shard.ticker = self._tasks.spawn(self._tick(shard))
+
+    def _watch(self, shard: Shard, conn: Connection) -> None:
+        conn.on("connect", lambda: self._on_connect(shard, conn))
+        conn.on("disconnect", lambda code, reason: self._on_disconnect(shard, conn))
+        conn.on("reconnecting", lambda attempt, delay: self._on_reconnecting(shard, conn, attempt))
+        conn.on("circuit_open", lambda cooldown: self._on_circuit_open(shard, conn))
+
+    def _on_reconnecting(self, shard: Shard, conn: Connection, attempt: int) -> None:
+        if shard.conn is conn and attempt > self.settings.fallback_after and not self._closed:
+            self._fallback.enter(shard)
+        self._changed()
+
+    def _on_circuit_open(self, shard: Shard, conn: Connection) -> None:
+        if shard.conn is conn and not self._closed:
+            self._fallback.enter(shard)
+        self._changed()
+
+    def _on_connect(self, shard: Shard, conn: Connection) -> None:
+        if shard.conn is not conn:
+            return
+        self._fallback.leave(shard)
+        if shard.ever_connected:
+            get = self._routes.get
+            for name in shard.streams:
+                route = get(name)
+                if route is not None and route.sequencer is not None:
+                    route.sequencer.mark_reconnect()
+        shard.ever_connected = True
+        shard.channel.reset()
+        self._flush(shard)
+        self._schedule_rotation(shard)
+        self._changed()
+
+    def _on_disconnect(self, shard: Shard, conn: Connection) -> None:
+        if shard.conn is not conn:
+            return
+        if shard.rotate_timer is not None:
+            shard.rotate_timer.cancel()
+            shard.rotate_timer = None
+        self._changed()
+
+    def _unrouted(self, shard: Shard, message: Message[Any]) -> None:
+        if isinstance(message.event, ServerShutdown):
+            self._reporter.report(
+                Severity.WARNING, "server_shutdown", f"{shard.url}: serverShutdown received", None
+            )
+            self._tasks.spawn(self._handover(shard, "serverShutdown"))
+        # else: a stream unsubscribed a moment ago; its last frames are dropped on purpose
+
+    def _decode_failed(self, error: DecodeError) -> None:
+        self.decode_errors += 1
+        self._reporter.report(
+            Severity.WARNING, f"decode_{error.category.value}", str(error)[:256], error,
+            stream=error.stream,
+        )  # fmt: skip
+
+    # -- the control channel ------------------------------------------------------------------
+
+    def _on_reply(self, shard: Shard, reply: ControlReply) -> None:
+        self._outcomes(shard.channel.on_reply(reply))
+
+    def _schedule_flush(self, shard: Shard) -> None:
+        """Send the shard's pending (un)subscriptions at the end of this loop turn, so that many
+        subscribe() calls in a row leave as few, full requests."""
+        if not shard.flush_scheduled:
+            shard.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_scheduled, shard)
+
+    def _flush_scheduled(self, shard: Shard) -> None:
+        shard.flush_scheduled = False
+        self._flush(shard)
+
+    def _flush(self, shard: Shard) -> None:
+        conn = shard.conn
+        if conn is None or not conn.is_open:
+            return
+        # The ack clock starts when the frame is expected to leave the paced queue.
+        for frame in shard.channel.requests(time.monotonic() + conn.send_delay()):
+            conn.send(frame)
+
+    async def _tick(self, shard: Shard) -> None:
+        """Acknowledgement timeouts of one shard."""
+        while True:
+            await asyncio.sleep(min(self.settings.ack_timeout / 4, 0.5))
+            conn = shard.conn
+            if conn is None or not conn.is_open:
+                continue
+            frames, outcomes = shard.channel.poll(time.monotonic())
+            for frame in frames:
+                conn.send(frame)
+            self._outcomes(outcomes)
+
+    # -- rotation and handovers ---------------------------------------------------------------
+
+    def _schedule_rotation(self, shard: Shard) -> None:
+        rotate_after = self.settings.rotate_after
+        if rotate_after is None or shard.rotate_timer is not None:
+            return
+        shard.rotate_timer = asyncio.get_running_loop().call_later(
+            rotate_after, lambda: self._tasks.spawn(self._handover(shard, "lifetime"))
+        )
+
+    def _stop_timers(self, shard: Shard) -> None:
+        if shard.rotate_timer is not None:
+            shard.rotate_timer.cancel()
+            shard.rotate_timer = None
+        if shard.ticker is not None:
+            shard.ticker.cancel()
+            shard.ticker = None
+
+    async def handover_all(self) -> None:
+        """Replace every connection, make-before-break."""
+        tasks = [self._tasks.spawn(self._handover(s, "forced")) for s in self.shards]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _handover(self, shard: Shard, why: str) -> None:
+        """Make-before-break: a second connection subscribes the shard's streams; once it is
+        acknowledged the old one closes. Both deliver during the overlap; the sequencers drop
+        what was already delivered, so nothing is lost or repeated."""
+        if shard.rotating or self._is_closed() or self._shards.get(shard.key) is not shard:
+            return
+        shard.rotating = True
+        old = shard.conn
+        conn: Connection | None = None
+        swapped = False
+        try:
+            if shard.rotate_timer is not None:
+                shard.rotate_timer.cancel()
+                shard.rotate_timer = None
+            channel = self._channel()
+            channel.want(shard.streams)
+            decoder = self._decoder(shard.streams)
+            conn = self._connection(shard)
+            replied = asyncio.Event()
+            new = conn
+
+            def on_reply(reply: ControlReply) -> None:
+                if shard.conn is new:  # swapped in: replies go to the shard like any other
+                    self._on_reply(shard, reply)
+                    return
+                self._outcomes(channel.on_reply(reply))
+                replied.set()
+
+            self._install_router(shard, conn, decoder, on_reply)
+            opened = await conn.connect(timeout=_HANDOVER_SETTLE_TIMEOUT)
+            settled = False
+            deadline = time.monotonic() + _HANDOVER_SETTLE_TIMEOUT
+            while opened and not self._is_closed() and time.monotonic() < deadline:
+                # Streams subscribed or removed meanwhile are reconciled on the new channel
+                # before the swap, so the shard ends with exactly its current streams.
+                channel.want(shard.streams - channel.desired)
+                channel.drop(channel.desired - shard.streams)
+                decoder.register(shard.streams)
+                for frame in channel.requests(time.monotonic() + conn.send_delay()):
+                    conn.send(frame)
+                if channel.is_settled():
+                    settled = True
+                    break
+                replied.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(replied.wait(), deadline - time.monotonic())
+            if self._is_closed() or self._shards.get(shard.key) is not shard:
+                return  # the pool closed (or the shard went away) meanwhile
+            if not opened or not settled:
+                self._reporter.report(
+                    Severity.WARNING,
+                    "handover_failed",
+                    f"replacement connection for {why} did not settle; keeping the old one",
+                    None,
+                )
+                return
+            shard.conn, shard.channel, shard.decoder = conn, channel, decoder
+            swapped = True
+            self._watch(shard, conn)
+            self._flush(shard)
+            shard.ever_connected = True
+            self.handovers += 1
+            self._schedule_rotation(shard)
+            if old is not None:
+                self._retire_connection(old)
+            logger.info("connection %s handed over (%s)", shard.url, why)
+        finally:
+            shard.rotating = False
+            if conn is not None and not swapped:
+                await asyncio.shield(conn.close())
+            self._changed()
+
+    def _is_closed(self) -> bool:
+        # A method, not the attribute: close() flips it while a coroutine awaits.
+        return self._closed
+
+    def _retire_connection(self, conn: Connection) -> None:
+        """Close a connection the pool no longer uses; its counts stay in the totals, and
+        :meth:`close` waits for it if it is still closing."""
+        stats = conn.stats
+        self._retired_totals[0] += stats.messages
+        self._retired_totals[1] += stats.reconnects
+        self._retired_totals[2] += stats.errors
+        self._retired.append(conn)
+
+        async def close() -> None:
+            try:
+                await conn.close()
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._retired.remove(conn)
+
+        self._tasks.spawn(close())
+
+    def stop(self) -> None:
+        """Stop opening, rotating and polling (the first step of closing)."""
+        self._closed = True
+        for shard in self._shards.values():
+            self._stop_timers(shard)
+            self._fallback.forget(shard)
+
+    async def close(self) -> None:
+        """Close every connection, the retired ones still closing included."""
+        self.stop()
+        closing = [*self._retired, *self.connections]
+        await asyncio.gather(*(conn.close() for conn in closing), return_exceptions=True)

@@ -1,0 +1,191 @@
+"""The route table: for every subscribed stream, its sequencer and the callbacks to call, and the
+one place events are delivered from, with their source.
+
+The frame router (:mod:`fastmd.aio.router`) looks routes up and calls their callbacks itself, on
+the hot path; everything else (REST backfill, REST fallback, buffered live events) goes through
+:meth:`RouteTable.deliver` or :meth:`RouteTable.call`, which say where the event came from:
+:attr:`RouteTable.source` is ``"rest"`` while a REST event is being delivered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastmd.aio.reporting import Reporter
+from fastmd.core.lifecycle import Severity
+from fastmd.core.recovery import BACKFILLABLE
+from fastmd.core.sequence import Gap, Sequencer, sequencer_for
+from fastmd.core.streams import Stream, Venue
+
+if TYPE_CHECKING:
+    from fastmd.aio.pool import Shard
+    from fastmd.aio.subscriptions import Subscription
+
+__all__: list[str] = []
+
+EventSource = Literal["ws", "rest"]
+
+
+class Route:
+    """Everything the frame handler needs about one stream."""
+
+    __slots__ = (
+        "backfill", "buffer", "callbacks", "check", "name", "parsed", "sequencer", "shard",
+        "single", "subscriptions",
+    )  # fmt: skip
+
+    def __init__(self, name: str, parsed: Stream, sequencer: Sequencer | None) -> None:
+        self.name = name
+        self.parsed = parsed
+        self.sequencer = sequencer
+        # the sequencer's bound check, looked up once: the frame handler calls it per event
+        self.check: Callable[[Any], bool] | None = sequencer.check if sequencer else None
+        self.callbacks: tuple[Callable[[Any], object], ...] = ()
+        self.single: Callable[[Any], object] | None = None  # the only callback, if just one
+        self.subscriptions: list[Subscription] = []
+        self.shard: Shard | None = None
+        self.backfill = False
+        self.buffer: deque[Any] | None = None  # live events held while a backfill runs
+
+
+class RouteTable:
+    """The client's routes, by stream name.
+
+    Args:
+        venue: the venue (futures depth streams chain by ``pu``).
+        reporter: where raising callbacks and slow callback runs are reported.
+        on_gap: called by every route's sequencer with each gap it detects.
+        slow_callback: seconds above which a timed callback run counts as slow.
+    """
+
+    def __init__(
+        self,
+        venue: Venue,
+        reporter: Reporter,
+        on_gap: Callable[[Gap], None],
+        slow_callback: float,
+    ) -> None:
+        self.venue = venue
+        self._reporter = reporter
+        self._on_gap = on_gap
+        self.slow_callback = slow_callback
+        self._routes: dict[str, Route] = {}
+        self.get = self._routes.get
+        """``get(name)``: the route of a stream, or ``None`` (the frame router binds it once)."""
+        self.source: EventSource = "ws"
+        """Where the event being delivered right now comes from."""
+        self._duplicates_retired = 0
+        self.callback_time = 0.0
+        self.callback_samples = 0
+        self.callback_max = 0.0
+        self.slow_callbacks = 0
+
+    # -- the table ----------------------------------------------------------------------------
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._routes
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(list(self._routes.values()))
+
+    def add(self, name: str, parsed: Stream) -> Route:
+        """A new route for ``name`` with the sequencer of its kind."""
+        sequencer = sequencer_for(parsed, name, self._on_gap, futures=self.venue == "binance-usdm")
+        route = self._routes[name] = Route(name, parsed, sequencer)
+        return route
+
+    def pop(self, name: str) -> Route | None:
+        """Remove and return the route of ``name`` (its duplicate count is kept)."""
+        route = self._routes.pop(name, None)
+        if route is not None and route.sequencer is not None:
+            self._duplicates_retired += route.sequencer.duplicates
+        return route
+
+    @property
+    def duplicates(self) -> int:
+        """Events dropped as duplicates, removed routes included."""
+        return self._duplicates_retired + sum(
+            route.sequencer.duplicates for route in self._routes.values() if route.sequencer
+        )
+
+    def refresh(self, route: Route) -> None:
+        """Recompute what the frame handler calls for ``route``: its subscriptions' callbacks,
+        or the backfill buffer while a backfill runs."""
+        route.backfill = any(
+            sub.backfill if sub.backfill is not None else route.parsed.kind in BACKFILLABLE
+            for sub in route.subscriptions
+        )
+        if route.buffer is not None:
+            route.callbacks = (route.buffer.append,)
+        else:
+            route.callbacks = tuple(sub.callback for sub in route.subscriptions)
+        route.single = route.callbacks[0] if len(route.callbacks) == 1 else None
+
+    def hold(self, route: Route) -> None:
+        """Buffer ``route``'s live events (a backfill runs) instead of calling its callbacks."""
+        route.buffer = deque()
+        self.refresh(route)
+
+    def release(self, route: Route) -> deque[Any]:
+        """Stop buffering; returns the live events that waited, in order."""
+        buffered = route.buffer if route.buffer is not None else deque()
+        route.buffer = None
+        self.refresh(route)
+        return buffered
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def deliver(self, route: Route, event: Any, source: EventSource) -> bool:
+        """Deliver an event that did not come through the frame handler: the same sequencer and
+        callbacks. Returns whether it was delivered (not a duplicate)."""
+        sequencer = route.sequencer
+        if sequencer is not None and not sequencer.check(event):
+            return False
+        self.call(route, event, source)
+        return True
+
+    def call(self, route: Route, event: Any, source: EventSource) -> None:
+        """Call ``route``'s callbacks with an event already sequenced."""
+        previous, self.source = self.source, source
+        try:
+            for callback in route.callbacks:
+                try:
+                    callback(event)
+                except Exception as exc:
+                    self.callback_failed(route, exc)
+        finally:
+            self.source = previous
+
+    def callback_failed(self, route: Route, exc: Exception) -> None:
+        """A callback of ``route`` raised ``exc`` (reported; delivery goes on)."""
+        self._reporter.callback_failed(f"callback of {route.name}", exc, stream=route.name)
+
+    def dispatch_timed(self, route: Route, event: Any) -> None:
+        """Call ``route``'s callbacks and time the run (the frame router does this for one
+        message in :data:`fastmd.aio.router.TIMING_EVERY`)."""
+        started = time.perf_counter()
+        for callback in route.callbacks:
+            try:
+                callback(event)
+            except Exception as exc:
+                self.callback_failed(route, exc)
+        elapsed = time.perf_counter() - started
+        self.callback_time += elapsed
+        self.callback_samples += 1
+        if elapsed > self.callback_max:
+            self.callback_max = elapsed
+        if elapsed > self.slow_callback:
+            self.slow_callbacks += 1
+            self._reporter.report(
+                Severity.WARNING,
+                "slow_callback",
+                f"callbacks of {route.name} took {elapsed * 1000:.1f} ms (loop blocked)",
+                None,
+                stream=route.name,
+            )
