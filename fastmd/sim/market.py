@@ -10,6 +10,14 @@ other and with REST:
 - a bookTicker is the book's top at its ``u``; partial depth is the book's top N;
 - klines and tickers aggregate the trades; futures mark prices follow the book.
 
+The market has a past, as Binance does: :class:`_History` draws 1500 days of synthetic bars from
+the seed on demand (a calendar tree whose children always add up to their parent), the last
+minutes before the start are a tape of individual trades generated from those bars, and the
+live market continues both: its first trade and aggTrade ids follow the past's last ones and its
+opening price is the past's last price. Live bars are kept per second, minute, hour and day
+(bounded; older fine bars are rebuilt from their parents), and every interval and ticker is
+summed from them.
+
 The market is sans-I/O: it has no timers of its own. The server calls :meth:`Market.step` to apply
 one random order-flow event and :meth:`Market.tick` with the clock to emit the timer-driven
 streams; both return ``(stream, payload)`` pairs of pre-encoded JSON for the streams in
@@ -19,10 +27,14 @@ streams; both return ``(stream, payload)`` pairs of pre-encoded JSON for the str
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import itertools
+import math
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Final
 
 from fastmd.core.streams import (
@@ -94,7 +106,7 @@ def _fmt(units: int, decimals: int, width: int) -> str:
     return f"{whole}.{(text + '0' * width)[:width]}"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bar:
     open_time: int
     close_time: int
@@ -109,6 +121,24 @@ class _Bar:
     first_trade_id: int = -1
     last_trade_id: int = -1
     count: int = 0
+    buy_count: int = 0  # trades whose taker bought
+
+
+_OPEN_TIME: Final = attrgetter("open_time")
+_CLOSE_TIME: Final = attrgetter("close_time")
+
+
+def _join(earlier: _Bar, later: _Bar) -> _Bar:
+    """One bar holding the trades of two consecutive bars (``earlier``'s times)."""
+    return _Bar(
+        earlier.open_time, earlier.close_time, earlier.open, max(earlier.high, later.high),
+        min(earlier.low, later.low), later.close, earlier.volume + later.volume,
+        earlier.quote_volume + later.quote_volume,
+        earlier.taker_buy_volume + later.taker_buy_volume,
+        earlier.taker_buy_quote_volume + later.taker_buy_quote_volume,
+        earlier.first_trade_id, later.last_trade_id, earlier.count + later.count,
+        earlier.buy_count + later.buy_count,
+    )  # fmt: skip
 
 
 @dataclass
@@ -143,13 +173,502 @@ class _DiffWindow:
     next_due: int = 0
 
 
+# -- history -----------------------------------------------------------------------------------
+
+_SECOND: Final = 1000
+_HOUR: Final = 60 * _MINUTE
+_DAY: Final = 24 * _HOUR
+# The history's calendar levels: seconds, minutes, hours, days, 32-day blocks and the whole past.
+_SECONDS, _MINUTES, _HOURS, _DAYS, _BLOCKS, _ROOT = range(6)
+_LEVEL_MS: Final = (_SECOND, _MINUTE, _HOUR, _DAY, 32 * _DAY)
+HISTORY_DAYS: Final = 1500
+"""Whole days of synthetic past before the day the market starts in (the symbol's listing)."""
+BACKLOG: Final = 1000
+"""The fewest trades and aggTrades the tape holds from before the start: a full page of each."""
+# Live bars kept per level: an hour of seconds, two days of minutes, 100 days of hours, ~11 years
+# of days. Older seconds, minutes and hours are rebuilt from their parents when asked for.
+_KEEP_BARS: Final = (3600, 2880, 2400, 4000)
+_SPLIT_CACHE: Final = 256  # divided nodes kept per market (each up to 60 children)
+_SUM_CACHE: Final = 2048  # summed nodes kept per symbol
+
+# A bar of the past: open, high, low, close, volume, taker-buy volume, trades, taker-buy trades,
+# quote volume, taker-buy quote volume (prices, quantities and notionals in integer units).
+Node = tuple[int, int, int, int, int, int, int, int, int, int]
+_O, _H, _L, _C, _V, _VT, _N, _NB, _Q, _QT = range(10)
+
+
+def _node(o: int, h: int, low: int, c: int, volume: int, buy_volume: int, trades: int,
+          buys: int) -> Node:  # fmt: skip
+    """A node whose notionals use one price inside the bar (the mean of its four prices)."""
+    price = (o + h + low + c) // 4
+    return (o, h, low, c, volume, buy_volume, trades, buys, volume * price, buy_volume * price)
+
+
+def _bar_node(bar: _Bar) -> Node:
+    return (
+        bar.open, bar.high, bar.low, bar.close, bar.volume, bar.taker_buy_volume, bar.count,
+        bar.buy_count, bar.quote_volume, bar.taker_buy_quote_volume,
+    )  # fmt: skip
+
+
+def _merge(nodes: Iterable[Node]) -> Node | None:
+    """The nodes of consecutive spans as one (``None`` when none holds a trade)."""
+    acc: Node | None = None
+    for n in nodes:
+        if not n[_N]:
+            continue
+        if acc is None:
+            acc = n
+            continue
+        acc = (
+            acc[_O], max(acc[_H], n[_H]), min(acc[_L], n[_L]), n[_C], acc[_V] + n[_V],
+            acc[_VT] + n[_VT], acc[_N] + n[_N], acc[_NB] + n[_NB], acc[_Q] + n[_Q],
+            acc[_QT] + n[_QT],
+        )  # fmt: skip
+    return acc
+
+
+def _allocate(total: int, weights: list[float]) -> list[int]:
+    """``total`` divided in proportion to ``weights`` (largest remainders): the parts add up to
+    ``total`` exactly, and a zero weight gets nothing."""
+    parts = [0] * len(weights)
+    if total <= 0:
+        return parts
+    positive = [i for i, w in enumerate(weights) if w > 0]
+    if not positive:
+        raise ValueError(f"cannot allocate {total} without a positive weight")
+    weight = sum(weights[i] for i in positive)
+    shares: dict[int, float] = {}
+    for i in positive:
+        shares[i] = total * weights[i] / weight
+        parts[i] = min(int(shares[i]), total)
+    rest = total - sum(parts)
+    order = sorted(positive, key=lambda i: parts[i] - shares[i])  # largest remainder first
+    while rest > 0:
+        for i in order[:rest]:
+            parts[i] += 1
+        rest = total - sum(parts)
+    while rest < 0:  # float rounding: never by more than a unit or two
+        i = max(positive, key=parts.__getitem__)
+        parts[i] += rest
+        rest = total - sum(parts)
+    return parts
+
+
+def _allocate_capped(total: int, weights: list[float], caps: list[int]) -> list[int]:
+    """Like :func:`_allocate`, with no part above its cap (``total <= sum(caps)``)."""
+    parts = [min(p, cap) for p, cap in zip(_allocate(total, weights), caps, strict=True)]
+    rest = total - sum(parts)
+    for i, cap in enumerate(caps):
+        if rest <= 0:
+            break
+        more = min(cap - parts[i], rest)
+        parts[i] += more
+        rest -= more
+    return parts
+
+
+def _split(parent: Node, seconds: list[int], rng: random.Random, *, dense: bool) -> list[Node]:
+    """Divide ``parent`` into consecutive children lasting ``seconds`` each, which add up to it
+    exactly: the first child opens at the parent's open, the last closes at its close, the
+    children's highs and lows reach the parent's and never pass them, and volumes, taker
+    volumes and trade counts sum to the parent's.
+
+    The parent's trades are laid out in order: the first is the open, the last the close, and
+    the high and the low (when they are neither) are trades in between, placed where a Brownian
+    bridge from open to close runs highest and lowest. A child's open and close are its first and
+    last trade; a wick needs a trade of its own, so a child of one trade is flat and a child of
+    two has no wicks. Children made this way can be divided again by the same rules.
+
+    ``dense`` (the synthetic past) gives every child at least one trade per second it lasts;
+    otherwise (rebuilding live bars) only the first child is sure to trade, and a child without
+    trades is flat at the previous close, as Binance reports an interval with no trades.
+    """
+    o, h, low, c, volume, buy_volume, n, buys = parent[:8]
+    k = len(seconds)
+    if n == 0:
+        return [_node(c, c, c, c, 0, 0, 0, 0)] * k
+    jitter = [max(s, 1) * rng.lognormvariate(0.0, 0.6) for s in seconds]
+    if dense:
+        counts = [s + e for s, e in zip(seconds, _allocate(n - sum(seconds), jitter), strict=True)]
+    else:
+        counts = _allocate(n - 1, jitter)
+        counts[0] += 1
+    buy_counts = _allocate_capped(buys, [cnt * (0.5 + rng.random()) for cnt in counts], counts)
+    sell_counts = [cnt - b for cnt, b in zip(counts, buy_counts, strict=True)]
+    volume_weights = [cnt * (0.6 + 0.8 * rng.random()) for cnt in counts]
+    buy_extra = _allocate(
+        buy_volume - buys,
+        [w if b else 0.0 for w, b in zip(volume_weights, buy_counts, strict=True)],
+    )
+    sell_extra = _allocate(
+        volume - buy_volume - (n - buys),
+        [w if s else 0.0 for w, s in zip(volume_weights, sell_counts, strict=True)],
+    )
+    # Every trade is at least one unit: a child's volume covers its count on both sides.
+    buy_volumes = [b + e for b, e in zip(buy_counts, buy_extra, strict=True)]
+    sell_volumes = [s + e for s, e in zip(sell_counts, sell_extra, strict=True)]
+
+    # The trade positions each active child holds, and a bridge from open to close through
+    # the boundaries between them (variance in proportion to the trades in between).
+    active = [i for i in range(k) if counts[i]]
+    m = len(active)
+    firsts, lasts = [], []
+    position = 0
+    for i in active:
+        firsts.append(position)
+        position += counts[i]
+        lasts.append(position - 1)
+    scale = (h - low) / (1.5 * math.sqrt(n))
+    bridge = []
+    walk = 0.0
+    for i in active:
+        walk += rng.gauss(0.0, 1.0) * math.sqrt(counts[i])
+        bridge.append(walk)
+    lines = [o + (c - o) * (lasts[j] + 1) / n for j in range(m - 1)]
+    bridge = [bridge[j] - walk * (lasts[j] + 1) / n for j in range(m - 1)]
+    for b, line in zip(bridge, lines, strict=True):
+        if b > 0:
+            scale = min(scale, (h - line) / b)
+        elif b < 0:
+            scale = min(scale, (low - line) / b)
+    xs = [min(h, max(low, round(line + scale * b))) for b, line in zip(bridge, lines, strict=True)]
+    ends = [o, *xs, c]  # a child's default open is ends[j], its default close ends[j + 1]
+
+    def place(extreme: Callable[..., int], taken: int) -> int:
+        """A trade position for the high (``max``) or the low (``min``): inside the child where
+        the bridge runs highest or lowest, else anywhere between the first and last trade."""
+        best = extreme(range(m), key=lambda j: extreme(ends[j], ends[j + 1]))
+        lo, hi = max(firsts[best], 1), min(lasts[best], n - 2)
+        if lo > hi or lo == hi == taken:
+            lo, hi = 1, n - 2  # the parent has room for both: n >= 3 for one, 4 for two
+        while True:
+            p = rng.randint(lo, hi)
+            if p != taken:
+                return p
+
+    high_at = place(max, -1) if h > max(o, c) else -1
+    low_at = place(min, high_at) if low < min(o, c) else -1
+
+    def price_at(p: int, default: int) -> int:
+        if p == 0:
+            return o
+        if p == n - 1:
+            return c
+        if p == high_at:
+            return h
+        if p == low_at:
+            return low
+        return default
+
+    out: list[Node] = []
+    previous = o
+    j = 0
+    for i in range(k):
+        cnt = counts[i]
+        if not cnt:
+            out.append(_node(previous, previous, previous, previous, 0, 0, 0, 0))
+            continue
+        first, last = firsts[j], lasts[j]
+        opening = price_at(first, previous)
+        closing = opening if cnt == 1 else price_at(last, ends[j + 1])
+        top, bottom = max(opening, closing), min(opening, closing)
+        inner_high, inner_low = first < high_at < last, first < low_at < last
+        if inner_high:
+            top = h
+        if inner_low:
+            bottom = low
+        free = max(cnt - 2, 0) - inner_high - inner_low  # trades left for wicks
+        if free > 0:
+            sigma = scale * math.sqrt(cnt) * 0.5
+            up = free > 1 or rng.random() < 0.5
+            if up:
+                top = min(h, top + int(rng.random() ** 2 * sigma))
+            if free > 1 or not up:
+                bottom = max(low, bottom - int(rng.random() ** 2 * sigma))
+        out.append(_node(opening, top, bottom, closing, buy_volumes[i] + sell_volumes[i],
+                         buy_volumes[i], cnt, buy_counts[i]))  # fmt: skip
+        previous = closing
+        j += 1
+    return out
+
+
+_Group = tuple[int, int, bool, list[int]]  # time, price, is_buyer_maker, quantities
+
+
+def _second_trades(node: Node, start: int, end: int, rng: random.Random) -> list[_Group]:
+    """The trades of one second of the past, grouped as aggTrades (runs of one to three trades
+    of one taker at one price and time): exactly the second's open, high, low, close, volume,
+    taker-buy volume, count and taker-buy count."""
+    o, h, low, c, volume, buy_volume, n, buys = node[:8]
+    makers = [False] * buys + [True] * (n - buys)  # is_buyer_maker: False when the taker bought
+    rng.shuffle(makers)
+    runs: list[tuple[bool, int]] = []
+    i = 0
+    while i < n:
+        size, most = 1, rng.randint(1, 3)
+        while size < most and i + size < n and makers[i + size] == makers[i]:
+            size += 1
+        runs.append((makers[i], size))
+        i += size
+    need_high, need_low = h > max(o, c), low < min(o, c)
+    if len(runs) < 1 + (o != c or need_high or need_low) + need_high + need_low:
+        runs = [(maker, 1) for maker in makers]  # the second's prices need more aggTrades
+    g = len(runs)
+    pins = rng.sample(range(1, g - 1), need_high + need_low) if g > 2 else []
+    high_at = pins[0] if need_high else -1
+    low_at = pins[-1] if need_low else -1
+    prices = [o] * g
+    for i in range(1, g - 1):
+        step = rng.choice((-1, 0, 0, 1))
+        prices[i] = (
+            h if i == high_at else low if i == low_at else min(h, max(low, prices[i - 1] + step))
+        )
+    prices[-1] = c
+    buy_quantities = iter(
+        [1 + e for e in _allocate(buy_volume - buys, [rng.random() + 0.1 for _ in range(buys)])]
+    )
+    sell_quantities = iter(
+        [1 + e for e in _allocate(volume - buy_volume - (n - buys),
+                                  [rng.random() + 0.1 for _ in range(n - buys)])]
+    )  # fmt: skip
+    times = sorted(rng.randrange(start, end) for _ in range(g))
+    return [
+        (t, p, maker, [next(sell_quantities if maker else buy_quantities) for _ in range(size)])
+        for t, p, (maker, size) in zip(times, prices, runs, strict=True)
+    ]
+
+
+class _LRU:
+    """A bounded mapping that forgets the least recently used entry first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        value = self.items.get(key)
+        if value is not None:
+            self.items.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self.items[key] = value
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+class _History:
+    """The synthetic past of one symbol, from its listing (:data:`HISTORY_DAYS` whole days before
+    the start day) to the market's start ``t0``, generated on demand from ``key``.
+
+    The past is a calendar tree: the whole past, 32-day blocks, days, hours, minutes, seconds.
+    The root is drawn from the key; each node is divided into its children by :func:`_split`
+    with a generator seeded by the node's identity, so a bar is the same whichever order bars
+    are asked in, nothing but small caches is kept, and every interval agrees with every other
+    (quote volumes within a level; across levels they are each bar's volume times a price inside
+    it, so they agree to a fraction of a percent). Every second of the past holds a trade. The
+    root closes at the symbol's starting price: the live market opens where the past ends.
+    """
+
+    def __init__(self, key: str, spec: SymbolSpec, t0: int, first_id: int, cache: _LRU) -> None:
+        self.key = key
+        self.t0 = t0
+        self.start = t0 - t0 % _DAY - HISTORY_DAYS * _DAY
+        self.first_id = first_id
+        self._cache = cache
+        self._sums: dict[tuple[int, int, int], Node] = {}
+        rng = random.Random(f"fastmd-history:{key}")
+        seconds = -(-(t0 - self.start) // _SECOND)
+        n = int(seconds * rng.uniform(3.0, 8.0))
+        buys = n // 2 + rng.randrange(-(n // 50), n // 50 + 1)
+        unit = 10 ** max(spec.quantity_decimals - 1, 0)  # a trade of about 0.1 on average
+        buy_volume = max(buys, int(buys * unit * rng.uniform(0.9, 1.1)))
+        sell_volume = max(n - buys, int((n - buys) * unit * rng.uniform(0.9, 1.1)))
+        close = max(spec.start_price, 1)
+        opening = max(int(close * math.exp(rng.gauss(0.0, 0.4))), 1)
+        high = max(int(max(opening, close) * rng.uniform(1.2, 1.8)), max(opening, close) + 2)
+        low = max(int(min(opening, close) * rng.uniform(0.3, 0.8)), 1)
+        self.root = _node(opening, high, low, close, buy_volume + sell_volume, buy_volume, n, buys)
+        self.end_id = first_id + n
+        """The id after the past's last trade: the live market's first."""
+
+    def _span(self, level: int, start: int) -> tuple[int, int]:
+        if level == _ROOT:
+            return self.start, self.t0
+        return max(start, self.start), min(start + _LEVEL_MS[level], self.t0)
+
+    def children(self, level: int, start: int) -> list[tuple[int, Node]]:
+        """The children of the node at ``level`` opening at ``start``: ``(open time, node)``."""
+        key = (self.key, level, start)
+        kids: list[tuple[int, Node]] | None = self._cache.get(key)
+        if kids is None:
+            a, b = self._span(level, start)
+            size = _LEVEL_MS[level - 1]
+            starts = range(a - a % size, b, size)
+            seconds = [-(-(min(s + size, b) - max(s, a)) // _SECOND) for s in starts]
+            rng = random.Random(f"fastmd-history:{self.key}:{level}:{start}")
+            nodes = _split(self.node(level, start), seconds, rng, dense=True)
+            kids = list(zip(starts, nodes, strict=True))
+            self._cache.put(key, kids)
+        return kids
+
+    def node(self, level: int, start: int) -> Node:
+        """The node of ``level`` opening at ``start`` (a bucket start inside the past)."""
+        if level == _ROOT:
+            return self.root
+        up = level + 1
+        kids = self.children(up, self.start if up == _ROOT else start - start % _LEVEL_MS[up])
+        return kids[(start - kids[0][0]) // _LEVEL_MS[level]][1]
+
+    def nodes_between(self, a: int, b: int, base: int) -> list[Node]:
+        """Nodes covering ``[a, b)`` (whole seconds) exactly, in time order: the largest
+        calendar units that fit, each summed from ``base`` nodes when bigger than ``base`` (so
+        its quote volume is what the ``base`` bars add up to), smaller ones at the edges."""
+        a, b = max(a, self.start), min(b, self.t0)
+        out = []
+        t = a
+        while t < b:
+            level = _SECONDS
+            while level < _DAYS:
+                size = _LEVEL_MS[level + 1]
+                if t % size or t + size > b:
+                    break
+                level += 1
+            out.append(self.node(level, t) if level <= base else self._sum(level, t, base))
+            t += _LEVEL_MS[level]
+        return out
+
+    def _sum(self, level: int, start: int, base: int) -> Node:
+        key = (level, start, base)
+        node = self._sums.get(key)
+        if node is None:
+            kids = self.children(level, start)
+            parts = [k if level - 1 == base else self._sum(level - 1, s, base) for s, k in kids]
+            merged = _merge(parts)
+            assert merged is not None  # every second of the past trades
+            if len(self._sums) >= _SUM_CACHE:
+                self._sums.clear()
+            node = self._sums[key] = merged
+        return node
+
+    def first_id_at(self, t: int) -> int:
+        """The id of the first trade at or after ``t`` (a whole second)."""
+        if t <= self.start:
+            return self.first_id
+        if t >= self.t0:
+            return self.end_id
+        trade_id = self.first_id
+        level, start = _ROOT, self.start
+        while level > _SECONDS:
+            size = _LEVEL_MS[level - 1]
+            for child_start, child in self.children(level, start):
+                if child_start + size > t:
+                    break
+                trade_id += child[_N]
+            level -= 1
+            start = t - t % size
+            if start == t:
+                break
+        return trade_id
+
+    def close_before(self, t: int) -> int:
+        """The price of the past's last trade before ``t``."""
+        if t <= self.start:
+            return self.root[_O]
+        t = min(t, self.t0) - 1
+        return self.node(_SECONDS, t - t % _SECOND)[_C]
+
+    def tape(self, end_agg_id: int) -> tuple[int, list[_Trade], list[_AggTrade]]:
+        """The trades of the last whole minutes before the start (at least :data:`BACKLOG`
+        trades and aggTrades), made from the seconds they fall in; aggTrade ids end at
+        ``end_agg_id - 1``. Returns where the tape starts (a minute), trades and aggTrades."""
+        minutes: list[list[_Group]] = []
+        trades = aggs = 0
+        minute = (self.t0 - 1) - (self.t0 - 1) % _MINUTE
+        while minute >= self.start and (trades < BACKLOG or aggs < BACKLOG):
+            rng = random.Random(f"fastmd-history:{self.key}:tape:{minute}")
+            groups = []
+            for second, node in self.children(_MINUTES, minute):
+                groups += _second_trades(node, second, min(second + _SECOND, self.t0), rng)
+            minutes.append(groups)
+            trades += sum(len(g[3]) for g in groups)
+            aggs += len(groups)
+            minute -= _MINUTE
+        start = minute + _MINUTE
+        trade_id = self.first_id_at(start)
+        agg_id = end_agg_id - aggs
+        tape: list[_Trade] = []
+        agg_tape: list[_AggTrade] = []
+        for t, price, maker, quantities in itertools.chain.from_iterable(reversed(minutes)):
+            first = trade_id
+            for quantity in quantities:
+                tape.append(_Trade(trade_id, price, quantity, t, maker))
+                trade_id += 1
+            agg_tape.append(_AggTrade(agg_id, price, sum(quantities), first, trade_id - 1, t,
+                                      maker))  # fmt: skip
+            agg_id += 1
+        assert trade_id == self.end_id
+        return start, tape, agg_tape
+
+
+def _base_level(interval: str, offset: int) -> int:
+    """The calendar level an interval's bars are summed from."""
+    if interval == "1s":
+        return _SECONDS
+    size = _INTERVAL_MS.get(interval, _DAY)  # 1M: days
+    if size < _HOUR:
+        return _MINUTES
+    if size < _DAY or offset:  # UTC+8 days start on an hour
+        return _HOURS
+    return _DAYS
+
+
+def _add_to_levels(levels: list[list[_Bar]], trade: _Trade) -> None:
+    """Count ``trade`` into its second, minute, hour and day bars."""
+    t, price, quantity = trade.time, trade.price, trade.quantity
+    for level, bars in enumerate(levels):
+        size = _LEVEL_MS[level]
+        if bars and bars[-1].open_time + size > t:  # same bucket (or the clock stepped back)
+            bar = bars[-1]
+        else:
+            start = t - t % size
+            bar = _Bar(start, start + size - 1, price, price, price, price,
+                       first_trade_id=trade.trade_id)  # fmt: skip
+            bars.append(bar)
+        if price > bar.high:
+            bar.high = price
+        elif price < bar.low:
+            bar.low = price
+        bar.close = price
+        bar.volume += quantity
+        bar.quote_volume += price * quantity
+        if not trade.is_buyer_maker:
+            bar.taker_buy_volume += quantity
+            bar.taker_buy_quote_volume += price * quantity
+            bar.buy_count += 1
+        bar.last_trade_id = trade.trade_id
+        bar.count += 1
+
+
 class _Book:
     """One symbol's order book and trade tape."""
 
-    def __init__(self, spec: SymbolSpec, venue: Venue, rng: random.Random, now: int) -> None:
+    def __init__(
+        self,
+        spec: SymbolSpec,
+        venue: Venue,
+        rng: random.Random,
+        now: int,
+        *,
+        seed: int = 0,
+        clock_ms: Callable[[], int] | None = None,
+        cache: _LRU | None = None,
+    ) -> None:
         self.spec = spec
         self.venue = venue
         self.rng = rng
+        self.now_ms = clock_ms or (lambda: now)
         self.lower = spec.symbol.lower()
         self.width = 8 if venue == "binance-spot" else None
         self.bids: dict[int, int] = {}
@@ -157,18 +676,28 @@ class _Book:
         self.bid_prices: list[int] = []  # ascending; best bid is the last
         self.ask_prices: list[int] = []  # ascending; best ask is the first
         self.update_id = 1_000_000 + rng.randrange(1_000_000)
-        self.next_trade_id = 1 + rng.randrange(100_000)
-        self.next_agg_id = 1 + rng.randrange(100_000)
+        first_trade_id = 1 + rng.randrange(100_000)  # the listing's first trade
+        first_agg_id = 1 + rng.randrange(100_000)
+        self.history = _History(
+            f"{seed}:{spec.symbol}:{now}", spec, now, first_trade_id, cache or _LRU(_SPLIT_CACHE)
+        )
+        # The live ids continue the past's: its trades are counted, its aggTrades (never served
+        # before the tape) taken as 0.55 a trade.
+        self.next_trade_id = self.history.end_id
+        self.next_agg_id = self.first_live_agg_id = first_agg_id + self.history.root[_N] * 11 // 20
+        self.tape_start: int | None = None
+        """Where the tape of individual past trades starts (a minute); ``None`` until the past
+        is first needed (:meth:`ensure_history`)."""
         self.trades: deque[_Trade] = deque(maxlen=_MAX_TRADES)
         self.agg_trades: deque[_AggTrade] = deque(maxlen=_MAX_TRADES)
-        self.bars: dict[str, deque[_Bar]] = {}
-        self.tz_bars: dict[str, deque[_Bar]] = {}
+        self.bars: list[list[_Bar]] = [[] for _ in _KEEP_BARS]
+        """Bars of the traded (tape and live) trades per second, minute, hour and day."""
+        self._let_go = [0] * len(_KEEP_BARS)  # per level: bars opening before this were dropped
         self.last_price = spec.start_price
         self.last_trade_quantity = 0
         self.prev_top: tuple[int, int, int, int] | None = None
         self.diffs: dict[str | None, _DiffWindow] = {}
         self.last_force_order = 0
-        self.ensure_bars("1m")  # tickers aggregate the 1-minute bars
         self._seed_book(now)
 
     # -- formatting ------------------------------------------------------------------------
@@ -296,7 +825,7 @@ class _Book:
                 self.next_trade_id += 1
                 trades.append(trade)
                 self.trades.append(trade)
-                self._record_bar(trade)
+                self._record(trade)
             agg = _AggTrade(self.next_agg_id, price, filled, first, self.next_trade_id - 1, now,
                             not buy)  # fmt: skip
             self.next_agg_id += 1
@@ -312,68 +841,218 @@ class _Book:
 
     # -- aggregation -----------------------------------------------------------------------
 
-    def _record_bar(self, trade: _Trade) -> None:
-        for interval, bars in self.bars.items():
-            self._add_to_bars(bars, interval, trade, 0)
-        for interval, bars in self.tz_bars.items():
-            self._add_to_bars(bars, interval, trade, _TZ_OFFSET_MS)
+    def _record(self, trade: _Trade) -> None:
+        _add_to_levels(self.bars, trade)
+        for level, bars in enumerate(self.bars):
+            keep = _KEEP_BARS[level]
+            if len(bars) > 2 * keep:  # trimmed in bulk: amortized O(1) a trade
+                cut = len(bars) - keep
+                self._let_go[level] = bars[cut - 1].open_time + _LEVEL_MS[level]
+                del bars[:cut]
 
-    def _add_to_bars(self, bars: deque[_Bar], interval: str, trade: _Trade, offset: int) -> None:
-        start = bucket_start(trade.time, interval, offset)
-        if not bars or bars[-1].open_time != start:
-            end = bucket_end(start, interval, offset)
-            bars.append(_Bar(start, end, trade.price, trade.price, trade.price, trade.price))
-        bar = bars[-1]
-        bar.high = max(bar.high, trade.price)
-        bar.low = min(bar.low, trade.price)
-        bar.close = trade.price
-        bar.volume += trade.quantity
-        bar.quote_volume += trade.price * trade.quantity
-        if not trade.is_buyer_maker:
-            bar.taker_buy_volume += trade.quantity
-            bar.taker_buy_quote_volume += trade.price * trade.quantity
-        if bar.first_trade_id < 0:
-            bar.first_trade_id = trade.trade_id
-        bar.last_trade_id = trade.trade_id
-        bar.count += 1
+    def ensure_history(self) -> None:
+        """Put the tape of past trades before the live ones (once, when first needed)."""
+        if self.tape_start is not None:
+            return
+        start, trades, aggs = self.history.tape(self.first_live_agg_id)
+        self.tape_start = start
+        room = _MAX_TRADES - len(self.trades)  # live trades first: the past yields room
+        if room > 0:
+            self.trades.extendleft(reversed(trades[-room:]))
+        room = _MAX_TRADES - len(self.agg_trades)
+        if room > 0:
+            self.agg_trades.extendleft(reversed(aggs[-room:]))
+        past_levels: list[list[_Bar]] = [[] for _ in _KEEP_BARS]
+        for trade in trades:
+            _add_to_levels(past_levels, trade)
+        for level, (past_bars, live_bars) in enumerate(zip(past_levels, self.bars, strict=True)):
+            if past_bars and live_bars and past_bars[-1].open_time == live_bars[0].open_time:
+                live_bars[0] = _join(past_bars.pop(), live_bars[0])
+            # Live bars let go before the past was first needed are rebuilt from their parents,
+            # and so are the past's bars as old as them.
+            past_bars = [bar for bar in past_bars if bar.open_time >= self._let_go[level]]
+            self.bars[level] = past_bars + live_bars
+        if self.next_trade_id == self.history.end_id:  # nothing traded live yet
+            self.last_trade_quantity = trades[-1].quantity
 
-    def ensure_bars(self, interval: str, timezone: bool = False) -> deque[_Bar]:
-        table = self.tz_bars if timezone else self.bars
-        bars = table.get(interval)
-        if bars is None:
-            bars = table[interval] = deque(maxlen=_MAX_BARS)
-            offset = _TZ_OFFSET_MS if timezone else 0
-            for trade in self.trades:  # rebuild from the tape we still hold
-                self._add_to_bars(bars, interval, trade, offset)
+    def _stored(self, level: int, a: int, b: int) -> list[_Bar]:
+        """The traded bars of ``level`` opening in ``[a, b)``, rebuilt from their parents where
+        they were let go (bars without trades are absent)."""
+        out: list[_Bar] = []
+        let_go = self._let_go[level]
+        if a < let_go and level < _DAYS:
+            up = _LEVEL_MS[level + 1]
+            until = min(b, let_go)
+            for parent in self._stored(level + 1, a - a % up, until):
+                out += [
+                    kid for kid in self._rebuilt(level + 1, parent) if a <= kid.open_time < until
+                ]
+        bars = self.bars[level]
+        lo = bisect.bisect_left(bars, max(a, let_go), key=_OPEN_TIME)
+        hi = bisect.bisect_left(bars, b, key=_OPEN_TIME)
+        out += bars[lo:hi]
+        return out
+
+    def _rebuilt(self, level: int, parent: _Bar) -> list[_Bar]:
+        """The traded children of a let-go live bar, drawn to add up to it (:func:`_split`)."""
+        key = (self.history.key, "live", level, parent.open_time)
+        kids: list[_Bar] | None = self.history._cache.get(key)
+        if kids is None:
+            assert self.tape_start is not None
+            size = _LEVEL_MS[level - 1]
+            a, b = max(parent.open_time, self.tape_start), parent.close_time + 1
+            starts = range(a - a % size, b, size)
+            rng = random.Random(f"fastmd-live:{key}")
+            nodes = _split(_bar_node(parent), [size // _SECOND] * len(starts), rng, dense=False)
+            kids = []
+            trade_id = parent.first_trade_id
+            for start, n in zip(starts, nodes, strict=True):
+                if n[_N]:
+                    kids.append(self._bar(start, start + size - 1, n, trade_id))
+                    trade_id += n[_N]
+            self.history._cache.put(key, kids)
+        return kids
+
+    @staticmethod
+    def _bar(open_time: int, close_time: int, n: Node, first_id: int) -> _Bar:
+        return _Bar(
+            open_time, close_time, n[_O], n[_H], n[_L], n[_C], n[_V], n[_Q], n[_VT], n[_QT],
+            first_id, first_id + n[_N] - 1, n[_N], n[_NB],
+        )  # fmt: skip
+
+    def _range_bar(self, a: int, b: int, base: int) -> _Bar | None:
+        """Every trade in ``[a, b)`` (bounds on ``base`` units) as one bar, ``None`` if none: the
+        past summed from ``base`` nodes up to the tape, then the traded ``base`` bars."""
+        assert self.tape_start is not None
+        history = self.history
+        acc: _Bar | None = None
+        lo, hi = max(a, history.start), min(b, self.tape_start)
+        if lo < hi:
+            node = _merge(history.nodes_between(lo, hi, base))
+            if node is not None:
+                acc = self._bar(a, b - 1, node, history.first_id_at(lo))
+        for bar in self._stored(base, a, b):
+            acc = _join(acc, bar) if acc is not None else dataclasses.replace(bar)
+        return acc
+
+    def bar(self, interval: str, start: int, offset: int = 0) -> _Bar | None:
+        """The ``interval`` bar opening at ``start`` (``offset``: UTC+8), ``None`` if no trade."""
+        self.ensure_history()
+        end = bucket_end(start, interval, offset)
+        bar = self._range_bar(start, end + 1, _base_level(interval, offset))
+        if bar is not None:
+            bar.open_time, bar.close_time = start, end
+        return bar
+
+    def price_before(self, t: int) -> int:
+        """The price of the last trade before ``t``."""
+        assert self.tape_start is not None
+        if t > self.tape_start:
+            latest: _Bar | None = None
+            for bars in self.bars:
+                i = bisect.bisect_left(bars, t, key=_CLOSE_TIME)  # bars[i - 1] ends before t
+                if i and (latest is None or bars[i - 1].close_time > latest.close_time):
+                    latest = bars[i - 1]
+            if latest is not None:
+                return latest.close
+        return self.history.close_before(min(t, self.tape_start))
+
+    def kline_page(
+        self,
+        interval: str,
+        *,
+        limit: int,
+        start_time: int | None = None,
+        end_time: int | None = None,
+    ) -> list[_Bar]:
+        """Klines as Binance selects them (binance-protocol.md §7): the newest ``limit`` bars;
+        with ``start_time`` the oldest opening at or after it; with ``end_time`` none opening
+        after it. Bars run from the listing to the current one; one without trades is flat at
+        the previous close."""
+        self.ensure_history()
+        now = self.now_ms()
+        first = bucket_start(self.history.start, interval)
+        last = bucket_start(now, interval)
+        if start_time is not None:
+            if start_time > now:
+                return []
+            opening = bucket_start(start_time, interval)
+            first = max(
+                first, opening if opening == start_time else _next_bucket(opening, interval)
+            )
+        if end_time is not None:
+            last = min(last, bucket_start(min(end_time, now), interval))
+        opens: list[int] = []
+        if start_time is not None:
+            t = first
+            while t <= last and len(opens) < limit:
+                opens.append(t)
+                t = _next_bucket(t, interval)
+        else:
+            t = last
+            while t >= first and len(opens) < limit:
+                opens.append(t)
+                t = bucket_start(t - 1, interval)
+            opens.reverse()
+        bars: list[_Bar] = []
+        for open_time in opens:
+            bar = self.bar(interval, open_time)
+            if bar is None:
+                price = bars[-1].close if bars else self.price_before(open_time)
+                bar = _Bar(open_time, bucket_end(open_time, interval), price, price, price, price)
+            bars.append(bar)
         return bars
 
+    def ensure_bars(self, interval: str, timezone: bool = False) -> list[_Bar]:
+        """The newest bars of ``interval`` (a full page of 1500), oldest first; for inspection."""
+        if not timezone:
+            return self.kline_page(interval, limit=_MAX_BARS)
+        now = self.now_ms()
+        start = bucket_start(now, interval, _TZ_OFFSET_MS)
+        bar = self.bar(interval, start, _TZ_OFFSET_MS)
+        return [bar] if bar is not None else []
+
     def window_stats(self, now: int, window_ms: int) -> dict[str, Any]:
-        """Rolling-window statistics from the 1-minute bars: the window opens on the minute
-        boundary at or before ``now - window_ms`` (as Binance's window tickers do)."""
+        """Rolling-window statistics, summed from the 1-minute bars (as the 1m klines are): the
+        window opens on the minute boundary at or before ``now - window_ms`` (as Binance's
+        window tickers do)."""
+        self.ensure_history()
+        assert self.tape_start is not None
         since = now - window_ms
         since -= since % _MINUTE
-        bars = [bar for bar in self.bars["1m"] if bar.open_time >= since and bar.count]
-        if not bars:
+        history = self.history
+        nodes: list[Node] = []
+        first_id = -1
+        lo = max(since, history.start)
+        if lo < self.tape_start:
+            past = _merge(history.nodes_between(lo, self.tape_start, _MINUTES))
+            if past is not None:
+                nodes.append(past)
+                first_id = history.first_id_at(lo)
+        traded = self._stored(_MINUTES, since, now + 1)
+        nodes += map(_bar_node, traded)
+        total = _merge(nodes)
+        prev_close = self.price_before(since)
+        if total is None:
             price = self.last_price
             return {
                 "open": price, "high": price, "low": price, "close": price, "volume": 0,
                 "quote": 0, "first": -1, "last": -1, "count": 0, "open_time": since,
-                "prev_close": price, "last_qty": 0,
+                "prev_close": prev_close, "last_qty": 0,
             }  # fmt: skip
+        if first_id < 0:
+            first_id = traded[0].first_trade_id
+        last_id = traded[-1].last_trade_id if traded else first_id + total[_N] - 1
         return {
-            "open": bars[0].open,
-            "high": max(bar.high for bar in bars),
-            "low": min(bar.low for bar in bars),
-            "close": bars[-1].close,
-            "volume": sum(bar.volume for bar in bars),
-            "quote": sum(bar.quote_volume for bar in bars),
-            "first": bars[0].first_trade_id,
-            "last": bars[-1].last_trade_id,
-            "count": sum(bar.count for bar in bars),
-            "open_time": since,
-            "prev_close": bars[0].open,
+            "open": total[_O], "high": total[_H], "low": total[_L], "close": total[_C],
+            "volume": total[_V], "quote": total[_Q], "first": first_id, "last": last_id,
+            "count": total[_N], "open_time": since, "prev_close": prev_close,
             "last_qty": self.last_trade_quantity,
-        }
+        }  # fmt: skip
+
+
+def _next_bucket(start: int, interval: str) -> int:
+    return bucket_end(start, interval) + 1
 
 
 def bucket_start(time_ms: int, interval: str, offset: int = 0) -> int:
@@ -431,8 +1110,17 @@ class Market:
         explicit = {spec.symbol.upper(): spec for spec in specs}
         names = [s.upper() for s in symbols] or list(explicit)
         now = self.now_ms()
+        cache = _LRU(_SPLIT_CACHE)  # the past's divided nodes, shared by every symbol
         self.books: dict[str, _Book] = {
-            name: _Book(explicit.get(name) or default_spec(name), venue, self.rng, now)
+            name: _Book(
+                explicit.get(name) or default_spec(name),
+                venue,
+                self.rng,
+                now,
+                seed=seed,
+                clock_ms=self.now_ms,
+                cache=cache,
+            )
             for name in names
         }
         self._order = list(self.books.values())
@@ -475,8 +1163,6 @@ class Market:
                     book.diffs[stream.speed] = _DiffWindow(
                         table[stream.speed], last_emitted_u=book.update_id
                     )
-            if stream.kind is StreamKind.KLINE and book is not None and stream.interval:
-                book.ensure_bars(stream.interval, timezone=bool(stream.timezone))
 
     # -- order flow ------------------------------------------------------------------------
 
@@ -717,18 +1403,17 @@ class Market:
         book = self.book(stream.symbol or "")
         if book is None or stream.interval is None:
             return []
-        interval, tz = stream.interval, bool(stream.timezone)
-        bars = book.ensure_bars(interval, timezone=tz)
-        offset = _TZ_OFFSET_MS if tz else 0
+        interval = stream.interval
+        offset = _TZ_OFFSET_MS if stream.timezone else 0
         start = bucket_start(now, interval, offset)
         out = []
         previous = self._kline_open.get(name)
         if previous is not None and previous != start:
-            closed = next((b for b in bars if b.open_time == previous), None)
+            closed = book.bar(interval, previous, offset)
             if closed is not None:
                 out.append(self._kline_payload(book, interval, closed, True, now))
         self._kline_open[name] = start
-        bar = bars[-1] if bars and bars[-1].open_time == start else None
+        bar = book.bar(interval, start, offset)
         if bar is None:
             price = book.last_price
             bar = _Bar(start, bucket_end(start, interval, offset), price, price, price, price)
@@ -816,6 +1501,7 @@ class Market:
         return book.price(s["quote"] // s["volume"] if s["volume"] else book.last_price)
 
     def _last_trade_time(self, book: _Book, now: int) -> int:
+        book.ensure_history()
         return book.trades[-1].time if book.trades else now
 
     # -- REST views ------------------------------------------------------------------------
@@ -832,7 +1518,23 @@ class Market:
         ).encode()
 
     def recent_trades(self, book: _Book, limit: int) -> bytes:
-        items = list(book.trades)[-limit:]
+        """``GET trades``: the newest ``limit`` trades, oldest first."""
+        book.ensure_history()
+        return self._trades_json(book, list(book.trades)[-limit:])
+
+    def historical_trades(self, book: _Book, *, limit: int, from_id: int | None = None) -> bytes:
+        """``GET historicalTrades``: ``limit`` trades from ``from_id`` on (the newest without
+        it). The tape reaches :data:`BACKLOG` trades or more before the start; ids older than
+        the oldest trade it holds are not served (a page asked from there starts at it)."""
+        book.ensure_history()
+        tape = book.trades
+        if from_id is None:
+            return self._trades_json(book, list(tape)[-limit:])
+        first = bisect.bisect_left(tape, from_id, key=attrgetter("trade_id"))
+        return self._trades_json(book, list(itertools.islice(tape, first, first + limit)))
+
+    @staticmethod
+    def _trades_json(book: _Book, items: list[_Trade]) -> bytes:
         return ("[" + ",".join(
             f'{{"id":{t.trade_id},"price":"{book.price(t.price)}","qty":"{book.qty(t.quantity)}",'
             f'"quoteQty":"{book.notional(t.price, t.quantity)}","time":{t.time},'
@@ -849,7 +1551,9 @@ class Market:
         start_time: int | None = None,
         end_time: int | None = None,
     ) -> bytes:
-        """``GET aggTrades`` with Binance's selection rules (fromId, or a time range, or newest)."""
+        """``GET aggTrades`` with Binance's selection rules (fromId, or a time range, or newest),
+        from the tape (the past's last minutes, then everything live)."""
+        book.ensure_history()
         items = list(book.agg_trades)
         if from_id is not None:
             items = [a for a in items if a.agg_id >= from_id][:limit]
@@ -879,17 +1583,9 @@ class Market:
         start_time: int | None = None,
         end_time: int | None = None,
     ) -> bytes:
-        """``GET klines``: bars aggregated from the trade tape, oldest first."""
-        bars = list(book.ensure_bars(interval))
-        if start_time is not None or end_time is not None:
-            bars = [
-                b for b in bars
-                if (start_time is None or b.open_time >= start_time)
-                and (end_time is None or b.open_time <= end_time)
-            ]  # fmt: skip
-            bars = bars[:limit] if start_time is not None else bars[-limit:]
-        else:
-            bars = bars[-limit:]
+        """``GET klines``: the past's bars, then the traded ones, oldest first
+        (:meth:`_Book.kline_page`)."""
+        bars = book.kline_page(interval, limit=limit, start_time=start_time, end_time=end_time)
         return ("[" + ",".join(
             f'[{b.open_time},"{book.price(b.open)}","{book.price(b.high)}","{book.price(b.low)}",'
             f'"{book.price(b.close)}","{book.qty(b.volume)}",{b.close_time},'

@@ -93,6 +93,8 @@ class MarketView(Protocol):
 
     def recent_trades(self, book: Any, limit: int) -> bytes: ...
 
+    def historical_trades(self, book: Any, *, limit: int, from_id: int | None = None) -> bytes: ...
+
     def agg_trades(
         self,
         book: Any,
@@ -507,24 +509,7 @@ class _Endpoints:
         book = self._book(p.get("symbol"))
         limit = self._limit(p, default=500, maximum=1000)
         from_id = self._number(p, "fromId")
-        recent_trades = self.market.recent_trades
-        tape = getattr(book, "trades", None)
-        if from_id is None or tape is None:
-            return recent_trades(book, limit)
-        # The tape is in id order: count the trades from fromId on, take that many of the newest
-        # and keep the oldest ``limit`` of them (item bytes untouched).
-        count = 0
-        for trade in reversed(tape):
-            if trade.trade_id < from_id:
-                break
-            count += 1
-        if count == 0:
-            return b"[]"
-        body: bytes = recent_trades(book, count)
-        if count <= limit:
-            return body
-        items = msgspec.json.decode(body, type=list[msgspec.Raw])[:limit]
-        return b"[" + b",".join(bytes(item) for item in items) + b"]"
+        return self.market.historical_trades(book, limit=limit, from_id=from_id)
 
     def agg_trades(self, p: _Params) -> bytes:
         book = self._book(p.get("symbol"))

@@ -150,6 +150,12 @@ def test_timed_streams_agree_with_trades_and_book() -> None:
         "btcusdt@referencePrice", "!miniTicker@arr", "btcusdt@kline_1s@+08:00",
     ]  # fmt: skip
     market.set_active(streams)
+    book = market.books["BTCUSDT"]
+    book.ensure_history()
+    past = [  # the tape of the last minutes before the start (it rolls out of the deque later)
+        (t.trade_id, t.time, Decimal(book.price(t.price)), Decimal(book.qty(t.quantity)))
+        for t in book.trades
+    ]  # fmt: skip
     decoder = fastmd.Decoder(price_type=Decimal)
     trades: list[fastmd.Trade[Decimal]] = []
     seen: dict[str, int] = defaultdict(int)
@@ -175,20 +181,23 @@ def test_timed_streams_agree_with_trades_and_book() -> None:
             elif stream == "btcusdt@ticker" and trades:
                 assert event.last_price == trades[-1].price
                 assert event.last_trade_id == trades[-1].trade_id
-                assert event.trade_count == len(trades)
+                # The day's window reaches into the past before the start, id by id.
+                assert event.first_trade_id < trades[0].trade_id
+                assert event.trade_count == event.last_trade_id - event.first_trade_id + 1
                 assert event.best_bid_price < event.best_ask_price
     assert all(seen[s] > 0 for s in streams), seen
     assert len(closed_bars) >= 4
+    # The first bar holds trades of the past's tape too: check every bar against tape and live.
+    tape = past + [(t.trade_id, t.trade_time, t.price, t.quantity) for t in trades]
+    assert [t[0] for t in tape] == list(range(tape[0][0], tape[0][0] + len(tape)))
     for bar in closed_bars:
-        inside = [t for t in trades if bar.start_time <= t.trade_time <= bar.close_time]
+        inside = [t for t in tape if bar.start_time <= t[1] <= bar.close_time]
         assert bar.close_time == bar.start_time + 60_000 - 1
         assert bar.trade_count == len(inside)
-        assert bar.volume == sum(t.quantity for t in inside)
-        assert bar.open == inside[0].price
-        assert bar.close == inside[-1].price
-        assert bar.high == max(t.price for t in inside)
-        assert bar.first_trade_id == inside[0].trade_id
-        assert bar.last_trade_id == inside[-1].trade_id
+        assert bar.volume == sum(t[3] for t in inside)
+        assert (bar.open, bar.close) == (inside[0][2], inside[-1][2])
+        assert (bar.high, bar.low) == (max(t[2] for t in inside), min(t[2] for t in inside))
+        assert (bar.first_trade_id, bar.last_trade_id) == (inside[0][0], inside[-1][0])
 
 
 def test_flood_trades_have_contiguous_ids() -> None:
