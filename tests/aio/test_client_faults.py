@@ -10,6 +10,7 @@ import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -559,3 +560,34 @@ async def test_close_during_a_shutdown_handover_leaves_no_task(ex: Exchange) -> 
     for task in leaked:
         task.cancel()
     assert leaked == []
+
+
+async def test_close_ends_the_tasks_of_books_and_fallback() -> None:
+    """The leak check sees every fastmd task, not only the client's: a book waiting for its
+    snapshot and a fallback poller waiting on REST are both running when close() is called."""
+
+    def running_files() -> set[str]:
+        return {Path(task.get_coro().cr_code.co_filename).name for task in client_tasks()}  # type: ignore[union-attr]
+
+    async with Exchange(symbols=["BTCUSDT", "ETHUSDT"], seed=5, rate=400) as ex:
+        client = client_for(
+            ex,
+            circuit_breaker=fastmd.CircuitBreakerPolicy(failure_threshold=2, cooldown=30.0),
+        )
+        await client.start()
+        trades = client.subscribe("btcusdt@aggTrade", lambda event: None)
+        await trades.wait_active(5)
+        ex.faults.rest_delay(30.0)  # REST answers hang: snapshots and polls wait
+        opening = asyncio.ensure_future(client.order_book("ethusdt", timeout=20))
+        await until(lambda: "book.py" in running_files(), what="the snapshot fetch")
+        ex.faults.refuse_upgrades(503)
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: client.status is Status.FALLBACK, timeout=5, what="fallback")
+        await until(lambda: "recovery.py" in running_files(), what="the poller")
+        await client.close()
+        with pytest.raises(fastmd.InvalidState):
+            await opening
+        leaked = client_tasks()
+        for task in leaked:  # clean up before the assertion, so nothing outlives the test
+            task.cancel()
+        assert leaked == []

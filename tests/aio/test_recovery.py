@@ -201,3 +201,32 @@ async def test_fallback_serves_other_streams_in_their_own_types() -> None:
             assert all(e.symbol == "BTCUSDT" for e in rest_events), stream
         trade_ids = [e.trade_id for e, _ in seen["btcusdt@trade"]]
         assert trade_ids == sorted(set(trade_ids))
+
+
+async def test_backfilled_events_say_they_came_from_rest() -> None:
+    """``client.event_source`` is per delivery: the events a backfill recovers are ``"rest"``,
+    the live ones around them ``"ws"``; a live-value tracker never takes a backfilled one."""
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
+        backfilling_client(ex) as client,
+    ):  # fmt: skip
+        seen: list[tuple[int, str]] = []
+        sub = client.subscribe(
+            "btcusdt@aggTrade", lambda e: seen.append((e.agg_trade_id, client.event_source))
+        )
+        await sub.wait_active(5)
+        await until(lambda: len(seen) > 50)
+        ex.faults.refuse_upgrades(503, duration=0.4)
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: client.metrics().backfilled > 0, timeout=5)
+        mark = len(seen)
+        await until(lambda: len(seen) > mark + 50)
+        assert contiguous([trade_id for trade_id, _ in seen])
+        sources = [source for _, source in seen]
+        recovered = sources.count("rest")
+        assert recovered == client.metrics().backfilled
+        # one run of REST events, between live ones
+        first = sources.index("rest")
+        assert set(sources[first : first + recovered]) == {"rest"}
+        assert set(sources[:first]) == set(sources[first + recovered :]) == {"ws"}
+        assert client.event_source == "ws"  # outside a delivery
