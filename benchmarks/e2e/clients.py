@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -350,6 +351,9 @@ CLIENTS: dict[str, Client] = {
     "picows": client_picows,
     "picows_msgspec": client_picows_msgspec,
     "fastmd": client_fastmd,
+    # the same client code, importing fastmd from the checkout in $FASTMD_BASELINE_PATH (a
+    # worktree of an earlier commit): before/after comparisons in one run
+    "fastmd_baseline": client_fastmd,
     "websockets_json": client_websockets_json,
     "aiohttp_orjson": client_aiohttp_orjson,
     "drain": client_drain,
@@ -404,6 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--cprofile", metavar="FILE", help="write a cProfile of the run to FILE")
     args = parser.parse_args(argv)
+    if args.kind.endswith("_baseline"):
+        baseline = os.environ["FASTMD_BASELINE_PATH"]
+        sys.path.insert(0, baseline)
+        import fastmd
+
+        assert fastmd.__file__ is not None
+        assert fastmd.__file__.startswith(baseline), fastmd.__file__
     coro = measure(
         args.kind, args.ws_url, args.rest_url, args.warmup, args.messages,
         latency=args.latency, timeout=args.timeout,

@@ -46,17 +46,19 @@ LABELS = {
     "picows": "(a) bare picows, no decode",
     "picows_msgspec": "(b) bare picows + msgspec typed envelope + callback",
     "fastmd": "(c) fastmd.Client, gap detection + metrics",
+    "fastmd_baseline": "(c0) fastmd.Client at the --baseline commit",
     "websockets_json": "(d) websockets + json",
     "aiohttp_orjson": "(e) aiohttp + orjson",
     "ladder_connection": "(b) decode inside fastmd.Connection",
     "ladder_decoder": "(b) listener + fastmd Decoder.fast_decode",
-    "ladder_client_handler": "(b) listener + fastmd's Client._frame_router",
+    "ladder_client_handler": "(b) listener + fastmd's frame router",
 }
 SHORT = {
     "drain": "(0)",
     "picows": "(a)",
     "picows_msgspec": "(b)",
     "fastmd": "(c)",
+    "fastmd_baseline": "(c0)",
     "websockets_json": "(d)",
     "aiohttp_orjson": "(e)",
 }
@@ -244,6 +246,19 @@ def report_throughput(results: list[dict[str, Any]], kinds: Sequence[str]) -> st
         "gc gen0/1/2 per 100k",
     ]  # fmt: skip
     out = [_table(header, rows)]
+    if "fastmd" in kinds and "fastmd_baseline" in kinds:
+        by_rate = ratios("fastmd", "fastmd_baseline")
+        by_cpu = cpu_ratios("fastmd", "fastmd_baseline")
+        out.append(
+            _table(
+                ["before/after", "median [per repetition]"],
+                [
+                    ["(c) / (c0) msgs/s", _ratio_cell(by_rate)],
+                    ["(c) / (c0) by client CPU per message", _ratio_cell(by_cpu)],
+                ],
+                "lr",
+            )
+        )
     if all(k in kinds for k in ("fastmd", "picows_msgspec", "websockets_json", "aiohttp_orjson")):
         goals = [
             ("(c) >= 0.8x (b)", "picows_msgspec", 0.8),
@@ -417,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="interleaved throughput repetitions (0 skips the stage)")  # fmt: skip
     parser.add_argument("--clients", default=",".join(MAIN), help="comma-separated client kinds")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="a checkout of fastmd at an earlier commit (git worktree add DIR REV): its "
+        "fastmd.Client runs as (c0) beside (c) in every stage",
+    )
     parser.add_argument("--no-drain", action="store_true", help="skip the server-capacity run")
     parser.add_argument("--ladder", action="store_true", help="also run the ladder clients")
     parser.add_argument(
@@ -438,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     kinds = [k for k in args.clients.split(",") if k]
+    if args.baseline:
+        os.environ["FASTMD_BASELINE_PATH"] = str(Path(args.baseline).resolve())
+        if "fastmd_baseline" not in kinds:
+            kinds.insert(kinds.index("fastmd") + 1 if "fastmd" in kinds else len(kinds),
+                         "fastmd_baseline")  # fmt: skip
     if not args.no_drain:
         kinds = ["drain", *kinds]
     if args.ladder:
