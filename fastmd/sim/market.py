@@ -1003,14 +1003,9 @@ class _Book:
             bars.append(bar)
         return bars
 
-    def ensure_bars(self, interval: str, timezone: bool = False) -> list[_Bar]:
+    def ensure_bars(self, interval: str) -> list[_Bar]:
         """The newest bars of ``interval`` (a full page of 1500), oldest first; for inspection."""
-        if not timezone:
-            return self.kline_page(interval, limit=_MAX_BARS)
-        now = self.now_ms()
-        start = bucket_start(now, interval, _TZ_OFFSET_MS)
-        bar = self.bar(interval, start, _TZ_OFFSET_MS)
-        return [bar] if bar is not None else []
+        return self.kline_page(interval, limit=_MAX_BARS)
 
     def window_stats(self, now: int, window_ms: int) -> dict[str, Any]:
         """Rolling-window statistics, summed from the 1-minute bars (as the 1m klines are): the
