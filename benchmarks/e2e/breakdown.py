@@ -189,7 +189,7 @@ def _handlers(on_event: Callable[[Any], None]) -> tuple[list[tuple[str, Handler]
         ("+ trade-id check in that method, no enum store", _with(no_enum)),
         ("+ route.sequencer.check(event) (the real trade sequencer)", h_sequencer),
         ("+ sampling countdown, single callback with try", h_dispatch),
-        ("real Client._frame_router (1 in 16 timed, from a picows test frame)", real),
+        ("real frame router (1 in 16 timed, from a picows test frame)", real),
     ]
     return ladder, (resets, gaps)
 
