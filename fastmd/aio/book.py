@@ -245,12 +245,6 @@ class OrderBook:
             except Exception as exc:
                 self._keeper.listener_failed(self, exc)
 
-    def _invalidate(self, reason: str) -> None:
-        if self._sync.state is BookState.SYNCED:
-            self._synced.clear()
-        self._sync.invalidate(reason)
-        self._request_snapshot()
-
     def _request_snapshot(self) -> None:
         if self._fetching is None and not self._closed:
             self._fetching = self._keeper.spawn(self._fetch_snapshot())

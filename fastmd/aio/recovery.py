@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from fastmd.aio.reporting import Reporter
@@ -357,10 +357,3 @@ class Fallback:
         """Whether ``shard``'s streams are being polled now."""
         poller = self._pollers.get(id(shard))
         return poller is not None and poller.running
-
-    def poller(self, shard: PolledShard) -> Poller | None:
-        """The poller of ``shard``, if it ever polled."""
-        return self._pollers.get(id(shard))
-
-    def pollers(self) -> Iterable[Poller]:
-        return tuple(self._pollers.values())
