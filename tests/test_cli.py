@@ -19,7 +19,7 @@ import pytest
 import fastmd
 import fastmd.cli
 from fastmd.cli.reports import Reachability, Repeats, cause
-from fastmd.cli.state import Demo
+from fastmd.cli.state import Demo, demo_streams
 from fastmd.cli.view import live_view
 
 REPO = Path(fastmd.__file__).resolve().parent.parent
@@ -150,6 +150,7 @@ def test_watch_rejects_bad_streams_with_exit_2(args: list[str], needle: str) -> 
         (["demo", "--symbols", ""], "fastmd demo: error: argument --symbols: needs at least one"),
         (["demo", "--symbols", " , "], "argument --symbols: needs at least one symbol"),
         (["demo", "--symbols", "BTC-USDT"], "argument --symbols: 'BTC-USDT' is not a symbol"),
+        (["sim", "--symbols", "BTC_250926"], "'BTC_250926' is not a symbol on binance-spot"),
         (["demo", "--duration", "-1"], "fastmd demo: error: argument --duration: must be > 0"),
         (["demo", "--duration", "nan"], "argument --duration: must be a finite number"),
         (["demo", "--duration", "soon"], "argument --duration: not a number: 'soon'"),
@@ -399,13 +400,36 @@ def test_live_view_in_a_real_terminal() -> None:
         assert any(line.startswith(section) for line in screen), shown
 
 
-def test_sim_prints_its_urls_and_stops() -> None:
-    result = fastmd_cli("sim", "--duration", "1")
+@pytest.mark.parametrize(
+    ("venue", "example"),
+    [
+        ("binance-spot", "/stream?streams=ethusdt@trade "),
+        # USD-M futures: no trade stream, and aggTrade is served on the /market route
+        ("binance-usdm", "/market/stream?streams=ethusdt@aggTrade "),
+    ],
+)
+def test_sim_prints_its_urls_and_stops(venue: str, example: str) -> None:
+    result = fastmd_cli("sim", "--venue", venue, "--symbols", "ETHUSDT", "--duration", "1")
     assert result.returncode == 0, result.stderr
     assert re.search(
         r"ws_url=ws://127\.0\.0\.1:\d+ rest_url=http://127\.0\.0\.1:\d+", result.stdout
     )
+    assert example in result.stdout
     assert result.stdout.rstrip().endswith("simulator stopped")
+
+
+@pytest.mark.parametrize(
+    ("venue", "trades"), [("binance-spot", "btcusdt@trade"), ("binance-usdm", "btcusdt@aggTrade")]
+)
+def test_demo_streams_follow_the_venue_rules(venue: fastmd.Venue, trades: str) -> None:
+    """The demo takes every trade from the venue's trade stream (fastmd.core.streams) and keeps
+    an id ledger for it and for the depth diffs only."""
+    streams = demo_streams("BTCUSDT", venue)
+    assert streams == [trades, "btcusdt@kline_1m", "btcusdt@bookTicker", "btcusdt@depth@100ms"]
+    assert streams[0] == fastmd.trade_stream("BTCUSDT", venue)
+    demo = Demo(venue, ["BTCUSDT"], "test", plain=None, reach=Reachability(10))
+    assert list(demo.streams) == streams
+    assert [h.name for h in demo.streams.values() if h.sequenced] == [trades, streams[3]]
 
 
 def test_usage_errors_exit_2_from_the_command_line() -> None:

@@ -13,26 +13,26 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, get_args
 
 from fastmd.cli.common import EXIT_USAGE
 from fastmd.cli.demo import run as run_demo
 from fastmd.cli.sim import run as run_sim
 from fastmd.cli.watch import run as run_watch
-
-if TYPE_CHECKING:
-    from fastmd import Venue
+from fastmd.core.streams import Venue, validate_stream, validate_symbol
+from fastmd.errors import StreamNameError
 
 __all__ = ["main"]
 
-VENUES: Final = ("binance-spot", "binance-usdm")
+VENUES: Final[tuple[Venue, ...]] = get_args(Venue)
 DEFAULT_SYMBOLS: Final = "BTCUSDT,ETHUSDT,BNBUSDT"
 GIVE_UP_AFTER: Final = 10.0
 """Seconds ``fastmd demo`` and ``fastmd watch`` wait for the exchange to answer at all."""
 
 # Every option value is checked here, before anything starts: a bad one is an argparse error
-# naming the option (exit 2). Checks that need two options at once (streams and --venue) run in
-# _check_args, right after parsing, and end the same way.
+# naming the option (exit 2). Checks that need two options at once (symbols or streams, and
+# --venue) run in _check_args, right after parsing, and end the same way. The venue's grammar of
+# symbols and streams is fastmd.core.streams' (validate_symbol, validate_stream), not restated.
 
 
 def _number(text: str) -> float:
@@ -79,17 +79,11 @@ _http_status = _int_within(100, 599)
 
 
 def _symbol_list(text: str) -> list[str]:
-    """``--symbols``: comma-separated symbols, uppercased and deduplicated; letters, digits and
-    ``_`` (USD-M delivery contracts: BTCUSDT_250926); non-ASCII letters are legal on Binance."""
+    """``--symbols``: comma-separated symbols, uppercased and deduplicated, at least one. Each
+    is checked against the venue's symbol grammar by :func:`_check_symbols`."""
     symbols = list(dict.fromkeys(s.strip().upper() for s in text.split(",") if s.strip()))
     if not symbols:
         raise argparse.ArgumentTypeError("needs at least one symbol, e.g. BTCUSDT,ETHUSDT")
-    for symbol in symbols:
-        bad = next((c for c in symbol if not (c.isalnum() or c == "_")), None)
-        if bad is not None:
-            raise argparse.ArgumentTypeError(
-                f"{symbol!r} is not a symbol: {bad!r} is not a letter, digit or '_'"
-            )
     return symbols
 
 
@@ -214,14 +208,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_symbols(symbols: Sequence[str], venue: Venue) -> str | None:
+    """What is wrong with the first symbol that is not one of ``venue`` (letters and digits;
+    ``_`` too for USD-M delivery contracts, BTCUSDT_250926), or ``None``."""
+    for symbol in symbols:
+        try:
+            validate_symbol(symbol, venue)
+        except StreamNameError as exc:
+            reason = str(exc).removeprefix(f"invalid symbol {symbol!r}: ")
+            return f"{symbol!r} is not a symbol on {venue}: {reason}"
+    return None
+
+
 def _check_streams(streams: Sequence[str], venue: Venue) -> str | None:
     """The first invalid stream name's error message, or ``None``."""
-    from fastmd.core.streams import parse_stream
-    from fastmd.errors import StreamNameError
-
     for name in streams:
         try:
-            parse_stream(name, venue)
+            validate_stream(name, venue)
         except StreamNameError as exc:
             return str(exc)
     return None
@@ -229,6 +232,9 @@ def _check_streams(streams: Sequence[str], venue: Venue) -> str | None:
 
 def _check_args(args: argparse.Namespace) -> str | None:
     """What is wrong with options that are only wrong together, or ``None``."""
+    problem = _check_symbols(args.symbols, args.venue)
+    if problem is not None:
+        return f"argument --symbols: {problem}"
     if args.command == "watch":
         problem = _check_streams(args.streams, args.venue)
         if problem is not None:

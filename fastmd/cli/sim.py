@@ -9,6 +9,7 @@ import functools
 from collections.abc import Callable
 
 from fastmd.cli.common import signals_set, wait_until_set
+from fastmd.core.streams import futures_route, trade_stream
 
 __all__ = ["run"]
 
@@ -45,7 +46,10 @@ async def run(args: argparse.Namespace) -> int:
         print(
             f"fastmd simulator ({ex.venue}) ws_url={ex.ws_url} rest_url={ex.rest_url}", flush=True
         )
-        print(f"  try: {ex.ws_url}/stream?streams=btcusdt@trade   {ex.rest_url}/api/v3/time")
+        # The venue's stream of every trade, on its USD-M futures route (/market) if routed.
+        stream = trade_stream(args.symbols[0], venue)
+        route = f"/{futures_route(stream)}" if venue == "binance-usdm" else ""
+        print(f"  try: {ex.ws_url}{route}/stream?streams={stream}   {ex.rest_url}/api/v3/time")
         faults = ex.faults
         if args.drop_every:
             mode, code = args.drop_mode, args.drop_code

@@ -15,21 +15,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+import fastmd
 from fastmd.cli.reports import Reachability, Repeats, fold_key
+from fastmd.core.streams import TRADE_KINDS, StreamKind, build_stream, parse_stream, trade_stream
 
 if TYPE_CHECKING:
     from fastmd import Client, ErrorReport, Gap, Metrics, Status, Venue
 
-__all__ = ["DEMO_KINDS", "Demo", "GapSeen", "Market", "Rate", "StreamHealth"]
+__all__ = ["Demo", "GapSeen", "Market", "Rate", "StreamHealth", "demo_streams"]
 
 logger = logging.getLogger(__name__)
 
-DEMO_KINDS: Final = {
-    "binance-spot": ("trade", "kline_1m", "bookTicker", "depth@100ms"),
-    # USD-M futures has no raw trade stream: aggTrade ids are its contiguous trade sequence.
-    "binance-usdm": ("aggTrade", "kline_1m", "bookTicker", "depth@100ms"),
-}
-"""The streams ``fastmd demo`` subscribes per symbol, per venue."""
+_LEDGER_KINDS: Final = frozenset({*TRADE_KINDS.values(), StreamKind.DEPTH})
+"""Streams whose ids run without a hole: the venue's stream of every trade (trade ids spot,
+aggTrade ids USD-M) and depth diffs (update ids)."""
+
+
+def demo_streams(symbol: str, venue: Venue) -> list[str]:
+    """The streams ``fastmd demo`` subscribes for ``symbol`` on ``venue``: the one that carries
+    every trade (:func:`fastmd.core.streams.trade_stream`), 1-minute klines, the book ticker and
+    depth diffs at 100 ms, each built and checked by :mod:`fastmd.core.streams`."""
+    return [
+        trade_stream(symbol, venue),
+        build_stream(StreamKind.KLINE, symbol, venue=venue, interval="1m"),
+        build_stream(StreamKind.BOOK_TICKER, symbol, venue=venue),
+        build_stream(StreamKind.DEPTH, symbol, venue=venue, speed="100ms"),
+    ]
 
 
 class Rate:
@@ -60,7 +71,7 @@ class StreamHealth:
 
     name: str
     symbol: str
-    kind: str
+    kind: StreamKind
     events: int = 0
     last_at: float | None = None
     gaps: int = 0
@@ -71,7 +82,7 @@ class StreamHealth:
 
     @property
     def sequenced(self) -> bool:
-        return self.kind in ("trade", "aggTrade", "depth@100ms")
+        return self.kind in _LEDGER_KINDS
 
     def ledger(self, first: int, last: int) -> None:
         """Count ids ``first..last`` as delivered."""
@@ -136,9 +147,9 @@ class Demo:
         """Error reports per code (gaps apart), shown or folded."""
         self.markets = {s: Market(s) for s in symbols}
         self.streams = {
-            f"{s.lower()}@{kind}": StreamHealth(f"{s.lower()}@{kind}", s, kind)
+            name: StreamHealth(name, s, parse_stream(name, venue).kind)
             for s in symbols
-            for kind in DEMO_KINDS[venue]
+            for name in demo_streams(s, venue)
         }
         self.gaps: list[GapSeen] = []
         self.incidents: deque[tuple[float, str]] = deque(maxlen=8)
@@ -176,7 +187,7 @@ class Demo:
         """The subscription callback of one stream."""
         market = self.markets[health.symbol]
         clock = time.monotonic
-        is_trade = health.kind == "trade"
+        is_trade = health.kind is StreamKind.TRADE
 
         def on_trade(event: Any) -> None:
             health.events += 1
@@ -202,28 +213,26 @@ class Demo:
             if market.last_price is None:
                 market.last_price = event.kline.close
 
-        callbacks: dict[str, Callable[[Any], None]] = {
-            "trade": on_trade,
-            "aggTrade": on_trade,
-            "depth@100ms": on_depth,
-            "bookTicker": on_book,
-            "kline_1m": on_kline,
+        callbacks: dict[StreamKind, Callable[[Any], None]] = {
+            StreamKind.TRADE: on_trade,
+            StreamKind.AGG_TRADE: on_trade,
+            StreamKind.DEPTH: on_depth,
+            StreamKind.BOOK_TICKER: on_book,
+            StreamKind.KLINE: on_kline,
         }
         return callbacks[health.kind]
 
     def dispatcher(self) -> Callable[[Any], None]:
         """One callback for every stream, routing each event to its stream's callback by event
         type and symbol (each demo stream has its own pair)."""
-        import fastmd
-
-        classes: dict[str, type] = {
-            "trade": fastmd.Trade,
-            "aggTrade": fastmd.AggTrade,
-            "kline_1m": fastmd.Kline,
-            "bookTicker": fastmd.BookTicker,
-            "depth@100ms": fastmd.DepthUpdate,
+        events: dict[StreamKind, type] = {  # loads the event classes: on first use only
+            StreamKind.TRADE: fastmd.Trade,
+            StreamKind.AGG_TRADE: fastmd.AggTrade,
+            StreamKind.KLINE: fastmd.Kline,
+            StreamKind.BOOK_TICKER: fastmd.BookTicker,
+            StreamKind.DEPTH: fastmd.DepthUpdate,
         }
-        routes = {(classes[h.kind], h.symbol): self.callback(h) for h in self.streams.values()}
+        routes = {(events[h.kind], h.symbol): self.callback(h) for h in self.streams.values()}
 
         def dispatch(event: Any) -> None:
             callback = routes.get((type(event), event.symbol))
