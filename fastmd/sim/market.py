@@ -141,7 +141,7 @@ def _join(earlier: _Bar, later: _Bar) -> _Bar:
     )  # fmt: skip
 
 
-@dataclass
+@dataclass(slots=True)
 class _Trade:
     trade_id: int
     price: int
@@ -150,7 +150,7 @@ class _Trade:
     is_buyer_maker: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class _AggTrade:
     agg_id: int
     price: int
@@ -476,7 +476,7 @@ class _History:
         self.t0 = t0
         self.start = t0 - t0 % _DAY - HISTORY_DAYS * _DAY
         self.first_id = first_id
-        self._cache = cache
+        self.cache = cache
         self._sums: dict[tuple[int, int, int], Node] = {}
         rng = random.Random(f"fastmd-history:{key}")
         seconds = -(-(t0 - self.start) // _SECOND)
@@ -501,7 +501,7 @@ class _History:
     def children(self, level: int, start: int) -> list[tuple[int, Node]]:
         """The children of the node at ``level`` opening at ``start``: ``(open time, node)``."""
         key = (self.key, level, start)
-        kids: list[tuple[int, Node]] | None = self._cache.get(key)
+        kids: list[tuple[int, Node]] | None = self.cache.get(key)
         if kids is None:
             a, b = self._span(level, start)
             size = _LEVEL_MS[level - 1]
@@ -510,7 +510,7 @@ class _History:
             rng = random.Random(f"fastmd-history:{self.key}:{level}:{start}")
             nodes = _split(self.node(level, start), seconds, rng, dense=True)
             kids = list(zip(starts, nodes, strict=True))
-            self._cache.put(key, kids)
+            self.cache.put(key, kids)
         return kids
 
     def node(self, level: int, start: int) -> Node:
@@ -693,6 +693,8 @@ class _Book:
         self.bars: list[list[_Bar]] = [[] for _ in _KEEP_BARS]
         """Bars of the traded (tape and live) trades per second, minute, hour and day."""
         self._let_go = [0] * len(_KEEP_BARS)  # per level: bars opening before this were dropped
+        self._past: dict[tuple[int, int, int], tuple[Node | None, int]] = {}  # see _past_part
+        self._closes: dict[int, int] = {}  # see price_before
         self.last_price = spec.start_price
         self.last_trade_quantity = 0
         self.prev_top: tuple[int, int, int, int] | None = None
@@ -896,7 +898,7 @@ class _Book:
     def _rebuilt(self, level: int, parent: _Bar) -> list[_Bar]:
         """The traded children of a let-go live bar, drawn to add up to it (:func:`_split`)."""
         key = (self.history.key, "live", level, parent.open_time)
-        kids: list[_Bar] | None = self.history._cache.get(key)
+        kids: list[_Bar] | None = self.history.cache.get(key)
         if kids is None:
             assert self.tape_start is not None
             size = _LEVEL_MS[level - 1]
@@ -910,7 +912,7 @@ class _Book:
                 if n[_N]:
                     kids.append(self._bar(start, start + size - 1, n, trade_id))
                     trade_id += n[_N]
-            self.history._cache.put(key, kids)
+            self.history.cache.put(key, kids)
         return kids
 
     @staticmethod
@@ -920,17 +922,32 @@ class _Book:
             first_id, first_id + n[_N] - 1, n[_N], n[_NB],
         )  # fmt: skip
 
+    def _past_part(self, a: int, b: int, base: int) -> tuple[Node | None, int]:
+        """The past's trades in ``[a, b)`` before the tape, summed from ``base`` nodes, and the
+        id of the first. Timers ask for the same span every push (a window opens on a minute, a
+        candle stays open): the last few answers are kept per symbol."""
+        assert self.tape_start is not None
+        history = self.history
+        lo, hi = max(a, history.start), min(b, self.tape_start)
+        if lo >= hi:
+            return None, -1
+        key = (lo, hi, base)
+        part = self._past.get(key)
+        if part is None:
+            node = _merge(history.nodes_between(lo, hi, base))
+            part = (node, history.first_id_at(lo) if node is not None else -1)
+            if len(self._past) >= 16:
+                self._past.clear()
+            self._past[key] = part
+        return part
+
     def _range_bar(self, a: int, b: int, base: int) -> _Bar | None:
         """Every trade in ``[a, b)`` (bounds on ``base`` units) as one bar, ``None`` if none: the
         past summed from ``base`` nodes up to the tape, then the traded ``base`` bars."""
-        assert self.tape_start is not None
-        history = self.history
         acc: _Bar | None = None
-        lo, hi = max(a, history.start), min(b, self.tape_start)
-        if lo < hi:
-            node = _merge(history.nodes_between(lo, hi, base))
-            if node is not None:
-                acc = self._bar(a, b - 1, node, history.first_id_at(lo))
+        node, first_id = self._past_part(a, b, base)
+        if node is not None:
+            acc = self._bar(a, b - 1, node, first_id)
         for bar in self._stored(base, a, b):
             acc = _join(acc, bar) if acc is not None else dataclasses.replace(bar)
         return acc
@@ -955,7 +972,13 @@ class _Book:
                     latest = bars[i - 1]
             if latest is not None:
                 return latest.close
-        return self.history.close_before(min(t, self.tape_start))
+        t = min(t, self.tape_start)
+        price = self._closes.get(t)
+        if price is None:  # windows ask for the same minute every push: keep a few answers
+            if len(self._closes) >= 16:
+                self._closes.clear()
+            price = self._closes[t] = self.history.close_before(t)
+        return price
 
     def kline_page(
         self,
@@ -1015,15 +1038,10 @@ class _Book:
         assert self.tape_start is not None
         since = now - window_ms
         since -= since % _MINUTE
-        history = self.history
         nodes: list[Node] = []
-        first_id = -1
-        lo = max(since, history.start)
-        if lo < self.tape_start:
-            past = _merge(history.nodes_between(lo, self.tape_start, _MINUTES))
-            if past is not None:
-                nodes.append(past)
-                first_id = history.first_id_at(lo)
+        past, first_id = self._past_part(since, now + 1, _MINUTES)
+        if past is not None:
+            nodes.append(past)
         traded = self._stored(_MINUTES, since, now + 1)
         nodes += map(_bar_node, traded)
         total = _merge(nodes)

@@ -468,7 +468,7 @@ def test_memory_stays_bounded_and_let_go_bars_are_rebuilt() -> None:
     market.klines(book, "30m", limit=1000)
     market.ticker_24h(book, window_ms=7 * DAY_MS)
     history = book.history
-    assert len(history._cache.items) <= _SPLIT_CACHE
+    assert len(history.cache.items) <= _SPLIT_CACHE
     assert len(history._sums) <= _SUM_CACHE
     assert BACKLOG <= len(book.trades) <= 3 * BACKLOG
 
