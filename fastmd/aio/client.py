@@ -142,7 +142,6 @@ class Client:
         self.rest_url = (rest_url or preset.rest_url).rstrip("/")
         self.validate_symbols = validate_symbols
         self.price_type = price_type
-        self.fallback = fallback
         self.rest_timeouts = rest_timeouts or RestTimeouts()
         self.max_response_size = max_response_size
         self._settings = PoolSettings(
@@ -207,31 +206,47 @@ class Client:
 
     @property
     def max_streams_per_connection(self) -> int:
+        """Streams per pooled connection at most."""
         return self._settings.max_streams_per_connection
 
     @property
     def max_outgoing_per_second(self) -> int:
+        """Frames each connection sends per second at most (pings and pongs included)."""
         return self._settings.max_outgoing_per_second
 
     @property
     def max_params_per_request(self) -> int:
+        """Streams per SUBSCRIBE or UNSUBSCRIBE request."""
         return self._settings.max_params_per_request
 
     @property
     def ack_timeout(self) -> float:
+        """Seconds to wait for a control reply before sending again."""
         return self._settings.ack_timeout
 
     @property
     def ack_retries(self) -> int:
+        """Resends before a subscription fails."""
         return self._settings.ack_retries
 
     @property
     def rotate_after(self) -> float | None:
+        """Seconds after which a connection is replaced make-before-break (None: never)."""
         return self._settings.rotate_after
 
     @property
     def fallback_after(self) -> int:
+        """Failed reconnect attempts in a row before REST polling starts."""
         return self._settings.fallback_after
+
+    @property
+    def fallback(self) -> bool:
+        """Whether a shard whose socket cannot be kept up is served by REST polling."""
+        return self._fallback.enabled
+
+    @fallback.setter
+    def fallback(self, enabled: bool) -> None:
+        self._fallback.enabled = enabled
 
     # -- lifecycle ----------------------------------------------------------------------------
 
