@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from fastmd.core.streams import Venue
 from fastmd.sim.limits import SimLimits
 from fastmd.sim.market import Market
 from fastmd.sim.replay import Recording, ReplayMarket
 from fastmd.sim.rest import RestServer
+from fastmd.sim.venues import Venue
 from fastmd.sim.ws import WsServer
 
 __all__ = ["Exchange", "Fault", "Faults"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from fastmd.core.streams import Venue
+from fastmd.sim.venues import Venue
 
 __all__ = ["SimLimits"]
 

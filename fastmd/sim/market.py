@@ -37,14 +37,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Final
 
-from fastmd.core.streams import (
-    SPOT_KLINE_INTERVALS,
-    USDM_KLINE_INTERVALS,
-    Stream,
-    StreamKind,
-    Venue,
-    parse_stream,
-)
+from fastmd.sim.venues import VENUE_STREAMS, Kind, SimStream, Venue
 
 __all__ = ["Market", "SymbolSpec"]
 
@@ -62,10 +55,6 @@ _MAX_BARS: Final = 1500
 _MAX_TRADES: Final = 20_000
 _BOOK_LEVELS: Final = 200  # levels kept per side
 _WINDOW_MS: Final = {"1h": 60 * _MINUTE, "4h": 240 * _MINUTE, "1d": 1440 * _MINUTE}
-
-# Push cadences (ms) of the timer-driven streams, per venue (binance-protocol.md §1.3, §6).
-_SPOT_DEPTH_SPEEDS: Final = {None: 1000, "100ms": 100}
-_USDM_DEPTH_SPEEDS: Final = {None: 250, "100ms": 100, "500ms": 500}
 
 
 @dataclass(frozen=True)
@@ -721,11 +710,12 @@ class _Book:
     def _seed_book(self, now: int) -> None:
         mid = self.spec.start_price
         for i in range(1, _BOOK_LEVELS + 1):
-            self._set("b", mid - i, self._random_qty())
-            self._set("a", mid + i, self._random_qty())
+            self._set("b", mid - i, self.random_qty())
+            self._set("a", mid + i, self.random_qty())
         self.prev_top = self.top()
 
-    def _random_qty(self) -> int:
+    def random_qty(self) -> int:
+        """A random order size, in the symbol's integer quantity units."""
         scale: int = 10 ** max(self.spec.quantity_decimals - 3, 0)
         return self.rng.randrange(1, 200) * scale
 
@@ -772,10 +762,10 @@ class _Book:
         # Keep both sides deep: a taker order must always find liquidity.
         while len(self.bid_prices) < _BOOK_LEVELS // 2:
             self._set("b", self.bid_prices[0] - 1 if self.bid_prices else self.best_ask() - 1,
-                      self._random_qty())  # fmt: skip
+                      self.random_qty())  # fmt: skip
         while len(self.ask_prices) < _BOOK_LEVELS // 2:
             self._set("a", self.ask_prices[-1] + 1 if self.ask_prices else self.best_bid() + 1,
-                      self._random_qty())  # fmt: skip
+                      self.random_qty())  # fmt: skip
 
     # -- order flow ------------------------------------------------------------------------
 
@@ -792,7 +782,7 @@ class _Book:
             price = max(self.best_ask() - 1 + offset, self.best_bid() + 1)
             current = self.asks.get(price, 0)
         self._bump()
-        self._set(side, price, current + self._random_qty())
+        self._set(side, price, current + self.random_qty())
 
     def cancel(self) -> None:
         side = "b" if self.rng.random() < 0.5 else "a"
@@ -800,7 +790,7 @@ class _Book:
         window = prices[-30:] if side == "b" else prices[:30]
         price = self.rng.choice(window)
         levels = self.bids if side == "b" else self.asks
-        remaining = levels[price] - self._random_qty()
+        remaining = levels[price] - self.random_qty()
         self._bump()
         self._set(side, price, remaining)
         self._replenish()
@@ -808,7 +798,7 @@ class _Book:
     def market_order(self, now: int) -> tuple[list[_Trade], list[_AggTrade]]:
         """A taker order sweeping the opposite side; one aggTrade per price level it fills."""
         buy = self.rng.random() < 0.5
-        wanted = self._random_qty() * self.rng.randrange(1, 4)
+        wanted = self.random_qty() * self.rng.randrange(1, 4)
         trades: list[_Trade] = []
         aggs: list[_AggTrade] = []
         self._bump()
@@ -1118,6 +1108,8 @@ class Market:
         specs: Iterable[SymbolSpec] = (),
     ) -> None:
         self.venue: Venue = venue
+        self.streams = VENUE_STREAMS[venue]
+        """The venue's stream table (names, parameters, cadences): :mod:`fastmd.sim.venues`."""
         self.clock = clock
         self.rng = random.Random(seed)
         explicit = {spec.symbol.upper(): spec for spec in specs}
@@ -1141,7 +1133,7 @@ class Market:
         """The streams someone is subscribed to; only these are encoded and emitted."""
         self._active_sorted: list[str] = []
         self._kline_open: dict[str, int] = {}
-        self._parsed: dict[str, Stream] = {}
+        self._parsed: dict[str, SimStream] = {}
         self._due: dict[str, int] = {}
         self._changed_minis: set[str] = set()
         self._changed_window: dict[str, set[str]] = {"1h": set(), "4h": set(), "1d": set()}
@@ -1165,17 +1157,18 @@ class Market:
         self._active_sorted = sorted(self.active)
         for name in self.active:
             if name not in self._parsed:
-                self._parsed[name] = parse_stream(name, self.venue)
+                parsed = self.streams.parse(name)
+                if parsed is None:
+                    raise ValueError(f"{name!r} is not a stream of {self.venue}")
+                self._parsed[name] = parsed
         for name, stream in self._parsed.items():
             if name not in self.active:
                 continue
             book = self.book(stream.symbol or "")
-            if stream.kind is StreamKind.DEPTH and book is not None:
-                table = _SPOT_DEPTH_SPEEDS if self.venue == "binance-spot" else _USDM_DEPTH_SPEEDS
-                if stream.speed not in book.diffs:
-                    book.diffs[stream.speed] = _DiffWindow(
-                        table[stream.speed], last_emitted_u=book.update_id
-                    )
+            if stream.kind is not Kind.DEPTH or book is None or stream.speed in book.diffs:
+                continue
+            assert stream.cadence_ms is not None  # every depth stream has its cadence
+            book.diffs[stream.speed] = _DiffWindow(stream.cadence_ms, last_emitted_u=book.update_id)
 
     # -- order flow ------------------------------------------------------------------------
 
@@ -1278,43 +1271,22 @@ class Market:
                     self._emit_diff(book, speed, window, now, out)
         for name in self._active_sorted:
             stream = self._parsed[name]
-            if stream.kind is StreamKind.DEPTH:
+            if stream.kind is Kind.DEPTH:
                 continue
-            cadence = self._cadence(stream)
+            cadence = stream.cadence_ms
             if cadence is None:
                 continue
             due = self._due.get(name, 0)
             if now < due:
                 continue
             self._due[name] = now - now % cadence + cadence
-            if stream.kind is StreamKind.KLINE:
+            if stream.kind is Kind.KLINE:
                 out.extend((name, payload) for payload in self._kline_payloads(name, stream, now))
                 continue
             payload = self._timed_payload(stream, now)
             if payload is not None:
                 out.append((name, payload))
         return out
-
-    def _cadence(self, stream: Stream) -> int | None:
-        spot = self.venue == "binance-spot"
-        kind = stream.kind
-        if kind is StreamKind.KLINE:
-            if not spot:
-                return 250
-            return 1000 if stream.interval == "1s" else 2000
-        if kind is StreamKind.PARTIAL_DEPTH:
-            speeds = {None: 1000 if spot else 250, "100ms": 100, "500ms": 500}
-            return speeds[stream.speed]
-        if kind in (StreamKind.MINI_TICKER, StreamKind.TICKER):
-            return 1000 if spot else 2000
-        if kind is StreamKind.MARK_PRICE or kind is StreamKind.ALL_MARK_PRICES:
-            return 1000 if stream.speed == "1s" else 3000
-        if kind in (
-            StreamKind.WINDOW_TICKER, StreamKind.AVG_PRICE, StreamKind.REFERENCE_PRICE,
-            StreamKind.ALL_MINI_TICKERS, StreamKind.ALL_TICKERS, StreamKind.ALL_WINDOW_TICKERS,
-        ):  # fmt: skip
-            return 1000
-        return None  # real-time streams and serverShutdown
 
     def _emit_diff(
         self, book: _Book, speed: str | None, window: _DiffWindow, now: int, out: list[Emission]
@@ -1346,7 +1318,7 @@ class Market:
             )
         out.append((name, f'{head}"b":[{bids}],"a":[{asks}]}}'.encode()))
 
-    def _timed_payload(self, stream: Stream, now: int) -> bytes | None:
+    def _timed_payload(self, stream: SimStream, now: int) -> bytes | None:
         kind = stream.kind
         if stream.symbol is None:
             return self._all_market_payload(stream, now)
@@ -1354,7 +1326,7 @@ class Market:
         if book is None:
             return None  # unknown but well-formed symbols are acknowledged and stay silent
         sym = book.spec.symbol
-        if kind is StreamKind.PARTIAL_DEPTH:
+        if kind is Kind.PARTIAL_DEPTH:
             n = stream.levels or 5
             if self.venue == "binance-spot":
                 return (
@@ -1366,41 +1338,41 @@ class Market:
                 f'"u":{book.update_id},"pu":{book.update_id - 1},'
                 f'"b":[{book.levels_json("b", n)}],"a":[{book.levels_json("a", n)}]}}'
             ).encode()
-        if kind is StreamKind.MINI_TICKER:
+        if kind is Kind.MINI_TICKER:
             return self._mini_ticker(book, now).encode()
-        if kind is StreamKind.TICKER:
+        if kind is Kind.TICKER:
             return self._ticker(book, now).encode()
-        if kind is StreamKind.WINDOW_TICKER:
+        if kind is Kind.WINDOW_TICKER:
             assert stream.window is not None
             return self._window_ticker(book, stream.window, now).encode()
-        if kind is StreamKind.AVG_PRICE:
+        if kind is Kind.AVG_PRICE:
             return (
                 f'{{"e":"avgPrice","E":{now},"s":"{sym}","i":"5m",'
                 f'"w":"{self.avg_price(book, now)}","T":{self._last_trade_time(book, now)}}}'
             ).encode()
-        if kind is StreamKind.REFERENCE_PRICE:
+        if kind is Kind.REFERENCE_PRICE:
             return (
                 f'{{"e":"referencePrice","s":"{sym}","r":"{self._mid(book)}","t":{now}}}'.encode()
             )
-        if kind is StreamKind.MARK_PRICE:
+        if kind is Kind.MARK_PRICE:
             return self._mark_price(book, now).encode()
         return None
 
-    def _all_market_payload(self, stream: Stream, now: int) -> bytes | None:
+    def _all_market_payload(self, stream: SimStream, now: int) -> bytes | None:
         kind = stream.kind
-        if kind is StreamKind.ALL_MINI_TICKERS:
+        if kind is Kind.ALL_MINI_TICKERS:
             changed = [b for b in self._order if b.spec.symbol in self._changed_minis]
             self._changed_minis.clear()
             items = [self._mini_ticker(b, now) for b in changed]
-        elif kind is StreamKind.ALL_WINDOW_TICKERS:
+        elif kind is Kind.ALL_WINDOW_TICKERS:
             assert stream.window is not None
             marks = self._changed_window[stream.window]
             changed = [b for b in self._order if b.spec.symbol in marks]
             marks.clear()
             items = [self._window_ticker(b, stream.window, now) for b in changed]
-        elif kind is StreamKind.ALL_TICKERS:
+        elif kind is Kind.ALL_TICKERS:
             items = [self._ticker(b, now) for b in self._order]
-        elif kind is StreamKind.ALL_MARK_PRICES:
+        elif kind is Kind.ALL_MARK_PRICES:
             items = [self._mark_price(b, now) for b in self._order]
         else:
             return None
@@ -1410,7 +1382,7 @@ class Market:
 
     # -- payload builders ------------------------------------------------------------------
 
-    def _kline_payloads(self, name: str, stream: Stream, now: int) -> list[bytes]:
+    def _kline_payloads(self, name: str, stream: SimStream, now: int) -> list[bytes]:
         """The open candle's update; first the final (``x: true``) update of the candle that
         closed since the last push, as Binance sends it."""
         book = self.book(stream.symbol or "")
@@ -1705,8 +1677,7 @@ class Market:
         ).encode()
 
     def valid_interval(self, interval: str) -> bool:
-        intervals = SPOT_KLINE_INTERVALS if self.venue == "binance-spot" else USDM_KLINE_INTERVALS
-        return interval in intervals
+        return interval in self.streams.kline_intervals
 
     # -- flood -----------------------------------------------------------------------------
 
@@ -1715,7 +1686,7 @@ class Market:
         benchmarks: no book change, no aggregation, only the trade tape's ids advance."""
         book = self.books[symbol.upper()]
         now = self.now_ms()
-        price, quantity = book.price(book.last_price), book.qty(book._random_qty())
+        price, quantity = book.price(book.last_price), book.qty(book.random_qty())
         start = book.next_trade_id
         book.next_trade_id += count
         sym = book.spec.symbol

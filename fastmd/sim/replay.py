@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastmd.core.streams import Venue
+from fastmd.sim.venues import Venue
 
 __all__ = ["Recording", "RecordedFrame", "ReplayMarket", "Unavailable"]
 

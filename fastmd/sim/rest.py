@@ -29,9 +29,9 @@ import msgspec
 from aiohttp import web
 from multidict import MultiMapping
 
-from fastmd.core.streams import Venue
 from fastmd.sim.limits import SimLimits
 from fastmd.sim.replay import Unavailable
+from fastmd.sim.venues import Venue
 
 __all__ = ["MarketView", "RestServer"]
 

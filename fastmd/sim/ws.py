@@ -5,7 +5,7 @@ What it serves (binance-protocol.md is the authority; §-numbers refer to it):
 - **Paths** (§1.1, §6): ``/ws``, ``/ws/<s1>[/<s2>...]`` (raw, ``combined=false``) and ``/stream``,
   ``/stream?streams=<s1>/<s2>`` (wrapped, ``combined=true``); URL-encoded targets are decoded.
   USD-M futures also serves the routed forms ``/public/...`` and ``/market/...``; a stream only
-  delivers on a connection of its route (:func:`~fastmd.core.streams.futures_route`), and an
+  delivers on a connection of its route (:attr:`fastmd.sim.venues.SimStream.route`), and an
   unrouted connection counts as ``/public``. A subscription on the wrong route is acknowledged and
   stays silent, as on Binance.
 - **Upgrade refusals** (the simulator's choices where Binance documents nothing): a target longer
@@ -67,9 +67,8 @@ from picows import (
 # the protocol itself (same arguments as ws_create_server passes; checked with picows 2.3).
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
-from fastmd.core.streams import Stream, StreamKind, Venue, futures_route, parse_stream
-from fastmd.errors import StreamNameError
 from fastmd.sim.limits import SimLimits
+from fastmd.sim.venues import VENUE_STREAMS, Kind, Route, SimStream, Venue
 
 __all__ = ["WsConnection", "WsServer"]
 
@@ -129,7 +128,6 @@ MSG_NOT_OBJECT: Final = "Invalid request: request must be a JSON object"  # the 
 
 Mode = Literal["close", "fin", "rst"]
 MalformedKind = Literal["not_json", "invalid_utf8", "wrong_types", "oversized", "binary"]
-Route = Literal["public", "market"]
 
 
 class _Refused(Exception):
@@ -444,7 +442,9 @@ class WsServer:
         self._protocols: set[_Protocol] = set()
         self._conns: dict[int, WsConnection] = {}
         self._fanout: dict[str, _Fanout] = {}
-        self._parsed: dict[str, Stream] = {}
+        self.streams = VENUE_STREAMS[venue]
+        """The venue's stream table: which names the server accepts (:mod:`fastmd.sim.venues`)."""
+        self._parsed: dict[str, SimStream] = {}
         self._next_id = 1
         self._attempts: dict[str, deque[float]] = {}
         self._refuse: tuple[int, float | None] | None = None
@@ -820,13 +820,12 @@ class WsServer:
         conn_id, self._next_id = self._next_id, self._next_id + 1
         return WsConnection(self, conn_id, raw_target.decode(), combined, route, streams)
 
-    def _parse(self, name: str) -> Stream | None:
+    def _parse(self, name: str) -> SimStream | None:
         """The parsed stream, or ``None`` if ``name`` is not a valid stream of the venue."""
         parsed = self._parsed.get(name)
         if parsed is None:
-            try:
-                parsed = parse_stream(name, self.venue)
-            except StreamNameError:
+            parsed = self.streams.parse(name)
+            if parsed is None:
                 return None
             if len(self._parsed) < 100_000:  # bounded: names come from clients
                 self._parsed[name] = parsed
@@ -953,10 +952,10 @@ class WsServer:
     # -- subscriptions ---------------------------------------------------------------------
 
     def _delivers(self, conn: WsConnection, stream: str) -> bool:
-        if self.venue != "binance-usdm":
-            return True
         parsed = self._parse(stream)
-        return parsed is not None and futures_route(parsed) == (conn.route or "public")
+        if parsed is None:
+            return False
+        return parsed.route is None or parsed.route == (conn.route or "public")
 
     def _subscribe(self, conn: WsConnection, streams: Iterable[str]) -> bool:
         changed = False
@@ -1228,25 +1227,24 @@ def _query(query: str) -> dict[str, str]:
 
 
 # Event shapes of the malformed frames: (event JSON with %(E)d, %(id)s and %(text)s slots).
-_SAMPLES: Final[dict[StreamKind | None, bytes]] = {
-    StreamKind.TRADE: b'{"e":"trade","E":%(E)d,"s":"%(S)s","t":%(id)s,"p":"%(text)s",'
+_SAMPLES: Final[dict[Kind | None, bytes]] = {
+    Kind.TRADE: b'{"e":"trade","E":%(E)d,"s":"%(S)s","t":%(id)s,"p":"%(text)s",'
     b'"q":"1.00000000","T":%(E)d,"m":true,"M":true}',
-    StreamKind.AGG_TRADE: b'{"e":"aggTrade","E":%(E)d,"s":"%(S)s","a":%(id)s,"p":"%(text)s",'
+    Kind.AGG_TRADE: b'{"e":"aggTrade","E":%(E)d,"s":"%(S)s","a":%(id)s,"p":"%(text)s",'
     b'"q":"1.00000000","f":1,"l":1,"T":%(E)d,"m":true,"M":true}',
-    StreamKind.DEPTH: b'{"e":"depthUpdate","E":%(E)d,"s":"%(S)s","U":%(id)s,"u":%(id)s,'
+    Kind.DEPTH: b'{"e":"depthUpdate","E":%(E)d,"s":"%(S)s","U":%(id)s,"u":%(id)s,'
     b'"b":[["%(text)s","1.00000000"]],"a":[]}',
-    StreamKind.BOOK_TICKER: b'{"u":%(id)s,"s":"%(S)s","b":"%(text)s","B":"1.00000000",'
+    Kind.BOOK_TICKER: b'{"u":%(id)s,"s":"%(S)s","b":"%(text)s","B":"1.00000000",'
     b'"a":"1.00000000","A":"1.00000000"}',
-    StreamKind.PARTIAL_DEPTH: b'{"lastUpdateId":%(id)s,"bids":[["%(text)s","1.00000000"]],'
-    b'"asks":[]}',
+    Kind.PARTIAL_DEPTH: b'{"lastUpdateId":%(id)s,"bids":[["%(text)s","1.00000000"]],"asks":[]}',
     None: b'{"e":"event","E":%(id)s,"s":"%(S)s","p":"%(text)s"}',
 }
 
 
 def _sample(
-    stream: Stream | None, now: int, *, ident: bytes = b"1", text: bytes = b"1.00000000"
+    stream: SimStream | None, now: int, *, ident: bytes = b"1", text: bytes = b"1.00000000"
 ) -> bytes:
     """A plausible event of ``stream`` with ``ident`` as its id and ``text`` in a string field."""
-    template = _SAMPLES.get(stream.kind if stream is not None else StreamKind.TRADE, _SAMPLES[None])
+    template = _SAMPLES.get(stream.kind if stream is not None else Kind.TRADE, _SAMPLES[None])
     symbol = (stream.symbol or "").upper().encode() if stream is not None else b"BTCUSDT"
     return template % {b"E": now, b"S": symbol, b"id": ident, b"text": text}
