@@ -48,6 +48,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import unquote
 
@@ -70,7 +71,7 @@ from picows.picows import WSProtocol  # type: ignore[attr-defined]
 from fastmd.sim.limits import SimLimits
 from fastmd.sim.venues import VENUE_STREAMS, Kind, Route, SimStream, Venue
 
-__all__ = ["WsConnection", "WsServer"]
+__all__ = ["ServerHooks", "WsConnection", "WsServer"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,38 @@ class _Fanout:
         self.combined_sends = tuple(c.send for c in self.combined)
 
 
+@dataclass(frozen=True, slots=True)
+class ServerHooks:
+    """What a :class:`WsConnection` asks of its server, as callables: :class:`WsServer` builds one
+    and hands it to every connection it accepts.
+
+    Attributes:
+        limits: the limits the connection enforces (incoming frames, pings and pongs).
+        max_write_buffer: unsent bytes after which the connection is a slow consumer.
+        loop: the event loop the server runs on (the connection's timers).
+        clock: the server's wall clock (ping payloads).
+        connected: the connection is upgraded and open.
+        disconnected: the connection is gone.
+        client_closed: the client sent a close frame.
+        rate_limited: the client sent more frames than ``limits`` allow.
+        slow_consumer: the connection's unsent backlog passed ``max_write_buffer``.
+        control: a complete control message (text) arrived.
+        close: close the connection with a code and reason (the closing handshake).
+    """
+
+    limits: SimLimits
+    max_write_buffer: int
+    loop: Callable[[], asyncio.AbstractEventLoop]
+    clock: Callable[[], float]
+    connected: Callable[[WsConnection], None]
+    disconnected: Callable[[WsConnection], None]
+    client_closed: Callable[[WsConnection, WSFrame], None]
+    rate_limited: Callable[[WsConnection], None]
+    slow_consumer: Callable[[WsConnection], None]
+    control: Callable[[WsConnection, bytes], None]
+    close: Callable[[WsConnection, int, str], object]
+
+
 class WsConnection(WSListener):
     """One accepted WebSocket connection: its picows listener and its inspectable state.
 
@@ -193,11 +226,11 @@ class WsConnection(WSListener):
     __slots__ = (
         "_close_timer",
         "_fragments",
+        "_hooks",
         "_last_ping",
         "_pings",
         "_pong_timer",
         "_rate",
-        "_server",
         "_timers",
         "closing",
         "combined",
@@ -220,14 +253,14 @@ class WsConnection(WSListener):
 
     def __init__(
         self,
-        server: WsServer,
+        hooks: ServerHooks,
         conn_id: int,
         path: str,
         combined: bool,
         route: Route | None,
         url_streams: list[str],
     ) -> None:
-        self._server = server
+        self._hooks = hooks
         self.id = conn_id
         self.path = path
         self.combined = combined
@@ -245,7 +278,7 @@ class WsConnection(WSListener):
         self.stall_all = 0
         self.stall_rules: list[frozenset[str] | None] = []
         self.stall_streams: set[str] = set()
-        self._rate: deque[float] = deque(maxlen=server.limits.max_incoming_per_second + 1)
+        self._rate: deque[float] = deque(maxlen=hooks.limits.max_incoming_per_second + 1)
         self._pings: dict[bytes, float] = {}  # outstanding ping payload -> loop time sent
         self._last_ping = 0
         self._pong_timer: asyncio.TimerHandle | None = None
@@ -270,11 +303,11 @@ class WsConnection(WSListener):
         self.remote = underlying.get_extra_info("peername")
         # pause_writing() fires once the backlog passes the slow-consumer limit: no per-frame
         # check on the hot path.
-        underlying.set_write_buffer_limits(high=self._server.max_write_buffer)
-        self._server._connected(self)
+        underlying.set_write_buffer_limits(high=self._hooks.max_write_buffer)
+        self._hooks.connected(self)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self._server._disconnected(self)
+        self._hooks.disconnected(self)
 
     def write_frames(self, frames: bytes) -> None:
         """Write already-framed server frames (unmasked, complete) straight to the socket."""
@@ -289,7 +322,7 @@ class WsConnection(WSListener):
         if self.half_open:
             return  # a dead server reads nothing and answers nothing
         if msg_type is WSMsgType.CLOSE:
-            self._server._client_closed(self, frame)
+            self._hooks.client_closed(self, frame)
             return
         if self.closing:
             return
@@ -297,11 +330,11 @@ class WsConnection(WSListener):
             rate = self._rate
             rate.append(now)
             if len(rate) == rate.maxlen and now - rate[0] < 1.0:
-                self._server._rate_limited(self)
+                self._hooks.rate_limited(self)
                 return
         if msg_type is WSMsgType.TEXT:
             if frame.fin:
-                self._server._control(self, frame.get_payload_as_bytes())
+                self._hooks.control(self, frame.get_payload_as_bytes())
             else:
                 self._fragments = bytearray(frame.get_payload_as_memoryview())
         elif msg_type is WSMsgType.CONTINUATION:
@@ -313,7 +346,7 @@ class WsConnection(WSListener):
         # BINARY: Binance's JSON stream servers have no binary requests; it only counts.
 
     def pause_writing(self) -> None:
-        self._server._slow_consumer(self)
+        self._hooks.slow_consumer(self)
 
     def resume_writing(self) -> None:
         pass  # the connection is gone by then (see pause_writing)
@@ -326,23 +359,24 @@ class WsConnection(WSListener):
         self._fragments += frame.get_payload_as_memoryview()
         if len(self._fragments) > MAX_MESSAGE:
             self._fragments = None
-            self._server._close(self, _MESSAGE_TOO_BIG, "Message too big")
+            self._hooks.close(self, _MESSAGE_TOO_BIG, "Message too big")
         elif frame.fin:
             data, self._fragments = bytes(self._fragments), None
-            self._server._control(self, data)
+            self._hooks.control(self, data)
 
-    def _send_ping(self) -> None:
-        """Ping with a fresh payload (the wall clock's milliseconds) and arm the pong deadline."""
-        server = self._server
+    def send_ping(self) -> None:
+        """Ping with a fresh payload (the wall clock's milliseconds), arm the pong deadline, and
+        schedule the next ping ``limits.ping_interval`` from now."""
+        hooks = self._hooks
         if self.closing or self.transport is None:
             return
-        self.arm("ping", server.limits.ping_interval, self._send_ping)
+        self.arm("ping", hooks.limits.ping_interval, self.send_ping)
         if self.half_open:
             return
-        stamp = max(int(server._clock() * 1000), self._last_ping + 1)
+        stamp = max(int(hooks.clock() * 1000), self._last_ping + 1)
         self._last_ping = stamp
         payload = b"%d" % stamp
-        self._pings[payload] = server._loop.time()
+        self._pings[payload] = hooks.loop().time()
         self.transport.send_ping(payload)
         if self._pong_timer is None:
             self._arm_pong_deadline()
@@ -353,17 +387,17 @@ class WsConnection(WSListener):
             self._pong_timer = None
         if self._pings:
             oldest = next(iter(self._pings.values()))
-            loop = self._server._loop
+            loop = self._hooks.loop()
             self._pong_timer = loop.call_at(
-                oldest + self._server.limits.pong_timeout, self._pong_expired
+                oldest + self._hooks.limits.pong_timeout, self._pong_expired
             )
 
     def _pong_expired(self) -> None:
         self._pong_timer = None
         if self._pings and not self.closing and not self.half_open:
             logger.info("connection %d: no pong within %.3gs, closing", self.id,
-                        self._server.limits.pong_timeout)  # fmt: skip
-            self._server._close(self, _POLICY_VIOLATION, "Pong timeout")
+                        self._hooks.limits.pong_timeout)  # fmt: skip
+            self._hooks.close(self, _POLICY_VIOLATION, "Pong timeout")
 
     def _pong(self, payload: bytes) -> None:
         pings = self._pings
@@ -374,13 +408,14 @@ class WsConnection(WSListener):
                 del pings[sent]
                 if sent == payload:
                     break
-        elif self._server.limits.unsolicited_pong_keeps_alive:
+        elif self._hooks.limits.unsolicited_pong_keeps_alive:
             pings.clear()
         else:
             return  # spot: an unsolicited pong (or a wrong payload) does not keep alive
         self._arm_pong_deadline()
 
-    def _reset_pings(self) -> None:
+    def reset_pings(self) -> None:
+        """Forget the outstanding pings and disarm the pong deadline."""
         self._pings.clear()
         if self._pong_timer is not None:
             self._pong_timer.cancel()
@@ -391,13 +426,26 @@ class WsConnection(WSListener):
         timer = self._timers.get(name)
         if timer is not None:
             timer.cancel()
-        self._timers[name] = self._server._loop.call_later(delay, callback, *args)
+        self._timers[name] = self._hooks.loop().call_later(delay, callback, *args)
 
-    def _cancel_timers(self) -> None:
-        self._reset_pings()
+    def cancel_timers(self) -> None:
+        """Cancel the timers :meth:`arm` scheduled and the pong deadline (not the close timer)."""
+        self.reset_pings()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+
+    def set_close_timer(self, delay: float, callback: Callable[..., object], *args: Any) -> None:
+        """(Re)schedule the closing handshake's timer: the next step of a close in progress
+        (FIN, then RST). :meth:`cancel_timers` leaves it running."""
+        self.cancel_close_timer()
+        self._close_timer = self._hooks.loop().call_later(delay, callback, *args)
+
+    def cancel_close_timer(self) -> None:
+        """Cancel the closing handshake's timer, if one is scheduled."""
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
 
     def blocked(self, stream: str) -> bool:
         """Whether a fault keeps data of ``stream`` from this connection right now."""
@@ -450,6 +498,19 @@ class WsServer:
         self._refuse: tuple[int, float | None] | None = None
         self._skips: dict[str, int] = {}
         self._dups: dict[str, int] = {}
+        self._hooks = ServerHooks(
+            limits=limits,
+            max_write_buffer=max_write_buffer,
+            loop=lambda: self._loop,
+            clock=clock,
+            connected=self._connected,
+            disconnected=self._disconnected,
+            client_closed=self._client_closed,
+            rate_limited=self._rate_limited,
+            slow_consumer=self._slow_consumer,
+            control=self._control,
+            close=self._close,
+        )
         self._faulty = False
         self._all_gone: asyncio.Event | None = None
 
@@ -466,7 +527,9 @@ class WsServer:
         if self._server is not None:
             raise RuntimeError("WsServer already started")
         self._bound_loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(lambda: _Protocol(self), host, port)
+        self._server = await self._loop.create_server(
+            lambda: _Protocol(self._upgrade, self._protocols.add, self._protocol_lost), host, port
+        )
         bound: int = self._server.sockets[0].getsockname()[1]
         logger.info("WebSocket server listening on %s:%d (%s)", host, bound, self.venue)
         return bound
@@ -502,6 +565,12 @@ class WsServer:
     def connections(self) -> list[WsConnection]:
         """The open (upgraded, not yet disconnected) connections."""
         return list(self._conns.values())
+
+    @property
+    def faulty(self) -> bool:
+        """Whether a fault is in force (skip, duplicate, stall, half-open): :meth:`publish` then
+        takes its slower, fault-aware path."""
+        return self._faulty
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -663,7 +732,7 @@ class WsServer:
         for conn in self._select(connection_id):
             if active:
                 conn.half_open += 1
-                conn._reset_pings()  # a dead server enforces nothing
+                conn.reset_pings()  # a dead server enforces nothing
             elif conn.half_open:
                 conn.half_open -= 1
         self._refresh_faulty()
@@ -818,7 +887,7 @@ class WsServer:
                 400, f"More than {self.limits.max_streams_per_connection} streams in the URL"
             )
         conn_id, self._next_id = self._next_id, self._next_id + 1
-        return WsConnection(self, conn_id, raw_target.decode(), combined, route, streams)
+        return WsConnection(self._hooks, conn_id, raw_target.decode(), combined, route, streams)
 
     def _parse(self, name: str) -> SimStream | None:
         """The parsed stream, or ``None`` if ``name`` is not a valid stream of the venue."""
@@ -837,7 +906,7 @@ class WsServer:
         self._conns[conn.id] = conn
         conn.opened_at = self._clock()
         limits = self.limits
-        conn.arm("ping", limits.ping_interval, conn._send_ping)
+        conn.arm("ping", limits.ping_interval, conn.send_ping)
         if limits.shutdown_notice > 0:
             notice_at = max(limits.connection_lifetime - limits.shutdown_notice, 0.0)
             conn.arm("notice", notice_at, self._lifetime_notice, conn)
@@ -850,9 +919,7 @@ class WsServer:
     def _disconnected(self, conn: WsConnection) -> None:
         if self._retire(conn):
             self._notify()
-        if conn._close_timer is not None:
-            conn._close_timer.cancel()
-            conn._close_timer = None
+        conn.cancel_close_timer()
         conn.closing = True
         conn.send = _unsent
         self._conns.pop(conn.id, None)
@@ -867,7 +934,7 @@ class WsServer:
 
     def _retire(self, conn: WsConnection) -> bool:
         """Stop all traffic to ``conn``; returns whether the set of live streams changed."""
-        conn._cancel_timers()
+        conn.cancel_timers()
         changed = False
         for stream in list(conn.delivering):
             changed |= self._unindex(conn, stream)
@@ -882,7 +949,7 @@ class WsServer:
         conn.closing = True
         # picows' stub types the code as WSCloseCode; any int in 1000..4999 works on the wire.
         conn.transport.send_close(code, reason.encode())  # type: ignore[arg-type]
-        conn._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self._close_timed_out, conn)
+        conn.set_close_timer(CLOSE_TIMEOUT, self._close_timed_out, conn)
         if changed and notify:
             self._notify()
         return changed
@@ -896,10 +963,10 @@ class WsServer:
         """Reset the connection if a graceful close has not finished within CLOSE_TIMEOUT (a
         client that stopped reading never lets the FIN out)."""
         transport = conn.transport
-        if conn._close_timer is not None:
-            conn._close_timer.cancel()
-        if transport is not None:
-            conn._close_timer = self._loop.call_later(CLOSE_TIMEOUT, transport.disconnect, False)
+        if transport is None:
+            conn.cancel_close_timer()
+        else:
+            conn.set_close_timer(CLOSE_TIMEOUT, transport.disconnect, False)
 
     def _client_closed(self, conn: WsConnection, frame: WSFrame) -> None:
         """The client sent a close frame: answer it (unless we started) and close TCP."""
@@ -1137,8 +1204,17 @@ class _Protocol(WSProtocol):  # type: ignore[misc]
     connections that never upgraded.
     """
 
-    def __init__(self, server: WsServer) -> None:
-        self._server = server
+    def __init__(
+        self,
+        upgrade: Callable[
+            [WSUpgradeRequest, _Protocol], WsConnection | WSUpgradeResponseWithListener
+        ],
+        opened: Callable[[_Protocol], None],
+        lost: Callable[[_Protocol], None],
+    ) -> None:
+        self._upgrade = upgrade
+        self._opened = opened
+        self._lost = lost
         super().__init__(
             host_port=None,
             ws_path=None,
@@ -1158,17 +1234,17 @@ class _Protocol(WSProtocol):  # type: ignore[misc]
         )
 
     def _route(self, request: WSUpgradeRequest) -> WsConnection | WSUpgradeResponseWithListener:
-        return self._server._upgrade(request, self)
+        return self._upgrade(request, self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._server._protocols.add(self)
+        self._opened(self)
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         try:
             super().connection_lost(exc)
         finally:
-            self._server._protocol_lost(self)
+            self._lost(self)
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -134,7 +134,7 @@ async def test_stall_of_some_streams_and_one_connection(sim: WsSim) -> None:
         sim.server.set_stall(False, connection_id=a_id, streams=frozenset({"btcusdt@trade"}))
         (btc,) = sim.trades("BTCUSDT")
         assert await recv_json(a) == json.loads(btc)
-        assert not sim.server._faulty  # back on the fast path
+        assert not sim.server.faulty  # back on the fast path
 
 
 async def test_stall_applies_to_connections_open_at_the_time(sim: WsSim) -> None:
@@ -188,7 +188,7 @@ async def test_skip_makes_a_trade_id_gap_for_everyone(sim: WsSim) -> None:
         expected = [first, first + 1, first + 4]
         assert _ids(await _drain(raw)) == expected
         assert [json.loads(f)["data"]["t"] for f in await _drain(wrapped)] == expected
-        assert not sim.server._faulty
+        assert not sim.server.faulty
 
 
 async def test_duplicate_repeats_frames(sim: WsSim) -> None:
