@@ -11,7 +11,7 @@ subscription (symbol check, placement, acknowledgement, failure) and where a gap
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -28,17 +28,30 @@ from fastmd.aio.reporting import Reporter
 from fastmd.aio.rest import RestClient, RestTimeouts, SymbolDirectory
 from fastmd.aio.routes import EventSource, RouteTable
 from fastmd.aio.status import StatusBoard
-from fastmd.aio.subscriptions import EventStream, Subscription, SubscriptionGroup
+from fastmd.aio.subscriptions import (
+    EventStream,
+    SelectionStats,
+    SelectiveDelivery,
+    Subscription,
+    SubscriptionGroup,
+)
 from fastmd.aio.tasks import Tasks
 from fastmd.core.backoff import Backoff
 from fastmd.core.breaker import CircuitBreakerPolicy
 from fastmd.core.codec import PriceType
 from fastmd.core.lifecycle import ErrorReport, ErrorReporter, Severity
 from fastmd.core.liveness import Heartbeat
+from fastmd.core.selective import (
+    ChangeFilter,
+    Throttle,
+    change_fields,
+    check_throttle,
+    per_symbol,
+)
 from fastmd.core.sequence import Gap
 from fastmd.core.stats import LatencyStats
 from fastmd.core.status import Status
-from fastmd.core.streams import Venue, parse_stream
+from fastmd.core.streams import Stream, Venue, parse_stream
 from fastmd.core.subscriptions import (
     CONTROL_FRAMES_PER_SECOND,
     STREAMS_PER_CONNECTION,
@@ -175,6 +188,7 @@ class Client:
         self._reporter = Reporter(error_reporter)
         self._tasks = Tasks(self._task_failed)
         self._gaps = GapLog(self._reporter)
+        self._selection = SelectionStats()
         self._routes = RouteTable(venue, self._reporter, self._gap_detected, slow_callback)
         self._backfiller = Backfiller(
             self._routes, self._rest_or_none, self._tasks, self._reporter, self._gaps.report
@@ -314,6 +328,8 @@ class Client:
         callback: Callable[[Any], object],
         *,
         backfill: bool | None = None,
+        only_changes: bool | Sequence[str] = False,
+        throttle: float | None = None,
     ) -> Subscription:
         """Call ``callback(event)`` for every event of ``streams``.
 
@@ -323,16 +339,42 @@ class Client:
         ``backfill``: fill gaps from REST before live events resume (on by default for
         aggTrade and kline streams, the ones REST can replay).
 
+        ``only_changes``: call back only when the fields that matter for the stream's kind
+        differ from the last event delivered (``True``: the defaults of docs/client.md), or the
+        named event attributes (``("bid_quantity", "ask_quantity")``, dotted for nested ones).
+
+        ``throttle``: at most one call per that many seconds, always with the newest event; the
+        newest of a burst is delivered at the end of its interval. Not offered for trades,
+        aggTrades, depth diffs and liquidations (their events are facts, not states).
+
+        Sequence checks see every frame either way: held-back events are counted in
+        ``metrics()`` (``unchanged_skipped``, ``throttle_conflated``) and on the subscription,
+        never reported as gaps.
+
         Raises:
-            StreamNameError: a stream name is invalid for the venue (nothing is subscribed).
+            StreamNameError: a stream name is invalid for the venue.
+            TypeError: ``callback`` is not callable, or an option has the wrong type.
+            ValueError: ``only_changes`` names an unknown field or the stream kind has no
+                defaults; ``throttle`` is not a positive number or not offered for the stream.
             InvalidState: the client is not started or is closed.
+
+        Nothing is subscribed when it raises.
         """
         self._check_open()
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {callback!r}")
         names = (streams,) if isinstance(streams, str) else tuple(dict.fromkeys(streams))
         if not names:
             raise StreamNameError("subscribe() needs at least one stream")
         parsed = [parse_stream(name, self.venue) for name in names]
-        subscription = Subscription(names, callback, backfill=backfill, remove=self._remove)
+        selective = {
+            name: delivery
+            for name, stream in zip(names, parsed, strict=True)
+            if (delivery := self._selective(name, stream, callback, only_changes, throttle))
+        }
+        subscription = Subscription(
+            names, callback, backfill=backfill, remove=self._remove, selective=selective
+        )
         fresh: list[str] = []
         for name, stream in zip(names, parsed, strict=True):
             route = self._routes.get(name)
@@ -353,21 +395,56 @@ class Client:
         *,
         maxsize: int = 10_000,
         overflow: Literal["drop_oldest", "keep_latest", "disconnect"] = "drop_oldest",
+        only_changes: bool | Sequence[str] = False,
+        throttle: float | None = None,
     ) -> EventStream:
-        """An async iterator over the events of ``streams`` through a bounded queue.
+        """An async iterator over the events of ``streams`` through a bounded queue
+        (``only_changes`` and ``throttle`` as in :meth:`subscribe`, per stream).
 
         Raises:
             StreamNameError: a stream name is invalid.
-            ValueError: bad ``maxsize`` or ``overflow``.
+            ValueError: bad ``maxsize``, ``overflow``, ``only_changes`` or ``throttle``.
+            TypeError: an option has the wrong type.
         """
         events = EventStream(maxsize, overflow, self._overflowed)
         names = (streams,) if isinstance(streams, str) else tuple(streams)
-        for name in names:  # all or nothing: a bad name subscribes none
-            parse_stream(name, self.venue)
+        for name in names:  # all or nothing: a bad name or option subscribes none
+            stream = parse_stream(name, self.venue)
+            change_fields(stream, name, self.venue, only_changes)
+            check_throttle(stream, name, throttle)
         # One subscription per stream name so the queue knows where each event came from.
-        subs = [self.subscribe(name, events.pusher(name)) for name in names]
+        subs = [
+            self.subscribe(name, events.pusher(name), only_changes=only_changes, throttle=throttle)
+            for name in names
+        ]
         events.attach(subs[0] if len(subs) == 1 else SubscriptionGroup(subs))
         return events
+
+    def _selective(
+        self,
+        name: str,
+        stream: Stream,
+        callback: Callable[[Any], object],
+        only_changes: bool | Sequence[str],
+        throttle: float | None,
+    ) -> SelectiveDelivery | None:
+        fields = change_fields(stream, name, self.venue, only_changes)
+        interval = check_throttle(stream, name, throttle)
+        if fields is None and interval is None:
+            return None  # the route calls the callback itself: nothing added per event
+        by_symbol = per_symbol(stream)
+        reporter = self._reporter
+
+        def failed(exc: Exception) -> None:
+            reporter.callback_failed(f"callback of {name}", exc, stream=name)
+
+        return SelectiveDelivery(
+            callback,
+            change=ChangeFilter(fields, by_symbol=by_symbol) if fields is not None else None,
+            throttle=Throttle(interval, by_symbol=by_symbol) if interval is not None else None,
+            stats=self._selection,
+            failed=failed,
+        )
 
     async def _place(self, names: list[str]) -> None:
         if self.validate_symbols:
@@ -556,6 +633,8 @@ class Client:
             overflow_dropped=self._gaps.overflow_dropped,
             backfilled=self._backfiller.filled,
             book_resyncs=self._books.resyncs,
+            unchanged_skipped=self._selection.skipped,
+            throttle_conflated=self._selection.conflated,
         )
 
     @property

@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVa
 import msgspec
 from cachetools import TTLCache
 
+from fastmd.aio.subscriptions import SelectiveDelivery
 from fastmd.core.events import Kline, Ticker
 from fastmd.core.rest_models import DepthSnapshot, KlineBar, RestTicker, RestTrade
+from fastmd.core.selective import ChangeFilter, Throttle
 from fastmd.core.streams import (
     SPOT_KLINE_INTERVALS,
     USDM_KLINE_INTERVALS,
@@ -73,7 +75,12 @@ class MarketHost(Protocol):
     def event_source(self) -> Literal["ws", "rest"]: ...
 
     def subscribe(
-        self, streams: str | list[str], callback: Callable[[Any], object]
+        self,
+        streams: str | list[str],
+        callback: Callable[[Any], object],
+        *,
+        only_changes: bool = False,
+        throttle: float | None = None,
     ) -> Subscription: ...
 
     def on_status(self, callback: Callable[[Status, Metrics], object]) -> Callable[[], None]: ...
@@ -423,7 +430,12 @@ class MarketData:
         return subscription
 
     def subscribe_price(
-        self, symbol: str, callback: Callable[[Result[Any]], object]
+        self,
+        symbol: str,
+        callback: Callable[[Result[Any]], object],
+        *,
+        only_changes: bool = False,
+        throttle: float | None = None,
     ) -> Subscription:
         """Call ``callback(result)`` with every trade price of ``symbol`` (``<symbol>@trade``
         spot, ``<symbol>@aggTrade`` futures): ``data`` is the price, ``ts`` the event time,
@@ -431,14 +443,22 @@ class MarketData:
         the subscription is active, :meth:`price` answers from it too. If the subscription
         fails (unknown symbol, refused), ``callback`` gets one Result with ``error`` set.
 
+        ``only_changes=True``: call back only when the price differs from the last one given.
+        ``throttle=seconds``: at most one call per interval, with the newest price (the price
+        is a state, so a price feed may be throttled though its trades may not). :meth:`price`
+        still sees every trade.
+
         Returns:
             The client's :class:`fastmd.Subscription` (``unsubscribe()``, ``wait_active()``).
 
         Raises:
             StreamNameError: ``symbol`` is not a well-formed symbol.
+            TypeError: ``only_changes`` is not a bool, or ``throttle`` not a number.
+            ValueError: ``throttle`` is not a positive number of seconds.
             InvalidState: the client is not started or is closed.
         """
         name = self._symbol(symbol)
+        notify = _selective_results(callback, only_changes, throttle)
         stream = self._trade_stream(name)
         live = self._live_for(stream)
         client = self._client
@@ -450,7 +470,7 @@ class MarketData:
             source: Source = client.event_source
             if source == "ws":
                 live.event = event
-            callback(Result(event.price, source, None, event.event_time))
+            notify(Result(event.price, source, None, event.event_time))
 
         subscription = client.subscribe(stream, on_trade)
         live.subscriptions.append(subscription)
@@ -459,7 +479,13 @@ class MarketData:
         return subscription
 
     def subscribe_klines(
-        self, symbol: str, interval: str, callback: Callable[[Result[Any]], object]
+        self,
+        symbol: str,
+        interval: str,
+        callback: Callable[[Result[Any]], object],
+        *,
+        only_changes: bool = False,
+        throttle: float | None = None,
     ) -> Subscription:
         """Call ``callback(result)`` with every candle update of ``symbol`` at ``interval``
         (``<symbol>@kline_<interval>``): ``data`` is the candle, a :class:`fastmd.KlineData`
@@ -467,11 +493,16 @@ class MarketData:
         (``"rest"`` for candles the client recovered or polled by REST). If the subscription
         fails, ``callback`` gets one Result with ``error`` set.
 
+        ``only_changes=True``: only when the close price or the closed flag changes (every
+        candle's final update is delivered). ``throttle=seconds``: at most one call per interval,
+        with the newest candle. Both as in :meth:`fastmd.Client.subscribe`.
+
         Returns:
             The client's :class:`fastmd.Subscription` (``unsubscribe()``, ``wait_active()``).
 
         Raises:
             StreamNameError: ``symbol`` is malformed or ``interval`` is not one of the venue's.
+            TypeError, ValueError: bad ``only_changes`` or ``throttle``.
             InvalidState: the client is not started or is closed.
         """
         name = self._symbol(symbol)
@@ -481,7 +512,12 @@ class MarketData:
             source: Source = client.event_source
             callback(Result(event.kline, source, None, event.event_time))
 
-        subscription = client.subscribe(f"{name.lower()}@kline_{interval}", on_kline)
+        subscription = client.subscribe(
+            f"{name.lower()}@kline_{interval}",
+            on_kline,
+            only_changes=only_changes,
+            throttle=throttle,
+        )
         self._keep(subscription)
         self._watch(subscription, callback)
         return subscription
@@ -598,3 +634,30 @@ def _rest_ticker(event: Ticker[Any]) -> RestTicker[Any]:
         ask_price=event.best_ask_price,
         ask_qty=event.best_ask_quantity,
     )
+
+
+def _selective_results(
+    callback: Callable[[Result[Any]], object], only_changes: bool, throttle: float | None
+) -> Callable[[Result[Any]], object]:
+    """``callback`` behind the comparison and throttle of a price feed (the Result's ``data``
+    is the state compared and conflated)."""
+    if not isinstance(only_changes, bool):
+        raise TypeError(f"only_changes must be True or False here, not {only_changes!r}")
+    if throttle is not None:
+        if isinstance(throttle, bool) or not isinstance(throttle, (int, float)):
+            raise TypeError(f"throttle must be seconds (a number) or None, not {throttle!r}")
+        if not 0 < throttle < float("inf"):
+            raise ValueError(f"throttle must be a positive number of seconds, not {throttle!r}")
+    if not only_changes and throttle is None:
+        return callback
+
+    def failed(exc: Exception) -> None:
+        logger.error("a market-data callback raised", exc_info=exc)
+
+    return SelectiveDelivery(
+        callback,
+        change=ChangeFilter(("data",)) if only_changes else None,
+        throttle=Throttle(float(throttle)) if throttle is not None else None,
+        stats=None,
+        failed=failed,
+    ).target

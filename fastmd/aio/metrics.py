@@ -36,6 +36,10 @@ class Metrics:
         overflow_dropped: events dropped by full :meth:`Client.stream` queues.
         backfilled: events recovered from REST after a gap (instead of being lost).
         book_resyncs: local order books thrown away and synced again.
+        unchanged_skipped: events not delivered to ``only_changes`` subscriptions because nothing
+            they compare had changed (sequence checks saw them; never gaps).
+        throttle_conflated: events of ``throttle`` subscriptions replaced by a newer one within
+            an interval (never gaps).
     """
 
     status: Status
@@ -59,3 +63,5 @@ class Metrics:
     overflow_dropped: int
     backfilled: int
     book_resyncs: int
+    unchanged_skipped: int = 0
+    throttle_conflated: int = 0

@@ -124,7 +124,7 @@ class RouteTable:
         if route.buffer is not None:
             route.callbacks = (route.buffer.append,)
         else:
-            route.callbacks = tuple(sub.callback for sub in route.subscriptions)
+            route.callbacks = tuple(sub.target(route.name) for sub in route.subscriptions)
         route.single = route.callbacks[0] if len(route.callbacks) == 1 else None
 
     def hold(self, route: Route) -> None:

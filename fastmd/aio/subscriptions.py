@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol
 
+from fastmd.core.selective import ChangeFilter, Throttle, change_gate
 from fastmd.errors import FastmdError, FastmdTimeoutError, InvalidState, StreamOverflow
 
 __all__ = ["EventStream", "Subscription"]
@@ -21,14 +22,127 @@ OverflowPolicy = Literal["drop_oldest", "keep_latest", "disconnect"]
 OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("drop_oldest", "keep_latest", "disconnect")
 
 
+class SelectionStats:
+    """Events held back by ``only_changes`` and ``throttle``, all subscriptions together."""
+
+    def __init__(self) -> None:
+        self._live: set[SelectiveDelivery] = set()
+        self._ended = [0, 0]
+
+    def track(self, delivery: SelectiveDelivery) -> None:
+        self._live.add(delivery)
+
+    def ended(self, delivery: SelectiveDelivery) -> None:
+        if delivery in self._live:
+            self._live.discard(delivery)
+            self._ended[0] += delivery.skipped
+            self._ended[1] += delivery.conflated
+
+    @property
+    def skipped(self) -> int:
+        """Events not delivered because nothing compared had changed (``only_changes``)."""
+        return self._ended[0] + sum(d.skipped for d in self._live)
+
+    @property
+    def conflated(self) -> int:
+        """Events replaced by a newer one before their turn came (``throttle``)."""
+        return self._ended[1] + sum(d.conflated for d in self._live)
+
+
+class SelectiveDelivery:
+    """What a route calls for one stream of a subscription with ``only_changes`` or
+    ``throttle`` (:attr:`target`): it compares, holds and conflates (rules in
+    :mod:`fastmd.core.selective`), and calls the user's callback with what passes. A held event
+    goes at the end of its interval, from a timer of the running loop.
+
+    Args:
+        callback: the user's callback.
+        change: the comparison of ``only_changes`` (``None``: every event passes).
+        throttle: the interval rule of ``throttle`` (``None``: no throttling).
+        stats: the client's counts of held-back events (``None``: not counted there).
+        failed: called when ``callback`` raises from the timer (on the frame path, the route
+            reports it as for any callback).
+    """
+
+    def __init__(
+        self,
+        callback: Callable[[Any], object],
+        *,
+        change: ChangeFilter | None,
+        throttle: Throttle | None,
+        stats: SelectionStats | None,
+        failed: Callable[[Exception], None],
+    ) -> None:
+        self._callback = callback
+        self._change = change
+        self._throttle = throttle
+        self._stats = stats
+        self._failed = failed
+        self._timer: asyncio.TimerHandle | None = None
+        self._skipped: Callable[[], int] = lambda: change.skipped if change is not None else 0
+        self.target: Callable[[Any], object] = self._deliver
+        """The function the route calls with each event."""
+        if change is not None and throttle is None and not change.by_symbol:
+            self.target, self._skipped = change_gate(change.fields, callback)
+        if stats is not None:
+            stats.track(self)
+
+    @property
+    def skipped(self) -> int:
+        return self._skipped()
+
+    @property
+    def conflated(self) -> int:
+        return self._throttle.conflated if self._throttle is not None else 0
+
+    def _deliver(self, event: Any) -> None:
+        change = self._change
+        if change is not None and not change.passes(event):
+            return
+        throttle = self._throttle
+        if throttle is None:
+            self._callback(event)
+            return
+        loop = asyncio.get_running_loop()
+        if throttle.offer(event, loop.time()):
+            self._callback(event)
+            return
+        if self._timer is None and throttle.deadline is not None:
+            self._timer = loop.call_at(throttle.deadline, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        throttle = self._throttle
+        assert throttle is not None
+        for event in throttle.due(asyncio.get_running_loop().time()):
+            try:
+                self._callback(event)
+            except Exception as exc:
+                self._failed(exc)
+
+    def close(self) -> None:
+        """Cancel the timer and forget held events (the subscription ended)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._throttle is not None:
+            self._throttle.drop()
+        if self._stats is not None:
+            self._stats.ended(self)
+
+
 class Subscription:
     """A callback subscribed to one or more streams (``client.subscribe(...)``).
 
     ``state`` is ``"pending"`` until every stream is acknowledged, then ``"active"``;
     ``"failed"`` (see ``error``) or ``"closed"`` after :meth:`unsubscribe`.
 
-    The ``mark_*`` methods are the client's side of the object: it calls them as the server
-    answers; applications read ``state`` and await :meth:`wait_active`.
+    With ``only_changes`` or ``throttle``, :attr:`skipped` and :attr:`conflated` count the
+    events held back (sequence checks still saw them: they are never gaps).
+
+    The ``mark_*`` methods and :meth:`target` are the client's side of the object: it calls them
+    as the server answers and as it routes events; applications read ``state`` and await
+    :meth:`wait_active`.
     """
 
     def __init__(
@@ -38,10 +152,12 @@ class Subscription:
         *,
         backfill: bool | None,
         remove: Callable[[Subscription], None],
+        selective: dict[str, SelectiveDelivery] | None = None,
     ) -> None:
         self.streams = streams
         self.callback = callback
         self.backfill = backfill
+        self._selective = selective or {}
         self.state: SubscriptionState = "pending"
         self.error: FastmdError | None = None
         self._remove = remove
@@ -51,13 +167,34 @@ class Subscription:
     def __repr__(self) -> str:
         return f"Subscription({list(self.streams)!r}, state={self.state!r})"
 
+    @property
+    def skipped(self) -> int:
+        """Events not delivered because nothing compared had changed (``only_changes``)."""
+        return sum(delivery.skipped for delivery in self._selective.values())
+
+    @property
+    def conflated(self) -> int:
+        """Events replaced by a newer one within a throttle interval (``throttle``)."""
+        return sum(delivery.conflated for delivery in self._selective.values())
+
+    def target(self, stream: str) -> Callable[[Any], object]:
+        """What the route of ``stream`` calls with each event: the callback itself, or the
+        selective delivery in front of it."""
+        delivery = self._selective.get(stream)
+        return delivery.target if delivery is not None else self.callback
+
     def unsubscribe(self) -> None:
         """Stop calling the callback; streams nobody else uses are unsubscribed. Idempotent."""
         if self.state == "closed":
             return
         self.state = "closed"
+        self._end_selective()
         self._remove(self)
         self._settle()
+
+    def _end_selective(self) -> None:
+        for delivery in self._selective.values():
+            delivery.close()
 
     async def wait_active(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until every stream is acknowledged by the server.
@@ -91,12 +228,14 @@ class Subscription:
             return
         self.state = "failed"
         self.error = error
+        self._end_selective()
         self._settle()
 
     def mark_closed(self) -> None:
         """The client closed: the subscription ends without removing anything."""
         if self.state != "closed":
             self.state = "closed"
+            self._end_selective()
             self._settle()
 
     def _settle(self) -> None:

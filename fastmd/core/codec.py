@@ -433,6 +433,27 @@ _WINDOW_EVENTS: Final[dict[str | None, Any]] = {
     "4h": ev.Ticker4h,
     "1d": ev.Ticker1d,
 }
+
+
+def event_class(stream: Stream, venue: Venue = "binance-spot") -> type | None:
+    """The event class one frame of ``stream`` decodes to on ``venue`` (unparameterised:
+    ``fastmd.BookTicker``, not ``BookTicker[float]``), or ``None`` for all-market streams that
+    deliver lists and for ``!serverShutdown``."""
+    kind = stream.kind
+    if kind is StreamKind.PARTIAL_DEPTH:
+        return ev.DepthUpdate if venue == "binance-usdm" else ev.PartialDepth
+    if kind is StreamKind.WINDOW_TICKER:
+        cls: type = _WINDOW_EVENTS[stream.window]
+        return cls
+    if kind in _ARRAY_EVENTS or kind in (
+        StreamKind.ALL_WINDOW_TICKERS,
+        StreamKind.SERVER_SHUTDOWN,
+    ):
+        return None
+    found: type | None = _KIND_EVENTS.get(kind)
+    return found
+
+
 # Raw (unwrapped) payloads that carry their event type; used when no stream is known.
 _TAGGED_EVENTS: Final = (
     ev.Trade, ev.AggTrade, ev.BlockTrade, ev.Kline, ev.MiniTicker, ev.Ticker, ev.Ticker1h,
