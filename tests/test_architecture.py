@@ -48,8 +48,8 @@ AIO_IMPORTS: dict[str, set[str]] = {
 }
 TYPE_HINT_ONLY = {("routes", "pool"), ("routes", "subscriptions")}
 
-# Private members are touched only through self or cls. These packages are checked.
-CHECKED = ("aio", "cli", "core")
+# Private members are touched only through self or cls, in every package.
+CHECKED = ("aio", "cli", "core", "sim")
 
 
 def _sources(*packages: str) -> list[Path]:
