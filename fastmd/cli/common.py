@@ -1,18 +1,15 @@
 """Small helpers the commands share: the usage exit code, Ctrl-C as a stop signal, waiting on a
-stop event, and (for now) the shutdown exception handler."""
+stop event."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Final
 
-__all__ = ["EXIT_USAGE", "quiet_leftovers", "signals_set", "wait_until_set"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["EXIT_USAGE", "signals_set", "wait_until_set"]
 
 EXIT_USAGE: Final = 2
 """Exit code of a usage error: a bad option value, a stream or symbol the exchange refuses."""
@@ -38,24 +35,3 @@ async def wait_until_set(event: asyncio.Event, seconds: float) -> None:
     """Return when ``event`` is set or after ``seconds``, whichever comes first."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
-
-
-def quiet_leftovers() -> None:
-    """Called when a command starts shutting down: a client task that then fails because its
-    HTTP session closed under it is not news, and must not print "Task exception was never
-    retrieved" on the user's screen. Such fastmd errors go to the log at INFO; anything else
-    still reaches asyncio's default handler.
-
-    (Works around the client's shared exchangeInfo fetch, which outlives a waiter cancelled by
-    ``Client.close()`` and then fails with nobody to retrieve its error.)
-    """
-    import fastmd
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        error = context.get("exception")
-        if isinstance(error, fastmd.FastmdError):
-            logger.info("after shutdown began: %s: %r", context.get("message"), error)
-            return
-        loop.default_exception_handler(context)
-
-    asyncio.get_running_loop().set_exception_handler(handler)

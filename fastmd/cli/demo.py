@@ -11,7 +11,7 @@ import contextlib
 import sys
 
 import fastmd
-from fastmd.cli.common import quiet_leftovers, signals_set
+from fastmd.cli.common import signals_set
 from fastmd.cli.reports import Reachability, until_unreachable
 from fastmd.cli.state import Demo
 from fastmd.cli.view import plain_view, rich_view, summary
@@ -84,7 +84,6 @@ async def run(args: argparse.Namespace) -> int:
                 await plain_view(demo, client, stop)
             else:
                 await rich_view(demo, client, stop, duration)
-        quiet_leftovers()
         watchdog.cancel()
         await asyncio.gather(watchdog, return_exceptions=True)
         for timer in timers:  # after Ctrl-C, no fault on a stopping simulator

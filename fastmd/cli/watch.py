@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 import fastmd
-from fastmd.cli.common import EXIT_USAGE, quiet_leftovers, signals_set, wait_until_set
+from fastmd.cli.common import EXIT_USAGE, signals_set, wait_until_set
 from fastmd.cli.reports import (
     CONNECT_CODES,
     UNREACHABLE_CODES,
@@ -167,7 +167,6 @@ async def run(args: argparse.Namespace) -> int:
                 # Flushing on a timer rather than per event keeps a write syscall off the hot
                 # path; a reader still sees lines within 0.1 s.
                 _flush(out, stop)
-        quiet_leftovers()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
