@@ -588,8 +588,8 @@ class Client:
             return  # the parts REST cannot return are reported when the fill ends
         self._gaps.report(gap)
 
-    def _overflowed(self, stream: str, expected: int, received: int) -> None:
-        self._gap_detected(self._gaps.overflow(stream, expected, received))
+    def _overflowed(self, gap: Gap, dropped: int) -> None:
+        self._gaps.overflowed(gap, dropped)
 
     @property
     def status(self) -> Status:

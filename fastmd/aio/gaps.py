@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from fastmd.aio.reporting import Reporter
 from fastmd.core.lifecycle import Severity
-from fastmd.core.sequence import Gap, GapReason
+from fastmd.core.sequence import Gap
 
 __all__: list[str] = []
 
@@ -52,7 +52,16 @@ class GapLog:
             except Exception as exc:
                 self._reporter.callback_failed("a gap listener", exc, listener="gap")
 
-    def overflow(self, stream: str, expected: int, received: int) -> Gap:
-        """A consumer's queue dropped events of ``stream``: the gap to report."""
-        self.overflow_dropped += 1
-        return Gap(stream, expected, received, GapReason.OVERFLOW)
+    def overflowed(self, gap: Gap, dropped: int) -> None:
+        """A consumer's queue (``client.stream()``) dropped ``dropped`` events of ``gap.stream``
+        in one burst: that consumer's loss, told to it by its event stream; here it is counted
+        and reported, never backfilled, never given to ``on_gap`` (the stream lost nothing)."""
+        self.overflow_dropped += dropped
+        self._reporter.report(
+            Severity.WARNING,
+            "stream_overflow",
+            f"{gap.stream}: a client.stream() consumer fell behind and lost {dropped} event(s) "
+            f"(positions {gap.expected}..{gap.received - 1})",
+            None,
+            stream=gap.stream,
+        )

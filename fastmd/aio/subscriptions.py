@@ -8,14 +8,18 @@ the function that reports what its queue dropped.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol
 
 from fastmd.core.selective import ChangeFilter, Throttle, change_gate
+from fastmd.core.sequence import Gap, GapReason
 from fastmd.errors import FastmdError, FastmdTimeoutError, InvalidState, StreamOverflow
 
 __all__ = ["EventStream", "Subscription"]
+
+logger = logging.getLogger(__name__)
 
 SubscriptionState = Literal["pending", "active", "failed", "closed"]
 OverflowPolicy = Literal["drop_oldest", "keep_latest", "disconnect"]
@@ -266,9 +270,9 @@ class SubscriptionGroup:
             sub.unsubscribe()
 
 
-OverflowSink = Callable[[str, int, int], None]
-"""``(stream, expected, received)``: events of ``stream`` from position ``expected`` up to (not
-including) ``received`` were dropped by a full queue."""
+OverflowSink = Callable[[Gap, int], None]
+"""``(gap, dropped)``: a burst of ``dropped`` events of ``gap.stream`` was dropped by a full
+queue (positions ``gap.expected`` up to, not including, ``gap.received``)."""
 
 
 class EventStream:
@@ -277,17 +281,21 @@ class EventStream:
     Overflow policies when the consumer falls ``maxsize`` events behind:
 
     - ``"drop_oldest"``: the oldest queued event is dropped;
-    - ``"keep_latest"``: the stream's own queued event is dropped, so each stream keeps its newest
-      value (conflation, for tickers and books; the queue holds at most ``maxsize`` plus one
-      event per stream);
+    - ``"keep_latest"``: the stream's own queued event is replaced by the new one, in its place
+      in the queue (conflation, for tickers and books: each stream keeps its newest value; the
+      queue holds at most ``maxsize`` plus one event per stream);
     - ``"disconnect"``: the iterator raises :class:`fastmd.StreamOverflow` and unsubscribes.
 
-    Every dropped event is reported as a gap with reason ``overflow``.
+    What overflows is this consumer's loss, not the stream's: it is never backfilled, and each
+    burst (the drops of one stream within one loop turn) becomes one :class:`fastmd.Gap` with the
+    reason ``overflow``, given to this stream's :meth:`on_gap` listeners and kept in
+    :attr:`gaps` (the newest 1,000). Positions count events in this stream's delivery order,
+    from 1; they are not exchange ids.
     """
 
     def __init__(self, maxsize: int, overflow: str, on_overflow: OverflowSink) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be >= 1")
+        if type(maxsize) is not int or maxsize < 1:
+            raise ValueError(f"maxsize must be an int >= 1, not {maxsize!r}")
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(
                 f"overflow must be 'drop_oldest', 'keep_latest' or 'disconnect', not {overflow!r}"
@@ -295,16 +303,33 @@ class EventStream:
         self.maxsize = maxsize
         self.overflow = overflow
         self._on_overflow = on_overflow
-        self._queue: deque[Any] = deque()
+        self._queue: deque[list[Any]] = deque()  # entries: [event, stream, position]
+        self._newest: dict[str, list[Any]] = {}  # keep_latest: each stream's queued entry
         self._wakeup = asyncio.Event()
         self._failure: FastmdError | None = None
         self._subscription: _Closable | None = None
         self.dropped = 0
+        """Events this consumer lost to overflow."""
+        self.gaps: deque[Gap] = deque(maxlen=1000)
+        """The newest overflow gaps of this consumer, one per burst."""
+        self._gap_listeners: list[Callable[[Gap], object]] = []
         self._positions: dict[str, int] = {}
+        self._bursts: dict[str, list[int]] = {}  # stream -> [first, last, count] this turn
 
     def attach(self, subscription: Subscription | SubscriptionGroup) -> None:
         """The subscription that feeds this stream (closed with it)."""
         self._subscription = subscription
+
+    def on_gap(self, callback: Callable[[Gap], object]) -> Callable[[], None]:
+        """Call ``callback(gap)`` for each burst this consumer loses to overflow; returns a
+        remover."""
+        self._gap_listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._gap_listeners:
+                self._gap_listeners.remove(callback)
+
+        return remove
 
     def pusher(self, stream: str) -> Callable[[Any], None]:
         """The callback that queues the events of ``stream``."""
@@ -320,29 +345,56 @@ class EventStream:
         self._positions[stream] = position
         queue = self._queue
         if len(queue) >= self.maxsize:
-            if self.overflow == "disconnect":
+            if self.overflow == "keep_latest":
+                entry = self._newest.get(stream)
+                if entry is not None:  # conflate in place: O(1), whatever the backlog
+                    self._dropped(stream, entry[2])
+                    entry[0] = event
+                    entry[2] = position
+                    self._wakeup.set()
+                    return
+                # a stream with nothing queued may go over maxsize by one
+            elif self.overflow == "drop_oldest":
+                _, victim_stream, victim_position = queue.popleft()
+                self._dropped(victim_stream, victim_position)
+            else:  # disconnect
                 if self._failure is None:
                     self._failure = StreamOverflow(
                         f"consumer fell {self.maxsize} events behind; stream closed"
                     )
-                    self._on_overflow(stream, position, position + 1)
+                    self._dropped(stream, position)
                     if self._subscription is not None:
                         self._subscription.unsubscribe()
                 self._wakeup.set()
                 return
-            victim: int | None = 0
-            if self.overflow == "keep_latest":
-                # Conflate: the stream's own queued event goes, so every stream keeps its
-                # newest value; a stream with nothing queued may go over maxsize by one (the
-                # queue is bounded by maxsize plus the number of streams).
-                victim = next((i for i, item in enumerate(queue) if item[1] == stream), None)
-            if victim is not None:
-                _, dropped_stream, dropped_position = queue[victim]
-                del queue[victim]
-                self.dropped += 1
-                self._on_overflow(dropped_stream, dropped_position, dropped_position + 1)
-        queue.append((event, stream, position))
+        entry = [event, stream, position]
+        queue.append(entry)
+        if self.overflow == "keep_latest":
+            self._newest[stream] = entry
         self._wakeup.set()
+
+    def _dropped(self, stream: str, position: int) -> None:
+        self.dropped += 1
+        burst = self._bursts.get(stream)
+        if burst is None:
+            if not self._bursts:
+                asyncio.get_running_loop().call_soon(self._flush_bursts)
+            self._bursts[stream] = [position, position, 1]
+        else:
+            burst[1] = position
+            burst[2] += 1
+
+    def _flush_bursts(self) -> None:
+        bursts, self._bursts = self._bursts, {}
+        for stream, (first, last, count) in bursts.items():
+            gap = Gap(stream, first, last + 1, GapReason.OVERFLOW)
+            self.gaps.append(gap)
+            self._on_overflow(gap, count)
+            for listener in tuple(self._gap_listeners):
+                try:
+                    listener(gap)
+                except Exception:
+                    logger.exception("an EventStream gap listener raised")
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self
@@ -350,7 +402,10 @@ class EventStream:
     async def __anext__(self) -> Any:
         while True:
             if self._queue:
-                return self._queue.popleft()[0]
+                event, stream, _ = entry = self._queue.popleft()
+                if self._newest.get(stream) is entry:
+                    del self._newest[stream]
+                return event
             if self._failure is not None:
                 raise self._failure
             if self._subscription is not None and self._subscription.state == "closed":

@@ -253,24 +253,34 @@ async def test_stream_rejects_bad_arguments(ex: Exchange) -> None:
         assert client.metrics().streams == 0
 
 
+def covered(gaps: list[Gap]) -> list[int]:
+    """The positions a consumer's overflow gaps say it lost, in order."""
+    return [p for g in gaps for p in range(g.expected, g.received)]
+
+
 async def test_stream_drop_oldest(ex: Exchange) -> None:
     async with client_for(ex) as client:
-        gaps: list[Gap] = []
-        client.on_gap(gaps.append)
+        client_gaps: list[Gap] = []
+        client.on_gap(client_gaps.append)
         events = client.stream("btcusdt@trade", maxsize=5, overflow="drop_oldest")
+        gaps: list[Gap] = []
+        events.on_gap(gaps.append)
         await until(lambda: server_subs(ex) == {"btcusdt@trade"})
         await ex.flood("BTCUSDT", 20)
-        await until(lambda: len(gaps) == 15, what="15 overflow gaps")
+        await until(lambda: covered(gaps) == list(range(1, 16)), what="15 positions lost")
         assert len(events) == 5
         got = [(await next_event(events)).trade_id for _ in range(5)]
         assert contiguous(got)
         assert all(g.reason is GapReason.OVERFLOW and g.stream == "btcusdt@trade" for g in gaps)
-        # Positions in the stream: 1..15 dropped, each reported once, in order.
-        assert [(g.expected, g.received) for g in gaps] == [(i, i + 1) for i in range(1, 16)]
+        # One gap per burst (a loop turn's drops), not one per event.
+        assert len(gaps) < 15
+        assert list(events.gaps) == gaps
         assert events.dropped == 15
         metrics = client.metrics()
         assert metrics.overflow_dropped == 15
-        assert metrics.gaps == 15
+        # The consumer's loss, not the stream's: the client's gap listeners hear nothing.
+        assert client_gaps == []
+        assert metrics.gaps == 0
         # Keeps going afterwards.
         await ex.flood("BTCUSDT", 2)
         assert (await next_event(events)).trade_id == got[-1] + 1
@@ -279,22 +289,25 @@ async def test_stream_drop_oldest(ex: Exchange) -> None:
 
 async def test_stream_keep_latest(ex: Exchange) -> None:
     async with client_for(ex) as client:
-        gaps: list[Gap] = []
-        client.on_gap(gaps.append)
         events = client.stream(
             ["btcusdt@trade", "ethusdt@trade"], maxsize=1, overflow="keep_latest"
         )
+        gaps: list[Gap] = []
+        events.on_gap(gaps.append)
         await until(lambda: server_subs(ex) == {"btcusdt@trade", "ethusdt@trade"})
         await ex.flood("BTCUSDT", 10)
         await ex.flood("ETHUSDT", 4)
-        await until(lambda: len(gaps) == 12, what="12 overflow gaps")
+        await until(lambda: events.dropped == 12 and bool(gaps), what="12 conflated")
+        await asyncio.sleep(0.05)  # the burst's gap is reported at the end of its loop turn
         latest = {e.symbol: e for e in [await next_event(events), await next_event(events)]}
         assert len(events) == 0
         btc = ex.market.books["BTCUSDT"].next_trade_id - 1
         eth = ex.market.books["ETHUSDT"].next_trade_id - 1
         assert (latest["BTCUSDT"].trade_id, latest["ETHUSDT"].trade_id) == (btc, eth)
         assert all(g.reason is GapReason.OVERFLOW for g in gaps)
-        assert sorted(g.stream for g in gaps) == ["btcusdt@trade"] * 9 + ["ethusdt@trade"] * 3
+        by_stream = {s: [p for g in gaps if g.stream == s for p in range(g.expected, g.received)]
+                     for s in ("btcusdt@trade", "ethusdt@trade")}  # fmt: skip
+        assert by_stream == {"btcusdt@trade": list(range(1, 10)), "ethusdt@trade": [1, 2, 3]}
         assert client.metrics().overflow_dropped == 12
         events.close()
 
@@ -314,9 +327,9 @@ async def test_stream_keep_latest_keeps_everything_below_maxsize(ex: Exchange) -
 
 async def test_stream_disconnect_raises_and_unsubscribes(ex: Exchange) -> None:
     async with client_for(ex) as client:
-        gaps: list[Gap] = []
-        client.on_gap(gaps.append)
         events = client.stream("btcusdt@trade", maxsize=5, overflow="disconnect")
+        gaps: list[Gap] = []
+        events.on_gap(gaps.append)
         await until(lambda: server_subs(ex) == {"btcusdt@trade"})
         await ex.flood("BTCUSDT", 20)
         await until(lambda: len(gaps) == 1, what="the overflow gap")
@@ -330,6 +343,28 @@ async def test_stream_disconnect_raises_and_unsubscribes(ex: Exchange) -> None:
         await until(lambda: not server_subs(ex), what="the stream's UNSUBSCRIBE")
         assert client.metrics().streams == 0
         assert client.metrics().overflow_dropped == 1
+
+
+async def test_an_overflowing_aggtrade_stream_is_never_backfilled(ex: Exchange) -> None:
+    """Queue positions are not aggTrade ids: an overflow must not send REST requests nor give
+    old trades to the stream's other subscribers."""
+    async with client_for(ex) as client:
+        others: list[Any] = []
+        client.subscribe("btcusdt@aggTrade", others.append)
+        events = client.stream("btcusdt@aggTrade", maxsize=3)
+        await until(lambda: server_subs(ex) == {"btcusdt@aggTrade"})
+        requests = ex.rest.requests
+        ex.advance(400)  # order flow: its aggTrades arrive in a few socket reads
+        await until(lambda: len(others) > 3 and events.dropped == len(others) - 3)
+        await asyncio.sleep(0.3)
+        delivered = len(others)
+        assert events.dropped == delivered - 3
+        ids = [e.agg_trade_id for e in others]
+        assert contiguous(ids)  # nothing delivered twice, nothing old
+        assert client.metrics().backfilled == 0
+        assert covered(list(events.gaps)) == list(range(1, delivered - 2))
+        assert ex.rest.requests == requests  # no REST request for a consumer's loss
+        events.close()
 
 
 # -- sharding, batching, pacing -----------------------------------------------------------------
