@@ -10,10 +10,11 @@ subscription (symbol check, placement, acknowledgement, failure) and where a gap
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import aiohttp
 
@@ -178,6 +179,8 @@ class Client:
             fallback_after=fallback_after,
         )
         self._started_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._close_task: asyncio.Task[None] | None = None
         self._closed = False
         self._started = False
         self._session: aiohttp.ClientSession | None = None
@@ -282,6 +285,7 @@ class Client:
         if self._started:
             return
         self._started = True
+        self._loop = asyncio.get_running_loop()
         self._started_at = time.monotonic()
         self._session = aiohttp.ClientSession()
         self._rest = RestClient(
@@ -295,17 +299,33 @@ class Client:
         self._symbols = SymbolDirectory(self._rest)
 
     async def close(self) -> None:
-        """Close every connection and the HTTP session; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Close every connection and the HTTP session; idempotent.
+
+        Callbacks stop at once: frames still buffered when close() is called are not delivered.
+        Connections get a bounded closing handshake, so close() returns within about a second
+        whatever the backlog. A close() that is cancelled (a shutdown timeout) still finishes in
+        the background, and the next close() waits for it: no socket is left open.
+
+        Raises:
+            InvalidState: called from another thread than the client's event loop (nothing is
+                closed then).
+        """
+        if self._close_task is None:
+            if self._loop is not None:
+                self._check_thread()
+            self._closed = True
+            self._routes.silence()  # no callback from here on, whatever is still buffered
+            for route in self._routes:
+                for sub in route.subscriptions:
+                    sub.mark_closed()
+            self._close_task = asyncio.get_running_loop().create_task(self._shut_down())
+        await asyncio.shield(self._close_task)
+
+    async def _shut_down(self) -> None:
         self._books.close()
         self._pool.stop()
         await self._tasks.cancel_all()
         await self._pool.close()
-        for route in self._routes:
-            for sub in route.subscriptions:
-                sub.mark_closed()
         if self._market is not None:
             self._market.close()
         if self._symbols is not None:
@@ -314,11 +334,40 @@ class Client:
             await self._session.close()
         self._status.set(Status.CLOSED)
 
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the client's event loop, from any thread: the way to
+        subscribe or unsubscribe from a thread that is not the loop's (the client itself is not
+        thread-safe). For coroutines (``close()``, ``order_book()``), use
+        ``asyncio.run_coroutine_threadsafe(coro, loop)``.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+            InvalidState: the client was never started.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {callback!r}")
+        if self._loop is None:
+            raise InvalidState("start the Client first: async with fastmd.Client(...) as client")
+        self._loop.call_soon_threadsafe(callback, *args)
+
     def _check_open(self) -> None:
         if self._closed:
             raise InvalidState("the Client is closed")
         if not self._started:
             raise InvalidState("start the Client first: async with fastmd.Client(...) as client")
+        self._check_thread()
+
+    def _check_thread(self) -> None:
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self._loop:
+            raise InvalidState(
+                "fastmd.Client is not thread-safe: call it from its event loop's thread; from "
+                "another thread use client.call_soon_threadsafe(...) or "
+                "asyncio.run_coroutine_threadsafe(...)"
+            )
 
     # -- subscribing --------------------------------------------------------------------------
 
@@ -568,19 +617,31 @@ class Client:
     # -- gaps, errors, status, metrics --------------------------------------------------------
 
     def on_gap(self, callback: Callable[[Gap], object]) -> Callable[[], None]:
-        """Call ``callback(gap)`` for every detected loss; returns a remover."""
-        return self._gaps.on_gap(callback)
+        """Call ``callback(gap)`` for every detected loss; returns a remover.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+        """
+        return self._gaps.on_gap(_callable(callback))
 
     def on_status(self, callback: Callable[[Status, Metrics], object]) -> Callable[[], None]:
-        """Call ``callback(status, metrics)`` on every status change; returns a remover."""
-        return self._status.on_status(callback)
+        """Call ``callback(status, metrics)`` on every status change; returns a remover.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+        """
+        return self._status.on_status(_callable(callback))
 
     def on_error(self, callback: Callable[[ErrorReport], object]) -> Callable[[], None]:
         """Call ``callback(report)`` for every :class:`fastmd.ErrorReport` of this client and its
         connections (``report.severity`` tells warnings from errors): failed subscriptions,
         raising callbacks, decode errors, refused connections, REST failures. Listeners are
-        called in addition to ``error_reporter`` (by default: logging); returns a remover."""
-        return self._reporter.on_error(callback)
+        called in addition to ``error_reporter`` (by default: logging); returns a remover.
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+        """
+        return self._reporter.on_error(_callable(callback))
 
     def _gap_detected(self, gap: Gap) -> None:
         route = self._routes.get(gap.stream)
@@ -676,3 +737,12 @@ class Client:
         self._reporter.report(
             Severity.ERROR, "internal_error", f"background task failed: {exc!r}", exc
         )
+
+
+_C = TypeVar("_C")
+
+
+def _callable(callback: _C) -> _C:
+    if not callable(callback):
+        raise TypeError(f"callback must be callable, not {callback!r}")
+    return callback

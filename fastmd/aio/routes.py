@@ -75,6 +75,7 @@ class RouteTable:
         self._routes: dict[str, Route] = {}
         self.get = self._routes.get
         """``get(name)``: the route of a stream, or ``None`` (the frame router binds it once)."""
+        self._silent = False
         self.source: EventSource = "ws"
         """Where the event being delivered right now comes from."""
         self._duplicates_retired = 0
@@ -121,11 +122,20 @@ class RouteTable:
             sub.backfill if sub.backfill is not None else route.parsed.kind in BACKFILLABLE
             for sub in route.subscriptions
         )
-        if route.buffer is not None:
+        if self._silent:
+            route.callbacks = ()
+        elif route.buffer is not None:
             route.callbacks = (route.buffer.append,)
         else:
             route.callbacks = tuple(sub.target(route.name) for sub in route.subscriptions)
         route.single = route.callbacks[0] if len(route.callbacks) == 1 else None
+
+    def silence(self) -> None:
+        """Call no callback any more (the client is closing): frames still buffered are
+        decoded and dropped, sequencers still run."""
+        self._silent = True
+        for route in self._routes.values():
+            self.refresh(route)
 
     def hold(self, route: Route) -> None:
         """Buffer ``route``'s live events (a backfill runs) instead of calling its callbacks."""

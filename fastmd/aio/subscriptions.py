@@ -166,7 +166,8 @@ class Subscription:
         self.error: FastmdError | None = None
         self._remove = remove
         self._waiting: set[str] = set(streams)
-        self._settled = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._settled = self._loop.create_future()
 
     def __repr__(self) -> str:
         return f"Subscription({list(self.streams)!r}, state={self.state!r})"
@@ -188,9 +189,15 @@ class Subscription:
         return delivery.target if delivery is not None else self.callback
 
     def unsubscribe(self) -> None:
-        """Stop calling the callback; streams nobody else uses are unsubscribed. Idempotent."""
+        """Stop calling the callback; streams nobody else uses are unsubscribed. Idempotent.
+
+        Raises:
+            InvalidState: called from another thread than the client's event loop (nothing
+                changes then; use ``client.call_soon_threadsafe(sub.unsubscribe)``).
+        """
         if self.state == "closed":
             return
+        _require_loop(self._loop, "unsubscribe()")
         self.state = "closed"
         self._end_selective()
         self._remove(self)
@@ -421,3 +428,15 @@ class EventStream:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+def _require_loop(loop: asyncio.AbstractEventLoop, what: str) -> None:
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not loop:
+        raise InvalidState(
+            f"{what} must be called from the client's event loop thread; from another thread "
+            "use client.call_soon_threadsafe(...)"
+        )
