@@ -3,6 +3,8 @@ stdout is a pipe (so ``fastmd demo`` prints its line-based view, as in CI)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import io
 import os
 import re
@@ -21,6 +23,7 @@ import fastmd.cli
 from fastmd.cli.reports import Reachability, Repeats, cause
 from fastmd.cli.state import Demo, demo_streams
 from fastmd.cli.view import live_view
+from fastmd.cli.watch import run as run_watch
 
 REPO = Path(fastmd.__file__).resolve().parent.parent
 DEMO_STREAMS = [
@@ -523,3 +526,32 @@ def test_cli_modules_form_no_cycle_and_share_no_private_name() -> None:
     for module in sorted(graph):
         visit(module, [])
     assert graph["fastmd.cli.common"] == set()
+
+
+class CancelledAtStart(argparse.Namespace):
+    """``fastmd watch``'s arguments; reading ``--count`` cancels the running command. It stands in
+    for a Ctrl-C that comes before the command's own handler is installed: ``asyncio.run`` then
+    cancels the command, which sees it at its first wait."""
+
+    @property
+    def count(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        return None
+
+
+async def test_watch_cancelled_during_its_start_ends_quietly(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = CancelledAtStart(
+        streams=["btcusdt@trade"], price_type="float", give_up_after=10.0, venue="binance-spot",
+        url="ws://127.0.0.1:1", rest_url="http://127.0.0.1:1", symbols=["BTCUSDT"], seed=0,
+        rate=50.0, ack_wait=10.0,
+    )  # fmt: skip
+    with pytest.raises(asyncio.CancelledError):
+        await run_watch(args)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    await asyncio.sleep(0.1)
+    # A waiter left running would take the client's closing for a removed subscription.
+    assert capsys.readouterr() == ("", "")

@@ -11,7 +11,7 @@ import contextlib
 import sys
 
 import fastmd
-from fastmd.cli.common import signals_set
+from fastmd.cli.common import cancel_all, signals_set
 from fastmd.cli.reports import Reachability, until_unreachable
 from fastmd.cli.state import Demo
 from fastmd.cli.view import plain_view, rich_view, summary
@@ -79,15 +79,16 @@ async def run(args: argparse.Namespace) -> int:
                 stop.set()
 
         watchdog = asyncio.create_task(give_up())
-        with signals_set(stop):
-            if plain:
-                await plain_view(demo, client, stop)
-            else:
-                await rich_view(demo, client, stop, duration)
-        watchdog.cancel()
-        await asyncio.gather(watchdog, return_exceptions=True)
-        for timer in timers:  # after Ctrl-C, no fault on a stopping simulator
-            timer.cancel()
+        try:
+            with signals_set(stop):
+                if plain:
+                    await plain_view(demo, client, stop)
+                else:
+                    await rich_view(demo, client, stop, duration)
+        finally:  # also when the run is cancelled (Ctrl-C before the handler was installed)
+            for timer in timers:  # after Ctrl-C, no fault on a stopping simulator
+                timer.cancel()
+            await cancel_all([watchdog])
         demo.sample(client)
         elapsed = demo.elapsed()
     if demo.timeline[-1][1] != "CLOSED":

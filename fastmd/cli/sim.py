@@ -8,7 +8,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 
-from fastmd.cli.common import signals_set, wait_until_set
+from fastmd.cli.common import cancel_all, signals_set, wait_until_set
 from fastmd.core.streams import futures_route, trade_stream
 
 __all__ = ["run"]
@@ -71,9 +71,7 @@ async def run(args: argparse.Namespace) -> int:
         try:
             await _until_signalled(args.duration)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
     print("simulator stopped", flush=True)
     return 0
 

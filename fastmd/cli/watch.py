@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 import fastmd
-from fastmd.cli.common import EXIT_USAGE, signals_set, wait_until_set
+from fastmd.cli.common import EXIT_USAGE, cancel_all, signals_set, wait_until_set
 from fastmd.cli.reports import (
     CONNECT_CODES,
     UNREACHABLE_CODES,
@@ -161,15 +161,17 @@ async def run(args: argparse.Namespace) -> int:
         subs = [client.subscribe(name, printer(name)) for name in streams]
         tasks = [asyncio.create_task(settle(sub)) for sub in subs]
         tasks.append(asyncio.create_task(give_up()))
-        with signals_set(stop):
-            while not stop.is_set():
-                await wait_until_set(stop, 0.1)
-                # Flushing on a timer rather than per event keeps a write syscall off the hot
-                # path; a reader still sees lines within 0.1 s.
-                _flush(out, stop)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            with signals_set(stop):
+                while not stop.is_set():
+                    await wait_until_set(stop, 0.1)
+                    # Flushing on a timer rather than per event keeps a write syscall off the
+                    # hot path; a reader still sees lines within 0.1 s.
+                    _flush(out, stop)
+        finally:
+            # Also when the run is cancelled (Ctrl-C before the handler above was installed):
+            # a waiter left running would take the client's closing for a removed subscription.
+            await cancel_all(tasks)
         _flush(out, stop)
     return state["exit"]
 
