@@ -9,7 +9,10 @@ Rules, per stream kind:
   ``prev_final_update_id`` must equal the previous ``final_update_id``;
 - kline: a candle whose start is more than one interval after the last one means lost candles;
 - everything else (tickers, book ticker, partial depth, mark price...) has no sequence to break
-  but a monotonic key (update id or event time) that drops duplicates.
+  but a monotonic key (update id or event time) that drops duplicates;
+- streams where many symbols interleave (``!bookTicker``, ``!forceOrder@arr``, and
+  ``<symbol>@forceOrder`` alike) keep that key per symbol: ``update_id`` for book tickers;
+  liquidations carry no id, so an event equal to one of the symbol's last few is a repeat.
 
 An event whose key is not past the last delivered one is a duplicate (the overlap of a
 make-before-break handover, a server replay): it is dropped and counted, never delivered twice.
@@ -18,6 +21,7 @@ A jump is reported as a :class:`Gap`; the event itself is delivered and becomes 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,6 +37,11 @@ _INTERVAL_MS: Final = {
     "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000,
     "1w": 604_800_000, "1M": 31 * 86_400_000,
 }  # fmt: skip
+
+
+LIQUIDATION_MEMORY: Final = 16
+"""Liquidations remembered per symbol to tell a repeat from a new one: at most one a second is
+pushed per symbol, so they cover 16 seconds or more, longer than a handover's overlap."""
 
 
 class GapReason(StrEnum):
@@ -233,6 +242,57 @@ class _Monotonic(Sequencer):
         return True
 
 
+class _BookTickersBySymbol(Sequencer):
+    """``!bookTicker``: symbols interleave on one stream, each with its own order-book update
+    id, so ``update_id`` must grow per symbol. One dict lookup and, in order, one store of an
+    existing key: nothing is allocated per event."""
+
+    __slots__ = ("lasts",)
+
+    def __init__(self, stream: str, sink: GapSink) -> None:
+        super().__init__(stream, sink)
+        self.lasts: dict[str, int] = {}
+
+    def check(self, event: Any) -> bool:
+        key: int = event.update_id
+        lasts = self.lasts
+        symbol: str = event.symbol
+        if key > lasts.get(symbol, -1):
+            lasts[symbol] = key
+            return True
+        self.duplicates += 1
+        return False
+
+
+class _LiquidationsBySymbol(Sequencer):
+    """``<symbol>@forceOrder`` and ``!forceOrder@arr``: a liquidation has no id, and Binance
+    pushes at most one per symbol per second. The key is the event itself: per symbol the last
+    :data:`LIQUIDATION_MEMORY` events are kept, and an event equal to one of them (same time,
+    same order fields) is a repeat. So is one older than all of them once the memory is full:
+    it is from before what is remembered, and only a replay brings such an event back. A new
+    event is never dropped, even one that arrives after a newer one (a handover's new
+    connection may run ahead of the old one by a few frames); it is delivered then, late."""
+
+    __slots__ = ("recent",)
+
+    def __init__(self, stream: str, sink: GapSink) -> None:
+        super().__init__(stream, sink)
+        self.recent: dict[str, deque[Any]] = {}
+
+    def check(self, event: Any) -> bool:
+        symbol: str = event.order.symbol
+        recent = self.recent.get(symbol)
+        if recent is None:
+            recent = self.recent[symbol] = deque(maxlen=LIQUIDATION_MEMORY)
+        elif event in recent or (
+            len(recent) == LIQUIDATION_MEMORY and event.event_time < recent[0].event_time
+        ):
+            self.duplicates += 1
+            return False
+        recent.append(event)
+        return True
+
+
 def _event_time(event: Any) -> int:
     return int(event.event_time)
 
@@ -265,8 +325,10 @@ def sequencer_for(stream: Stream, name: str, sink: GapSink, *, futures: bool) ->
         StreamKind.ALL_MARK_PRICES,
     ):  # fmt: skip
         return _Monotonic(name, sink, _array_time)
-    if kind in (StreamKind.SERVER_SHUTDOWN, StreamKind.ALL_BOOK_TICKERS):
-        return None  # many symbols interleave on !bookTicker: no single key orders it
-    if kind in (StreamKind.FORCE_ORDER, StreamKind.ALL_FORCE_ORDERS, StreamKind.BLOCK_TRADE):
-        return _Monotonic(name, sink, _event_time) if kind is StreamKind.BLOCK_TRADE else None
+    if kind is StreamKind.ALL_BOOK_TICKERS:
+        return _BookTickersBySymbol(name, sink)
+    if kind in (StreamKind.FORCE_ORDER, StreamKind.ALL_FORCE_ORDERS):
+        return _LiquidationsBySymbol(name, sink)
+    if kind is StreamKind.SERVER_SHUTDOWN:
+        return None
     return _Monotonic(name, sink, _event_time)

@@ -1,11 +1,15 @@
-"""Backfill and REST fallback against the simulator: lost data comes back, in order, once."""
+"""Backfill and REST fallback against the simulator: lost data comes back, in order, once; and
+make-before-break handovers repeat nothing, also on streams without a sequence of their own."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 import fastmd
 from fastmd.sim import Exchange
@@ -230,3 +234,98 @@ async def test_backfilled_events_say_they_came_from_rest() -> None:
         assert set(sources[first : first + recovered]) == {"rest"}
         assert set(sources[:first]) == set(sources[first + recovered :]) == {"ws"}
         assert client.event_source == "ws"  # outside a delivery
+
+
+# -- handovers: streams without a sequence of their own repeat nothing ---------------------
+
+WATCHED = ("!bookTicker", "!forceOrder@arr", "btcusdt@forceOrder")
+
+
+def _key(stream: str, event: Any) -> tuple[Any, ...]:
+    """What tells one event of ``stream`` from another: (symbol, update id) for a book ticker;
+    a liquidation has no id, so (symbol, time, quantity, price)."""
+    if stream == "!bookTicker":
+        return (event.symbol, event.update_id)
+    order = event.order
+    return (order.symbol, event.event_time, order.original_quantity, order.price)
+
+
+def _wire_key(stream: str, payload: bytes) -> tuple[Any, ...]:
+    data = json.loads(payload)
+    if stream == "!bookTicker":
+        return (data["s"], data["u"])
+    order = data["o"]
+    return (order["s"], data["E"], float(order["q"]), float(order["p"]))
+
+
+async def _liquidate(publish: Callable[[str, bytes], None], stop: asyncio.Event) -> None:
+    """Liquidations, which the simulator's market makes only now and then: here one every
+    millisecond or so, each of 40 symbols in turn (BTCUSDT's on its own stream too), so that
+    handovers happen in the middle of them."""
+    symbols = ["BTCUSDT", *(f"LIQ{i}USDT" for i in range(39))]
+    n = 0
+    while not stop.is_set():
+        symbol = symbols[n % len(symbols)]
+        now = int(time.time() * 1000)
+        payload = (
+            f'{{"e":"forceOrder","E":{now},"o":{{"s":"{symbol}","S":"SELL","o":"LIMIT",'
+            f'"f":"IOC","q":"{n}.25","p":"100.5","ap":"100.5","X":"FILLED","l":"{n}.25",'
+            f'"z":"{n}.25","T":{now}}}}}'
+        ).encode()
+        publish("!forceOrder@arr", payload)
+        if symbol == "BTCUSDT":
+            publish("btcusdt@forceOrder", payload)
+        n += 1
+        await asyncio.sleep(0.001)
+
+
+async def test_force_reconnects_deliver_every_book_ticker_and_liquidation_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five make-before-break handovers in a busy market, each with the server also sending
+    frames twice (its own replays: overlaps on loopback are too short to be sure of a repeat
+    each time): every event the server sent is delivered once, in order, none lost."""
+    symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+    async with (
+        Exchange("binance-usdm", symbols=symbols, seed=5, rate=2000) as ex,
+        fastmd.Client(
+            "binance-usdm", ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST,
+            error_reporter=quiet,
+        ) as client,
+    ):  # fmt: skip
+        sent: dict[str, list[tuple[Any, ...]]] = {name: [] for name in WATCHED}
+        publish = ex.ws.publish
+
+        def recorded(stream: str, payload: bytes) -> None:  # what the server sends, in order
+            if stream in sent:
+                sent[stream].append(_wire_key(stream, payload))
+            publish(stream, payload)
+
+        monkeypatch.setattr(ex.ws, "publish", recorded)
+        got: dict[str, list[tuple[Any, ...]]] = {name: [] for name in WATCHED}
+        for name in WATCHED:
+            sub = client.subscribe(name, lambda e, name=name: got[name].append(_key(name, e)))
+            await sub.wait_active(5)
+        stop = asyncio.Event()
+        liquidations = asyncio.create_task(_liquidate(recorded, stop))
+        await until(lambda: all(len(events) > 10 for events in got.values()))
+        for _ in range(5):
+            for name in WATCHED:
+                ex.faults.duplicate(name, 2)
+            await client.force_reconnect()
+            await asyncio.sleep(0.1)
+        stop.set()
+        await liquidations
+        settled = {name: len(frames) for name, frames in sent.items()}
+        await asyncio.sleep(0.2)  # what was sent so far arrives
+        metrics = client.metrics()
+        assert metrics.handovers == 5 * 2  # two connections each time: /public and /market
+        assert metrics.gaps == 0
+        assert metrics.duplicates_dropped >= 5 * 2 * len(WATCHED)  # every repeat dropped
+    for name in WATCHED:
+        delivered = got[name]
+        assert len(delivered) == len(set(delivered)), f"{name}: an event delivered twice"
+        # every event the server sent from the first one delivered on, in order, none missing
+        first = sent[name].index(delivered[0])
+        assert delivered == sent[name][first : first + len(delivered)], name
+        assert first + len(delivered) >= settled[name], f"{name}: events sent, never delivered"

@@ -14,13 +14,15 @@ from fastmd.core.events import (
     AggTrade,
     BookTicker,
     DepthUpdate,
+    ForceOrder,
     Kline,
     KlineData,
+    LiquidationOrder,
     MiniTicker,
     PartialDepth,
     Trade,
 )
-from fastmd.core.sequence import Gap, GapReason, Sequencer, sequencer_for
+from fastmd.core.sequence import LIQUIDATION_MEMORY, Gap, GapReason, Sequencer, sequencer_for
 from fastmd.core.streams import Venue, parse_stream
 
 SKIP, RECONNECT = GapReason.SERVER_SKIP, GapReason.RECONNECT
@@ -280,9 +282,137 @@ def test_monotonic_keys_drop_replays_and_never_report_gaps(
     assert gaps == []  # no sequence: a jump is not a loss
 
 
-def test_streams_without_an_order_have_no_sequencer() -> None:
-    assert sequencer_for(parse_stream("!bookTicker", "binance-usdm"), "!bookTicker",
-                         lambda gap: None, futures=True) is None  # fmt: skip
+def test_only_server_shutdown_has_no_sequencer() -> None:
+    def sequencer(name: str) -> Sequencer | None:
+        return sequencer_for(parse_stream(name, "binance-usdm"), name, lambda gap: None,
+                             futures=True)  # fmt: skip
+
+    assert sequencer("!serverShutdown") is None
+    for name in ("!bookTicker", "!forceOrder@arr", "btcusdt@forceOrder"):
+        assert sequencer(name) is not None, name
+
+
+# -- per symbol: !bookTicker, forceOrder, !forceOrder@arr ------------------------------------------
+
+
+def quote(symbol: str, update_id: int) -> BookTicker:
+    return BookTicker(
+        update_id=update_id, symbol=symbol, bid_price=1.0, bid_quantity=1.0, ask_price=2.0,
+        ask_quantity=1.0, event_time=1_700_000_000_000, transaction_time=1_700_000_000_000,
+    )  # fmt: skip
+
+
+def liquidation(symbol: str, event_time: int, quantity: float = 1.0) -> ForceOrder:
+    order = LiquidationOrder(
+        symbol=symbol, side="SELL", order_type="LIMIT", time_in_force="IOC",
+        original_quantity=quantity, price=10.0, average_price=10.0, status="FILLED",
+        last_filled_quantity=quantity, filled_quantity=quantity, trade_time=event_time,
+    )  # fmt: skip
+    return ForceOrder(event_time=event_time, order=order)
+
+
+def test_all_book_tickers_keep_one_update_id_per_symbol() -> None:
+    sequencer, gaps = make("!bookTicker", futures=True)
+    # symbols interleave, each with its own update ids (ETH's are far below BTC's)
+    events = [quote("BTCUSDT", 900), quote("ETHUSDT", 40), quote("BTCUSDT", 905),
+              quote("ETHUSDT", 41), quote("SOLUSDT", 7)]  # fmt: skip
+    assert run(sequencer, events) == events
+    # a handover's overlap repeats some of them, in their order, mixed with new ones
+    again = [quote("BTCUSDT", 905), quote("ETHUSDT", 40), quote("ETHUSDT", 41),
+             quote("ETHUSDT", 44), quote("SOLUSDT", 7), quote("BTCUSDT", 910)]  # fmt: skip
+    assert run(sequencer, again) == [quote("ETHUSDT", 44), quote("BTCUSDT", 910)]
+    assert sequencer.duplicates == 4
+    sequencer.mark_reconnect()
+    assert sequencer.check(quote("ETHUSDT", 1_000))  # a jump is no loss: there is no sequence
+    assert gaps == []
+
+
+def test_liquidations_repeat_by_symbol_time_and_content() -> None:
+    for name in ("!forceOrder@arr", "btcusdt@forceOrder"):
+        sequencer, gaps = make(name, futures=True)
+        events = [liquidation("BTCUSDT", 1_000), liquidation("ETHUSDT", 900),
+                  liquidation("BTCUSDT", 2_000), liquidation("ETHUSDT", 1_900)]  # fmt: skip
+        assert run(sequencer, events) == events
+        repeats = [liquidation("BTCUSDT", 2_000), liquidation("ETHUSDT", 900),
+                   liquidation("BTCUSDT", 1_000)]  # fmt: skip
+        assert run(sequencer, repeats) == []
+        assert sequencer.duplicates == 3
+        # the same time with other content is another liquidation, and so is a late one
+        other, late = liquidation("BTCUSDT", 2_000, quantity=3.0), liquidation("BTCUSDT", 1_500)
+        assert run(sequencer, [other, late, other, late]) == [other, late]
+        assert gaps == []
+
+
+def test_liquidations_older_than_the_memory_are_repeats() -> None:
+    sequencer, _ = make("!forceOrder@arr", futures=True)
+    times = [1_000 * i for i in range(1, LIQUIDATION_MEMORY + 3)]
+    assert len(run(sequencer, [liquidation("BTCUSDT", t) for t in times])) == len(times)
+    oldest_kept = times[-LIQUIDATION_MEMORY]
+    assert not sequencer.check(liquidation("BTCUSDT", times[0]))  # forgotten, and older
+    assert not sequencer.check(liquidation("BTCUSDT", oldest_kept))  # remembered
+    assert sequencer.check(liquidation("BTCUSDT", oldest_kept + 1))  # not seen: delivered
+    assert sequencer.check(liquidation("ETHUSDT", times[0]))  # another symbol
+
+
+@st.composite
+def overlapping_feeds(draw: st.DrawFn) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """What an old and a new connection deliver around a make-before-break handover: one feed
+    of (symbol, key) in order, keys growing per symbol; the new connection joins at some point
+    of it, the old one leaves later, and the two are read interleaved, each in its own order,
+    the new one at most a few frames ahead of the old one."""
+    symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    picks = draw(st.lists(st.sampled_from(symbols), min_size=1, max_size=60))
+    keys = {s: draw(st.integers(0, 10**9)) for s in symbols}
+    feed = []
+    for symbol in picks:
+        keys[symbol] += draw(st.integers(1, 5))
+        feed.append((symbol, keys[symbol]))
+    join = draw(st.integers(0, len(feed)))
+    leave = draw(st.integers(join, len(feed)))
+    ahead = draw(st.integers(0, 8))
+    old, new = 0, join  # the next feed index each connection delivers
+    arrived = []
+    while old < leave or new < len(feed):
+        can_new = new < len(feed) and (old >= leave or new < old + ahead)
+        if old < leave and (not can_new or draw(st.booleans())):
+            arrived.append(feed[old])
+            old += 1
+        else:
+            arrived.append(feed[new])
+            new += 1
+    return feed, arrived
+
+
+@settings(max_examples=300, deadline=None)
+@given(overlapping_feeds())
+def test_property_book_ticker_overlaps_deliver_nothing_twice_and_the_latest_quote(
+    case: tuple[list[tuple[str, int]], list[tuple[str, int]]],
+) -> None:
+    feed, arrived = case
+    sequencer, gaps = make("!bookTicker", futures=True)
+    delivered = [(e.symbol, e.update_id) for e in run(sequencer, [quote(*a) for a in arrived])]
+    assert len(delivered) == len(set(delivered))  # nothing twice
+    for symbol in {s for s, _ in feed}:
+        mine = [u for s, u in delivered if s == symbol]
+        assert mine == sorted(mine)  # never an older quote after a newer one
+        assert mine[-1] == max(u for s, u in feed if s == symbol)  # the latest one shown
+    assert sequencer.duplicates == len(arrived) - len(delivered)
+    assert gaps == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(overlapping_feeds())
+def test_property_liquidation_overlaps_deliver_each_one_exactly_once(
+    case: tuple[list[tuple[str, int]], list[tuple[str, int]]],
+) -> None:
+    feed, arrived = case
+    sequencer, gaps = make("!forceOrder@arr", futures=True)
+    ms = 1_000  # one liquidation a second per symbol at most, as Binance pushes them
+    events = [liquidation(symbol, key * ms) for symbol, key in arrived]
+    delivered = [(e.symbol, e.event_time // ms) for e in run(sequencer, events)]
+    assert sorted(delivered) == sorted(set(feed))  # every one, once
+    assert sequencer.duplicates == len(arrived) - len(delivered)
+    assert gaps == []
 
 
 # -- property: drops, repeats and late arrivals ----------------------------------------------------
