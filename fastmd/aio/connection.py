@@ -9,6 +9,7 @@ core and does what it answers.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
 import random
@@ -71,13 +72,46 @@ EVENTS: Final[tuple[str, ...]] = (
 )  # fmt: skip
 
 _TEXT: Final = WSMsgType.TEXT
+_BINARY: Final = WSMsgType.BINARY
+_CONTINUATION: Final = WSMsgType.CONTINUATION
+_Utf8Decoder: Final = codecs.getincrementaldecoder("utf-8")
 _STABLE_AFTER: Final = 10.0  # a socket up this long resets the backoff schedule
 _STATS_INTERVAL: Final = 1.0
 _MAX_QUEUED_FRAMES: Final = 10_000
 _CLOSE_TIMEOUT: Final = 1.0
+# A close frame waits this long at most for its slot of the outgoing budget, so that close()
+# keeps the other half of _CLOSE_TIMEOUT for the handshake. The pacer spaces frames 1/n s apart,
+# so with n >= 2 frames a second the next slot is never further away than this.
+_CLOSE_FRAME_WAIT: Final = _CLOSE_TIMEOUT / 2
 _WIRE_CLOSE_CODES: Final = {code.value: code for code in WSCloseCode}
 _TCP_INFO_LAST_DATA_RECV: Final = 52  # offset of tcpi_last_data_recv (ms) in Linux tcp_info
 _TCP_INFO_BYTES_RECEIVED: Final = 128  # offset of tcpi_bytes_received (u64)
+
+
+class _Message:
+    """A message assembled from fragments, dressed as the one frame a router expects (FIN set,
+    no reserved bits): the router then treats it exactly like an unfragmented message."""
+
+    __slots__ = ("_data", "msg_type")
+
+    fin: Final = True
+    rsv1: Final = False
+    rsv2: Final = False
+    rsv3: Final = False
+
+    def __init__(self, msg_type: WSMsgType, data: bytes) -> None:
+        self.msg_type = msg_type
+        self._data = data
+
+    @property
+    def payload_size(self) -> int:
+        return len(self._data)
+
+    def get_payload_as_memoryview(self) -> memoryview:
+        return memoryview(self._data)
+
+    def get_payload_as_bytes(self) -> bytes:
+        return self._data
 
 
 class _Listener(WSListener):
@@ -87,6 +121,10 @@ class _Listener(WSListener):
     listener's ``on_ws_frame`` (an instance attribute, which picows calls in place of the
     method): every frame goes straight to it, one Python call per frame, and the router hands
     the frames it does not consume back to :meth:`Connection.handle_frame`.
+
+    While a fragmented message is being assembled, or once the connection is leaving the
+    socket, every frame is diverted to one handler instead (:meth:`divert`): the router then
+    never sees a frame in the middle of a message, and the usual path pays nothing for it.
     """
 
     def __init__(
@@ -98,10 +136,20 @@ class _Listener(WSListener):
         closed: Callable[[_Listener, WSTransport], None],
     ) -> None:
         self._handle_frame = handle_frame
+        self._router = router
         self._opened = opened
         self._closed = closed
         if router is not None:
             self.on_ws_frame = router  # type: ignore[assignment]
+
+    def divert(self, handler: FrameHandler | None) -> None:
+        """Send every frame to ``handler`` from now on; None restores the usual path."""
+        if handler is not None:
+            self.on_ws_frame = handler  # type: ignore[assignment]
+        elif self._router is not None:
+            self.on_ws_frame = self._router  # type: ignore[assignment]
+        else:
+            vars(self).pop("on_ws_frame", None)  # the method again
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         # Frames that came with the handshake response arrive before ws_connect() returns.
@@ -219,7 +267,14 @@ class Connection:
         self._ping_wanted = False
         self._flush_timer: asyncio.TimerHandle | None = None
         self._liveness: Liveness | None = None
-        self._fragments: bytearray | None = None
+        # the fragmented message being assembled: its type, its bytes, its UTF-8 check (text);
+        # the socket's router (if any) gets it once complete
+        self._fragment_type: WSMsgType | None = None
+        self._fragments = bytearray()
+        self._utf8 = _Utf8Decoder()
+        self._socket_router: FrameHandler | None = None
+        self._leaving = False  # a close frame is waiting for its pacer slot, or was sent
+        self._close_timer: asyncio.TimerHandle | None = None
         self._close_code = 1006
         self._close_reason = ""
         # counters (plain ints: the hot path only increments them)
@@ -297,7 +352,11 @@ class Connection:
         ``router(transport, frame)`` for every frame (the frame is valid only during the call).
         The router must pass every frame it does not consume as data (pings, pongs, closes,
         fragments, anything it cannot decode) to :meth:`handle_frame`, and must not raise.
-        ``consumed()`` returns how many data frames it consumed (for stats and liveness)."""
+        ``consumed()`` returns how many data frames it consumed (for stats and liveness).
+
+        A message that arrives in fragments is assembled here (the router sees none of its
+        frames after the first) and given to the router once complete, as one frame with FIN set.
+        """
         self._frame_router = router
         self._router_consumed = consumed
 
@@ -356,8 +415,10 @@ class Connection:
     def send(self, data: str | bytes) -> bool:
         """Queue a text frame; frames leave paced to ``max_outgoing_per_second``.
 
-        Returns False (and sends nothing) when the socket is not open: nothing queued while
-        disconnected is replayed on a new socket.
+        Returns False (and sends nothing) when no socket is up or it is being closed: nothing
+        queued while disconnected is replayed on a new socket. A socket is up from the end of
+        its handshake, so a ``message`` listener can answer a frame that came with the upgrade
+        response, before the ``connect`` event.
 
         Raises:
             TypeError: ``data`` is neither str nor bytes.
@@ -368,7 +429,9 @@ class Connection:
             payload = bytes(data)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
-        if self._state is not ConnectionState.OPEN or self._transport is None:
+        # The socket is usable from the handshake on: a listener may answer a frame that came
+        # with the upgrade response, before the state turns OPEN.
+        if self._transport is None or self._leaving:
             return False
         if len(self._outgoing) >= _MAX_QUEUED_FRAMES:
             self._report(
@@ -388,7 +451,7 @@ class Connection:
             return
         self._reconnect_requested = True
         self._attempt = self._flaps = 0
-        if self._transport is not None:
+        if self._transport is not None and not self._leaving:
             self._close_code, self._close_reason = 1000, "reconnect requested"
             self._disconnect(WSCloseCode.OK)
         if self._wake is not None:
@@ -400,7 +463,7 @@ class Connection:
         if self._state is ConnectionState.CLOSED and self._supervisor is None:
             return
         self._closing = True
-        if self._transport is not None:
+        if self._transport is not None and not self._leaving:
             self._close_code, self._close_reason = 1000, "closed by user"
             self._disconnect(WSCloseCode.OK)
         if self._wake is not None:
@@ -515,6 +578,7 @@ class Connection:
             return listener
 
         self._listener = listener
+        self._socket_router = self._frame_router
         try:
             transport, _ = await asyncio.wait_for(
                 ws_connect(
@@ -606,7 +670,9 @@ class Connection:
         self._outgoing.clear()
         self._pending_pong = None
         self._ping_wanted = False
-        self._fragments = None
+        self._fragment_type = None
+        self._fragments = bytearray()
+        self._leaving = False
 
     async def _run_open(self, transport: WSTransport) -> None:
         if self._current_socket is not transport:  # on_ws_connected did not run (defensive)
@@ -725,11 +791,26 @@ class Connection:
         return float(idle_ms) / 1000.0
 
     # -- frames -------------------------------------------------------------------------------
+    #
+    # RFC 6455 rules applied here (picows already refuses reserved opcodes, fragmented or
+    # oversized control frames, masked server frames and bad close frames):
+    # 1. Reserved bits (RSV1-3) set on any frame: no extension was negotiated; fail with 1002.
+    # 2. A text message must be valid UTF-8; fail with 1007, at the first fragment that shows it.
+    # 3. A message in fragments is one TEXT or BINARY frame then CONTINUATION frames up to the
+    #    one with FIN; a new TEXT or BINARY frame before it, or a CONTINUATION with no message
+    #    started, fails the connection with 1002. Control frames may come in between.
+    # 4. A message is at most max_frame_size bytes, fragments summed; past it, fail with 1009.
+    # 5. Failing the connection sends a close frame and processes no further frame.
 
     def _on_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
-        if msg_type is _TEXT and frame.fin:
+        if msg_type is _TEXT and frame.fin and not (frame.rsv1 or frame.rsv2 or frame.rsv3):
             payload = frame.get_payload_as_memoryview()
+            try:
+                str(payload, "utf-8")  # rule 2, without a copy of the bytes
+            except UnicodeDecodeError:
+                self._invalid_text()
+                return
             self._messages += 1
             handler = self._frame_handler
             if handler is not None:
@@ -744,7 +825,9 @@ class Connection:
         self._on_other_frame(transport, frame, msg_type)
 
     def _on_other_frame(self, transport: WSTransport, frame: WSFrame, msg_type: WSMsgType) -> None:
-        if msg_type is WSMsgType.PING:
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            self._protocol_error(f"{msg_type.name} frame with reserved bits set")
+        elif msg_type is WSMsgType.PING:
             self._queue_pong(frame.get_payload_as_bytes())
         elif msg_type is WSMsgType.PONG:
             if self._liveness is not None:
@@ -753,40 +836,100 @@ class Connection:
                     self._latency.add(rtt)
         elif msg_type is WSMsgType.CLOSE:
             self._on_close_frame(frame.get_payload_as_bytes())
-        elif msg_type is WSMsgType.BINARY:
-            self._report(
-                Severity.WARNING,
-                "binary_frame",
-                f"binary frame of {frame.payload_size} bytes on a JSON stream; dropped",
-                ProtocolError("binary frame on a JSON stream"),
-            )
-        else:  # TEXT start of a fragmented message, or CONTINUATION
-            self._on_fragment(frame, msg_type)
+        elif msg_type is _CONTINUATION:
+            self._protocol_error("CONTINUATION frame with no fragmented message started")
+        elif not frame.fin:  # the first frame of a fragmented TEXT or BINARY message
+            self._start_message(frame, msg_type)
+        else:
+            self._binary_message(frame.payload_size)
 
-    def _on_fragment(self, frame: WSFrame, msg_type: WSMsgType) -> None:
-        if msg_type is _TEXT:
-            self._fragments = bytearray(frame.get_payload_as_bytes())
+    def _binary_message(self, size: int) -> None:
+        self._report(
+            Severity.WARNING,
+            "binary_frame",
+            f"binary frame of {size} bytes on a JSON stream; dropped",
+            ProtocolError("binary frame on a JSON stream"),
+        )
+
+    def _invalid_text(self) -> None:
+        problem = "text message that is not valid UTF-8"
+        error = ProtocolError(problem)
+        self._report(Severity.ERROR, "protocol_error", f"{problem}: closing with 1007", error)
+        self._close_code, self._close_reason = 1007, problem
+        self._disconnect(WSCloseCode.INVALID_TEXT)
+
+    def _start_message(self, frame: WSFrame, msg_type: WSMsgType) -> None:
+        self._fragment_type = msg_type
+        self._fragments = bytearray()
+        self._utf8.reset()
+        if self._listener is not None:
+            self._listener.divert(self._assemble)
+        self._add_fragment(frame)
+
+    def _assemble(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Every frame of the socket while a fragmented message is unfinished (rule 3)."""
+        if transport is not self._transport:
             return
-        if msg_type is not WSMsgType.CONTINUATION or self._fragments is None:
-            self._protocol_error(f"unexpected {msg_type.name} frame")
-            return
-        self._fragments += frame.get_payload_as_bytes()
-        if len(self._fragments) > self.max_frame_size:
-            self._fragments = None
+        try:
+            msg_type = frame.msg_type
+            if msg_type is _CONTINUATION and not (frame.rsv1 or frame.rsv2 or frame.rsv3):
+                self._add_fragment(frame)
+            elif msg_type is _TEXT or msg_type is _BINARY:
+                self._control_frames += 1
+                self._protocol_error(f"{msg_type.name} frame inside an unfinished message")
+            else:
+                self._control_frames += 1
+                self._on_other_frame(transport, frame, msg_type)
+        except Exception as exc:  # never let anything reach picows
+            self._report(Severity.ERROR, "frame_error", f"failed to handle a frame: {exc}", exc)
+
+    def _end_message(self) -> None:
+        self._fragment_type = None
+        self._fragments = bytearray()
+        if self._listener is not None and not self._leaving:
+            self._listener.divert(None)
+
+    def _add_fragment(self, frame: WSFrame) -> None:
+        fragments = self._fragments
+        if len(fragments) + frame.payload_size > self.max_frame_size:  # rule 4
+            self._end_message()
             self._close_code, self._close_reason = 1009, "message too big"
             self._report(Severity.ERROR, "message_too_big", "fragmented message over the cap", None)
             self._disconnect(WSCloseCode.MESSAGE_TOO_BIG)
             return
-        if frame.fin:
-            data, self._fragments = bytes(self._fragments), None
-            self._messages += 1
-            if self._frame_handler is not None:
-                try:
-                    self._frame_handler(memoryview(data))
-                except Exception as exc:
-                    self._callback_failed("frame_handler", exc)
-            if self._listeners["message"]:
-                self._emit("message", data)
+        payload = frame.get_payload_as_memoryview()
+        binary = self._fragment_type is _BINARY
+        if not binary:
+            try:
+                self._utf8.decode(payload, frame.fin)  # rule 2, fragment by fragment
+            except UnicodeDecodeError:
+                self._end_message()
+                self._invalid_text()
+                return
+        fragments += payload
+        if not frame.fin:
+            return
+        data = bytes(fragments)
+        self._end_message()
+        router = self._socket_router
+        if router is not None and self._transport is not None:  # it counts it as consumed
+            whole = _Message(_BINARY if binary else _TEXT, data)
+            try:
+                router(self._transport, whole)  # type: ignore[arg-type]
+            except Exception as exc:
+                self._callback_failed("frame_router", exc)
+            return
+        if binary:
+            self._binary_message(len(data))
+            return
+        self._messages += 1
+        if self._frame_handler is not None:
+            try:
+                self._frame_handler(memoryview(data))
+            except Exception as exc:
+                self._callback_failed("frame_handler", exc)
+        if self._listeners["message"]:
+            self._emit("message", data)
 
     def _on_close_frame(self, payload: bytes) -> None:
         code, reason, problem = parse_close_payload(payload)
@@ -815,6 +958,9 @@ class Connection:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         self._read_socket_bytes()
         self._bytes_before += self._socket_bytes
         self._socket_bytes = 0
@@ -824,6 +970,8 @@ class Connection:
         self._outgoing.clear()
         self._pending_pong = None
         self._ping_wanted = False
+        self._fragment_type = None
+        self._fragments = bytearray()
         if transport is not None and not transport.is_disconnected:
             transport.disconnect(graceful=False)
         done = self._socket_done
@@ -831,13 +979,58 @@ class Connection:
             done.set_result(None)
 
     def _disconnect(self, code: WSCloseCode | None) -> None:
+        """Leave the socket: with a close frame carrying ``code``, or without one (None).
+
+        The close frame counts toward the outgoing budget like any frame: it takes a slot of the
+        pacer's window, ahead of anything still queued (which is dropped), and waits for one at
+        most ``_CLOSE_FRAME_WAIT`` (half a second: never reached with two frames a second or
+        more); a slot further away than that closes the socket without a close frame rather than
+        exceed the budget. From the decision on, no further frame of the socket is processed and
+        nothing more is sent (rule 5).
+        """
         transport = self._transport
-        if transport is None:
+        if transport is None or self._leaving:
+            return
+        self._leaving = True
+        if self._listener is not None:
+            self._listener.divert(self._ignore_frame)
+        self._outgoing.clear()
+        self._pending_pong = None
+        self._ping_wanted = False
+        if code is None or transport.is_close_frame_sent:
+            self._shut(transport, graceful=code is not None)
+            return
+        # A slot of the window, without the spacing: the close frame is the socket's last, so it
+        # cannot start a burst that arrives bunched.
+        pacer, now = self._pacer, self._clock()
+        delay = 0.0 if pacer.in_window(now) < pacer.max_per_window else pacer.delay(now)
+        if delay <= 0:
+            self._send_close(transport, code)
+        elif delay <= _CLOSE_FRAME_WAIT:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(delay, self._send_close, transport, code)
+        else:
+            self._shut(transport, graceful=False)
+
+    def _ignore_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Frames that arrive once the connection is leaving the socket."""
+
+    def _send_close(self, transport: WSTransport, code: WSCloseCode) -> None:
+        self._close_timer = None
+        if transport is not self._transport:
             return
         try:
-            if code is not None and not transport.is_close_frame_sent:
+            if not transport.is_close_frame_sent:
                 transport.send_close(code)
-            transport.disconnect(graceful=code is not None)
+                self._pacer.record(self._clock())
+                self._sent += 1
+        except (WSError, OSError, RuntimeError) as exc:
+            logger.debug("close frame to %s failed: %s", self.url, exc)
+        self._shut(transport, graceful=True)
+
+    def _shut(self, transport: WSTransport, *, graceful: bool) -> None:
+        try:
+            transport.disconnect(graceful=graceful)
         except (WSError, OSError, RuntimeError) as exc:
             logger.debug("disconnect of %s failed: %s", self.url, exc)
             self._teardown_socket()
@@ -855,7 +1048,7 @@ class Connection:
     def _flush(self) -> None:
         self._flush_timer = None
         transport = self._transport
-        if transport is None:
+        if transport is None or self._leaving:
             return
         pacer = self._pacer
         while self._pending_pong is not None or self._ping_wanted or self._outgoing:

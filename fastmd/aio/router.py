@@ -2,8 +2,15 @@
 
 Decode first (one msgspec pass), look at the frame type only when that fails, then the stream's
 sequencer and its callbacks, all synchronously, one Python call deep. Frames it does not consume
-(pings, pongs, closes, fragments) go back to the connection. No await, task, future, dict or
-closure per message; callbacks are called directly.
+(pings, pongs, closes, fragments, frames with reserved bits) go back to the connection; a
+complete binary frame is a decode error (``binary_frame``), the socket stays up. No await, task,
+future, dict or closure per message; callbacks are called directly.
+
+A frame that decodes is data, whatever its header says: the frame type is read only when
+decoding fails, which keeps the hot path at one call and one decode. So a binary frame, a frame
+with reserved bits, or a first or stray fragment that happens to hold one complete JSON message is
+delivered as data (the connection checks every frame the router declines, and every frame while a
+fragmented message is being assembled).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ __all__: list[str] = []
 TIMING_EVERY: Final = 16
 """One message in this many has its callbacks timed: slow callbacks show, the cost stays low."""
 _TEXT: Final = WSMsgType.TEXT
+_BINARY: Final = WSMsgType.BINARY
 
 FrameHandler = Callable[[WSTransport, WSFrame], None]
 
@@ -37,6 +45,8 @@ def frame_router(
     on_decode_error: Callable[[DecodeError], None],
 ) -> tuple[FrameHandler, Callable[[], int]]:
     """The frame handler of one socket, and a function that counts the data frames it consumed.
+    A message that came in fragments reaches the handler once, assembled by the connection, as
+    one frame.
 
     Args:
         decoder: the socket's decoder (streams registered as they are subscribed).
@@ -58,8 +68,14 @@ def frame_router(
         try:
             message = decoder.fast_decode(payload)
         except Exception as exc:
-            if frame.msg_type is not _TEXT or not frame.fin:
-                handle_frame(transport, frame)
+            msg_type = frame.msg_type
+            reserved = frame.rsv1 or frame.rsv2 or frame.rsv3
+            if msg_type is not _TEXT or not frame.fin or reserved:
+                if msg_type is _BINARY and frame.fin and not reserved:
+                    consumed += 1
+                    on_decode_error(decoder.reject_binary(payload))
+                else:
+                    handle_frame(transport, frame)
                 return
             consumed += 1
             try:

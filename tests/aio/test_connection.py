@@ -19,6 +19,11 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 import fastmd
 from fastmd import Backoff, CircuitBreakerPolicy, ConnectionState, ErrorReport, Heartbeat
+from fastmd.aio.reporting import Reporter
+from fastmd.aio.router import frame_router
+from fastmd.aio.routes import RouteTable
+from fastmd.core.streams import parse_stream
+from fastmd.errors import DecodeError
 from fastmd.sim import Exchange, SimLimits
 
 FAST = Backoff(initial_delay=0.02, max_delay=0.1, factor=2.0, jitter=0.0, max_attempts=None)
@@ -528,6 +533,364 @@ async def test_invalid_close_frame_is_a_protocol_error(close_payload: bytes) -> 
     expected = 1007 if close_payload == b"\x03\xe8\xff\xfe" else 1002
     assert replies[0][:2] == expected.to_bytes(2, "big")
     assert rec.of("disconnect")[0][0] == expected
+
+
+# -- RFC 6455 frames: fragments, reserved bits, UTF-8, binary frames (issue 12, item 8) ---------
+
+CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def trade(trade_id: int) -> bytes:
+    return (
+        b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":%d,"p":"1.0",'
+        b'"q":"2.0","T":1,"m":true,"M":true}}' % trade_id
+    )
+
+
+TRADE = trade(7)
+
+
+def ws_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0) -> bytes:
+    """One frame as a server sends it (unmasked)."""
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    size = len(payload)
+    if size < 126:
+        return head + bytes([size]) + payload
+    if size < 65536:
+        return head + bytes([126]) + size.to_bytes(2, "big") + payload
+    return head + bytes([127]) + size.to_bytes(8, "big") + payload
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One frame from the client (masked): ``(opcode, payload)``."""
+    first, second = await reader.readexactly(2)
+    size = second & 0x7F
+    if size == 126:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(await reader.readexactly(8), "big")
+    mask = await reader.readexactly(4)
+    body = await reader.readexactly(size)
+    return first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(body))
+
+
+class Scripted:
+    """A raw server that writes ``frames`` on its first connection, then records what the
+    client sends (``(time, opcode, payload)``) until the client's close frame; later connections
+    (the reconnects) stay open and silent."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.frames = frames
+        self.connections = 0
+        self.received: list[tuple[float, int, bytes]] = []
+
+    def close_code(self) -> int | None:
+        codes = [int.from_bytes(p[:2], "big") for _, op, p in self.received if op == CLOSE]
+        return codes[0] if codes else None
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.connections > 1:
+            await reader.read()
+            return
+        writer.write(b"".join(self.frames))
+        await writer.drain()
+        while True:
+            opcode, payload = await read_frame(reader)
+            self.received.append((time.monotonic(), opcode, payload))
+            if opcode == CLOSE:
+                return
+
+
+class Routed:
+    """The Client's real frame router on a connection: one route (btcusdt@trade)."""
+
+    def __init__(self, conn: fastmd.Connection) -> None:
+        self.events: list[Any] = []
+        self.decode_errors: list[DecodeError] = []
+        self.replies: list[Any] = []
+        table = RouteTable("binance-spot", Reporter(quiet()), lambda gap: None, slow_callback=1.0)
+        route = table.add("btcusdt@trade", parse_stream("btcusdt@trade"))
+        route.callbacks = (self.events.append,)
+        route.single = self.events.append
+        decoder = fastmd.Decoder()
+        decoder.register(["btcusdt@trade"])
+        conn.set_frame_router(
+            *frame_router(
+                decoder,
+                table,
+                conn.handle_frame,
+                on_reply=self.replies.append,
+                on_unrouted=lambda message: None,
+                on_decode_error=self.decode_errors.append,
+            )
+        )
+
+
+class Run:
+    """What one scripted run saw: the server's side, the connection's events, the router's."""
+
+    def __init__(self, script: Scripted, rec: Recorder, router: Routed | None) -> None:
+        self.script = script
+        self.rec = rec
+        self.router = router
+        self.messages = 0  # conn.stats.messages before close()
+
+    def events(self) -> list[Any]:
+        return self.router.events if self.router is not None else []
+
+
+async def run_script(
+    frames: list[bytes], *, routed: bool, until: Callable[[Run], bool], **options: Any
+) -> Run:
+    script = Scripted(frames)
+    async with _raw_ws_server(script) as port:
+        conn, rec = await open_conn(f"ws://127.0.0.1:{port}/ws", **options)
+        run = Run(script, rec, Routed(conn) if routed else None)
+        assert await conn.connect(timeout=2)
+        await rec.wait(lambda: until(run))
+        run.messages = conn.stats.messages
+        await conn.close()
+    return run
+
+
+def reconnected(run: Run) -> bool:
+    return len(run.rec.of("connect")) >= 2
+
+
+async def test_close_frame_takes_a_slot_of_the_outgoing_budget() -> None:
+    # Two frames a second: the two texts fill the window, so the close frame waits for the slot
+    # the first one frees (about 0.5 s after close() is called), never a third frame in one
+    # second, and close() still returns within its bound.
+    script = Scripted([])
+    async with _raw_ws_server(script) as port:
+        conn, rec = await open_conn(f"ws://127.0.0.1:{port}/ws", max_outgoing_per_second=2)
+        assert await conn.connect(timeout=2)
+        assert conn.send("a")
+        assert conn.send("b")  # leaves 0.5 s after "a" (the pacer's spacing)
+        await rec.wait(lambda: len(script.received) == 2)
+        started = time.monotonic()
+        await conn.close()
+        elapsed = time.monotonic() - started
+        await rec.wait(lambda: script.close_code() is not None)
+    assert [(op, payload) for _, op, payload in script.received] == [
+        (TEXT, b"a"),
+        (TEXT, b"b"),
+        (CLOSE, b"\x03\xe8"),
+    ]
+    first, second, close = (t for t, _, _ in script.received)
+    assert close - first >= 0.95  # the window of "a" had to end
+    assert close - second >= 0.45
+    assert 0.3 < elapsed < 1.1
+    assert conn.stats.sent == 3
+    assert conn.send("c") is False
+
+
+async def test_a_close_frame_never_exceeds_the_budget_nor_delays_close() -> None:
+    # One frame a second, spent just now: the close frame's slot is a second away, more than
+    # the half second a close frame may wait, so the socket closes without one (the server sees
+    # the TCP close) rather than exceed the budget, and close() returns at once.
+    script = Scripted([])
+    async with _raw_ws_server(script) as port:
+        conn, rec = await open_conn(f"ws://127.0.0.1:{port}/ws", max_outgoing_per_second=1)
+        assert await conn.connect(timeout=2)
+        assert conn.send("a")
+        assert conn.send("b")  # queued for a second later; dropped by the close
+        await rec.wait(lambda: len(script.received) == 1)
+        started = time.monotonic()
+        await conn.close()
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(0.1)
+    assert elapsed < 0.5
+    assert [(op, payload) for _, op, payload in script.received] == [(TEXT, b"a")]
+    assert conn.stats.sent == 1
+
+
+@pytest.mark.parametrize("routed", [False, True], ids=["plain", "routed"])
+@pytest.mark.parametrize(
+    ("frames", "problem"),
+    [
+        pytest.param(
+            [ws_frame(TEXT, b'{"a":', fin=False), ws_frame(TEXT, TRADE)],
+            "TEXT frame inside an unfinished message",
+            id="text-inside-text",
+        ),
+        pytest.param(
+            [ws_frame(TEXT, b'{"a":', fin=False), ws_frame(BINARY, b"\x00")],
+            "BINARY frame inside an unfinished message",
+            id="binary-inside-text",
+        ),
+        pytest.param(
+            [ws_frame(BINARY, b"\x00", fin=False), ws_frame(PING, b"p"), ws_frame(TEXT, TRADE)],
+            "TEXT frame inside an unfinished message",
+            id="text-inside-binary-after-a-ping",
+        ),
+        pytest.param(
+            [ws_frame(CONT, b"}")],
+            "CONTINUATION frame with no fragmented message started",
+            id="stray-continuation",
+        ),
+    ],
+)
+async def test_a_data_frame_that_breaks_fragmentation_fails_with_1002(
+    frames: list[bytes], problem: str, routed: bool
+) -> None:
+    # RFC 6455 5.4: after a first fragment only CONTINUATION (or control) frames may come; a
+    # CONTINUATION needs a message to continue. Either mistake fails the connection (1002),
+    # is reported, and the usual reconnect follows. The trade inside a message is never data.
+    run = await run_script(frames, routed=routed, until=reconnected)
+    assert run.script.close_code() == 1002
+    assert run.rec.of("disconnect")[0] == (1002, problem)
+    assert [r.message for r in run.rec.reports if r.code == "protocol_error"] == [
+        f"{problem}: closing with 1002"
+    ]
+    assert run.rec.messages == []
+    assert run.events() == []
+
+
+@pytest.mark.parametrize("routed", [False, True], ids=["plain", "routed"])
+async def test_fragmented_message_is_assembled_around_control_frames(routed: bool) -> None:
+    frames = [
+        ws_frame(TEXT, TRADE[:10], fin=False),
+        ws_frame(PING, b"between"),
+        ws_frame(CONT, TRADE[10:50], fin=False),
+        ws_frame(CONT, TRADE[50:]),
+        ws_frame(TEXT, trade(8)),  # an ordinary frame after the message: the usual path again
+    ]
+
+    def done(run: Run) -> bool:
+        delivered = len(run.events()) if routed else len(run.rec.messages)
+        return delivered == 2 and bool(run.script.received)
+
+    run = await run_script(frames, routed=routed, until=done)
+    assert run.script.received[0][1:] == (PONG, b"between")
+    assert run.messages == 2
+    assert run.rec.of("disconnect") == [(1000, "closed by user")]
+    assert run.rec.reports == []
+    if routed:  # given to the router as one frame
+        assert [event.trade_id for event in run.events()] == [7, 8]
+        assert run.rec.messages == []
+    else:
+        assert run.rec.messages == [TRADE, trade(8)]
+
+
+BINARY_FRAMES = [
+    ws_frame(BINARY, b"\x00\x01\x02"),
+    ws_frame(BINARY, b"\x00", fin=False),
+    ws_frame(CONT, b"\x01"),
+    ws_frame(TEXT, TRADE),
+]
+
+
+async def test_binary_frames_are_reported_and_the_socket_stays_up() -> None:
+    run = await run_script(BINARY_FRAMES, routed=False, until=lambda r: len(r.rec.messages) == 1)
+    assert run.rec.messages == [TRADE]
+    assert [(r.code, r.message) for r in run.rec.reports] == [
+        ("binary_frame", "binary frame of 3 bytes on a JSON stream; dropped"),
+        ("binary_frame", "binary frame of 2 bytes on a JSON stream; dropped"),
+    ]
+    assert run.rec.of("disconnect") == [(1000, "closed by user")]
+    assert run.script.close_code() == 1000
+
+
+async def test_binary_frames_are_decode_errors_of_the_router() -> None:
+    # The router counts a binary frame as a decode error (category binary_frame: the pool's
+    # metrics().decode_errors counts it), a fragmented one too once assembled; the socket stays
+    # up and the trade after them is delivered.
+    run = await run_script(BINARY_FRAMES, routed=True, until=lambda r: len(r.events()) == 1)
+    assert run.router is not None
+    assert [(e.category.value, str(e)) for e in run.router.decode_errors] == [
+        ("binary_frame", "binary frame of 3 bytes on a JSON stream"),
+        ("binary_frame", "binary frame of 2 bytes on a JSON stream"),
+    ]
+    assert run.messages == 3  # every data message counts (stats, liveness)
+    assert run.rec.reports == []
+    assert run.rec.of("disconnect") == [(1000, "closed by user")]
+
+
+@pytest.mark.parametrize("routed", [False, True], ids=["plain", "routed"])
+@pytest.mark.parametrize(
+    ("frames", "code", "problem"),
+    [
+        pytest.param(
+            [ws_frame(TEXT, b"hello", rsv=4)],
+            1002,
+            "TEXT frame with reserved bits set",
+            id="rsv1-text",
+        ),
+        pytest.param(
+            [ws_frame(TEXT, b'{"a":', fin=False), ws_frame(CONT, b"1}", rsv=1)],
+            1002,
+            "CONTINUATION frame with reserved bits set",
+            id="rsv3-continuation",
+        ),
+        pytest.param(
+            [ws_frame(PING, b"p", rsv=2)], 1002, "PING frame with reserved bits set", id="rsv2-ping"
+        ),
+        pytest.param(
+            [ws_frame(TEXT, b'{"a":"\xce', fin=False), ws_frame(CONT, b'\xff"}', fin=False)],
+            1007,
+            "text message that is not valid UTF-8",
+            id="invalid-utf8-fails-at-the-fragment",
+        ),
+    ],
+)
+async def test_reserved_bits_and_invalid_utf8_fail_the_connection(
+    frames: list[bytes], code: int, problem: str, routed: bool
+) -> None:
+    run = await run_script(frames, routed=routed, until=reconnected)
+    assert run.script.close_code() == code
+    assert run.rec.of("disconnect")[0] == (code, problem)
+    assert run.rec.messages == []
+
+
+async def test_invalid_utf8_text_frame_fails_the_plain_connection_with_1007() -> None:
+    run = await run_script([ws_frame(TEXT, b'{"a":"\xff"}')], routed=False, until=reconnected)
+    assert run.script.close_code() == 1007
+    assert run.rec.of("disconnect")[0] == (1007, "text message that is not valid UTF-8")
+
+
+async def test_invalid_utf8_text_frame_is_a_decode_error_of_the_router() -> None:
+    # Decode first: a single text frame the router cannot decode is a decode error (counted,
+    # dropped, the socket stays up), whatever the reason; the connection checks UTF-8 only on
+    # the frames the router declines and on fragmented messages.
+    frames = [ws_frame(TEXT, b'{"a":"\xff"}'), ws_frame(TEXT, TRADE)]
+    run = await run_script(frames, routed=True, until=lambda r: len(r.events()) == 1)
+    assert run.router is not None
+    assert len(run.router.decode_errors) == 1
+    assert run.rec.of("disconnect") == [(1000, "closed by user")]
+
+
+async def test_a_listener_can_answer_a_frame_that_came_with_the_handshake() -> None:
+    # Autobahn's servers (and some venues) speak first: the frame arrives with the upgrade
+    # response, before the connection's state turns OPEN; the socket is usable already.
+    echoed: list[tuple[int, bytes]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        )
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {_accept_key(key)}\r\n\r\n".encode()
+            + ws_frame(TEXT, b"hello")
+        )
+        await writer.drain()
+        echoed.append(await read_frame(reader))
+        await reader.read()
+
+    async with RawServer(handle) as port:
+        conn, rec = await open_conn(f"ws://127.0.0.1:{port}/ws")
+        sent: list[bool] = []
+        conn.on("message", lambda data: sent.append(conn.send(data)))
+        assert await conn.connect(timeout=2)
+        await rec.wait(lambda: bool(echoed))
+        await conn.close()
+    assert sent == [True]
+    assert echoed == [(TEXT, b"hello")]
 
 
 # -- rows 28, 29: user callbacks and close() ---------------------------------------------------
