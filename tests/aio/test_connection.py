@@ -861,6 +861,25 @@ async def test_invalid_utf8_text_frame_is_a_decode_error_of_the_router() -> None
     assert run.rec.of("disconnect") == [(1000, "closed by user")]
 
 
+@pytest.mark.parametrize(
+    "frames",
+    [
+        pytest.param([ws_frame(TEXT, b"x" * 200)], id="one-frame"),
+        pytest.param(
+            [ws_frame(TEXT, b"x" * 80, fin=False), ws_frame(CONT, b"x" * 80, fin=False)],
+            id="fragments-summed",
+        ),
+    ],
+)
+async def test_a_message_over_max_frame_size_fails_with_1009(frames: list[bytes]) -> None:
+    # picows refuses one frame over the cap at its header; the connection sums the fragments
+    # of a message and stops before it holds more than the cap.
+    run = await run_script(frames, routed=False, until=reconnected, max_frame_size=150)
+    assert run.script.close_code() == 1009
+    assert run.rec.of("disconnect")[0][0] == 1009
+    assert run.rec.messages == []
+
+
 async def test_a_listener_can_answer_a_frame_that_came_with_the_handshake() -> None:
     # Autobahn's servers (and some venues) speak first: the frame arrives with the upgrade
     # response, before the connection's state turns OPEN; the socket is usable already.
