@@ -1,9 +1,11 @@
 """Getting lost data back: REST backfill of gaps, and REST polling while a connection is down.
 
-Backfill: when an aggTrade stream (``a`` ids) or a kline stream (candle times) shows a gap, the
-missing range is fetched from REST (``aggTrades?fromId=``, ``klines?startTime=``) and delivered,
-in order, before the live events that arrived meanwhile (they wait in a buffer). Only what REST
-cannot return is reported as a gap.
+Backfill: when an aggTrade stream (``a`` ids) or a kline stream (candle times) shows a gap, or a
+trade stream (``t`` ids) subscribed with ``backfill=True``, the missing range is fetched from REST
+(``aggTrades?fromId=``, ``klines?startTime=``, ``historicalTrades?fromId=``) and delivered, in
+order, before the live events that arrived meanwhile (they wait in a buffer). Only what REST
+cannot return is reported as a gap. Should ``historicalTrades`` want an API key (it does not on
+Binance spot), trade gaps are reported from then on instead of being fetched.
 
 Fallback: when a connection's circuit opens (or it failed ``fallback_after`` attempts in a row),
 its streams are served by polling REST, through the same callbacks and in the same event types,
@@ -27,9 +29,11 @@ from fastmd.core import convert
 from fastmd.core.codec import Decoder
 from fastmd.core.lifecycle import Severity
 from fastmd.core.recovery import (
+    BACKFILL_ON_REQUEST,
     BACKFILL_PAGE,
     BACKFILLABLE,
     PollPlan,
+    needs_api_key,
     poll_interval,
     poll_plan,
     poll_weight,
@@ -48,7 +52,7 @@ RestAccess = Callable[[], RestClient | None]
 
 
 class Backfiller:
-    """Fills gaps of aggTrade and kline streams from REST (per route, one at a time).
+    """Fills gaps of trade, aggTrade and kline streams from REST (per route, one at a time).
 
     Args:
         routes: the route table (its buffer holds live events while a fill runs).
@@ -73,11 +77,17 @@ class Backfiller:
         self._report_gap = report_gap
         self.filled = 0
         """Events delivered from REST instead of being lost."""
+        self.trades_public = True
+        """Whether ``historicalTrades`` answers without an API key (until it says otherwise:
+        then trade gaps are reported, not fetched)."""
 
     def takes(self, route: Route, gap: Gap) -> bool:
         """Start filling ``gap`` if the stream can be backfilled; True if it was taken (the
         parts REST cannot return are reported later)."""
-        if not route.backfill or route.parsed.kind not in BACKFILLABLE:
+        kind = route.parsed.kind
+        if not route.backfill or (kind not in BACKFILLABLE and kind not in BACKFILL_ON_REQUEST):
+            return False
+        if kind is StreamKind.TRADE and not self.trades_public:
             return False
         rest = self._rest()
         if route.buffer is not None or rest is None:
@@ -89,16 +99,27 @@ class Backfiller:
     async def _fill(self, rest: RestClient, route: Route, gap: Gap) -> None:
         routes = self._routes
         delivered: list[Any] = []
+        kind = route.parsed.kind
         try:
-            if route.parsed.kind is StreamKind.AGG_TRADE:
+            if kind is StreamKind.TRADE:
+                delivered = await self._trades(rest, route, gap)
+            elif kind is StreamKind.AGG_TRADE:
                 delivered = await self._agg_trades(rest, route, gap)
             else:
                 delivered = await self._klines(rest, route, gap)
+        except RestError as error:
+            if kind is StreamKind.TRADE and needs_api_key(error.status, error.code):
+                self.trades_public = False
+                self._reporter.report(
+                    Severity.WARNING, "backfill_unavailable",
+                    f"{route.name}: historicalTrades wants an API key here: trade gaps are "
+                    f"reported from now on, not filled ({error})",
+                    error, stream=route.name,
+                )  # fmt: skip
+            else:
+                self._failed(route, error)
         except FastmdError as error:
-            self._reporter.report(
-                Severity.WARNING, "backfill_failed", f"{route.name}: backfill failed: {error}",
-                error, stream=route.name,
-            )  # fmt: skip
+            self._failed(route, error)
         finally:
             buffered = routes.release(route)
             for event in delivered:
@@ -107,6 +128,28 @@ class Backfiller:
             self._report_unfilled(route, gap, delivered)
             while buffered:  # the live events that waited, in their order
                 routes.call(route, buffered.popleft(), "ws")
+
+    def _failed(self, route: Route, error: FastmdError) -> None:
+        self._reporter.report(
+            Severity.WARNING, "backfill_failed", f"{route.name}: backfill failed: {error}",
+            error, stream=route.name,
+        )  # fmt: skip
+
+    async def _trades(self, rest: RestClient, route: Route, gap: Gap) -> list[Any]:
+        symbol = route.parsed.symbol or ""
+        found: list[Any] = []
+        next_id = gap.expected
+        while next_id < gap.received:
+            page = await rest.historical_trades(symbol, from_id=next_id, limit=BACKFILL_PAGE)
+            for item in page:
+                if item.id >= gap.received:
+                    break
+                if item.id >= next_id:  # a page starts at fromId, or later if REST lacks it
+                    found.append(convert.trade_event(symbol.upper(), item))
+            if len(page) < BACKFILL_PAGE or not page:
+                break
+            next_id = page[-1].id + 1
+        return found
 
     async def _agg_trades(self, rest: RestClient, route: Route, gap: Gap) -> list[Any]:
         symbol = route.parsed.symbol or ""
@@ -142,7 +185,10 @@ class Backfiller:
         ]
 
     def _report_unfilled(self, route: Route, gap: Gap, delivered: list[Any]) -> None:
-        if route.parsed.kind is StreamKind.AGG_TRADE:
+        kind = route.parsed.kind
+        if kind is StreamKind.TRADE:
+            keys = [e.trade_id for e in delivered]
+        elif kind is StreamKind.AGG_TRADE:
             keys = [e.agg_trade_id for e in delivered]
         else:
             keys = [e.kline.start_time for e in delivered]

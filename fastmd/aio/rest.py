@@ -284,6 +284,18 @@ class RestClient:
         )
         return result
 
+    async def historical_trades(
+        self, symbol: str, *, from_id: int | None = None, limit: int = 500
+    ) -> list[RestTrade[Any]]:
+        """``GET historicalTrades``: ``limit`` trades (at most 1000) from trade id ``from_id`` on,
+        oldest first (the newest without ``from_id``). Spot serves it without an API key
+        (security type NONE, weight 25); USD-M's (weight 20) wants one, which this client does
+        not send: expect :class:`fastmd.RestError` with status 401 there."""
+        params = {"symbol": symbol.upper(), "fromId": from_id, "limit": limit}
+        model = list[RestTrade[self.price_type]]  # type: ignore[name-defined]
+        result: list[RestTrade[Any]] = await self.get("historicalTrades", params, model)
+        return result
+
     async def agg_trades(
         self,
         symbol: str,

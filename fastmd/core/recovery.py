@@ -18,10 +18,12 @@ from fastmd.core.weights import depth_weight, request_weight
 
 __all__ = [
     "BACKFILLABLE",
+    "BACKFILL_ON_REQUEST",
     "BACKFILL_PAGE",
     "FALLBACK_SHARE",
     "MIN_POLL_INTERVAL",
     "PollPlan",
+    "needs_api_key",
     "poll_interval",
     "poll_plan",
     "poll_weight",
@@ -29,11 +31,16 @@ __all__ = [
 ]
 
 BACKFILLABLE: Final = frozenset({StreamKind.AGG_TRADE, StreamKind.KLINE})
-"""Stream kinds whose gaps REST can fill: aggTrades by id (``fromId``), klines by time
-(``startTime``). Raw trades cannot be fetched by id without an API key (historicalTrades)."""
+"""Stream kinds whose gaps REST fills unless a subscription says ``backfill=False``: aggTrades
+by id (``aggTrades?fromId=``), klines by time (``klines?startTime=``)."""
+
+BACKFILL_ON_REQUEST: Final = frozenset({StreamKind.TRADE})
+"""Stream kinds whose gaps REST fills when a subscription asks (``backfill=True``): trades by id
+(``historicalTrades?fromId=``; on spot its security type is NONE, no API key; weight 25 a page
+of 1000, six times an aggTrades page). USD-M has no raw trade stream."""
 
 BACKFILL_PAGE: Final = 1000
-"""Items per backfill request (the aggTrades and klines maximum)."""
+"""Items per backfill request (the historicalTrades, aggTrades and klines maximum)."""
 
 FALLBACK_SHARE: Final = 0.5
 """The part of the REST weight budget that fallback polling may spend."""
@@ -119,3 +126,16 @@ def unfilled(gap: Gap, filled: Iterable[int]) -> list[Gap]:
     if expected < gap.received:
         holes.append(Gap(gap.stream, expected, gap.received, gap.reason, gap.step))
     return holes
+
+
+# How an endpoint says it wants an API key: HTTP 401, or Binance's -2014 (API-key format
+# invalid) and -2015 (invalid API-key, IP, or permissions for action).
+_KEY_REQUIRED_STATUSES: Final = frozenset({401})
+_KEY_REQUIRED_CODES: Final = frozenset({-2014, -2015})
+
+
+def needs_api_key(status: int | None, code: int | None) -> bool:
+    """Whether a REST refusal with ``status`` and Binance ``code`` means the endpoint wants an
+    API key (a deployment where ``historicalTrades`` is not public): a backfill from it cannot
+    succeed by retrying."""
+    return status in _KEY_REQUIRED_STATUSES or code in _KEY_REQUIRED_CODES

@@ -110,6 +110,94 @@ async def test_what_rest_cannot_return_is_reported() -> None:
         assert ids[ids.index(gap.received) - 1] == gap.expected - 1
 
 
+async def test_backfill_asked_for_completes_trades_lost_during_a_drop() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
+        backfilling_client(ex) as client,
+    ):  # fmt: skip
+        seen: list[tuple[int, str]] = []
+        gaps: list[fastmd.Gap] = []
+        client.on_gap(gaps.append)
+        sub = client.subscribe(
+            "btcusdt@trade", lambda e: seen.append((e.trade_id, client.event_source)),
+            backfill=True,
+        )  # fmt: skip
+        await sub.wait_active(5)
+        await until(lambda: len(seen) > 50)
+        ex.faults.refuse_upgrades(503, duration=0.4)  # a burst of trades while we are away
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: client.metrics().backfilled > 0, timeout=5)
+        mark = len(seen)
+        await until(lambda: len(seen) > mark + 50)
+        ids = [trade_id for trade_id, _ in seen]
+        assert contiguous(ids)  # every trade id once, in order, across the drop
+        assert gaps == []  # nothing lost, so nothing to report
+        sources = [source for _, source in seen]
+        recovered = sources.count("rest")
+        assert recovered == client.metrics().backfilled > 0
+        first = sources.index("rest")  # one run of REST trades, between live ones
+        assert set(sources[first : first + recovered]) == {"rest"}
+        assert set(sources[:first]) == set(sources[first + recovered :]) == {"ws"}
+        assert client.metrics().duplicates_dropped == 0
+
+
+async def test_trade_gaps_are_reported_unless_backfill_is_asked_for() -> None:
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
+        backfilling_client(ex) as client,
+    ):  # fmt: skip
+        ids: list[int] = []
+        gaps: list[fastmd.Gap] = []
+        client.on_gap(gaps.append)
+        sub = client.subscribe("btcusdt@trade", lambda e: ids.append(e.trade_id))
+        await sub.wait_active(5)
+        await until(lambda: len(ids) > 20)
+        ex.faults.refuse_upgrades(503, duration=0.4)
+        ex.faults.drop_connections(mode="rst")
+        await until(lambda: len(gaps) == 1, timeout=5)
+        (gap,) = gaps
+        assert (gap.stream, gap.reason) == ("btcusdt@trade", fastmd.GapReason.RECONNECT)
+        assert ids[ids.index(gap.received) - 1] == gap.expected - 1
+        assert client.metrics().backfilled == 0
+
+
+async def test_trade_backfill_stops_when_historical_trades_wants_an_api_key() -> None:
+    """Binance spot serves historicalTrades without a key; where it wants one (HTTP 401), the
+    first trade gap is reported as it is, with one warning, and later ones are not fetched."""
+    reports: list[fastmd.ErrorReport] = []
+    async with (
+        Exchange(symbols=["BTCUSDT"], seed=1, rate=800) as ex,
+        fastmd.Client(
+            ws_url=ex.ws_url, rest_url=ex.rest_url, backoff=FAST, fallback=False,
+            circuit_breaker=PATIENT, error_reporter=reports.append,
+        ) as client,
+    ):  # fmt: skip
+        ids: list[int] = []
+        gaps: list[fastmd.Gap] = []
+        client.on_gap(gaps.append)
+        sub = client.subscribe("btcusdt@trade", lambda e: ids.append(e.trade_id), backfill=True)
+        await sub.wait_active(5)
+        await until(lambda: len(ids) > 20)
+        ex.faults.rest_error(401, path="historicalTrades")
+        requests = []  # REST requests the simulator answered, after each gap
+        for drops in (1, 2):
+            ex.faults.refuse_upgrades(503, duration=0.3)
+            ex.faults.drop_connections(mode="rst")
+            await until(lambda drops=drops: len(gaps) == drops, timeout=5)
+            requests.append(ex.rest.requests)
+            mark = len(ids)
+            await until(lambda mark=mark: len(ids) > mark + 20)
+        assert requests[1] == requests[0]  # the second gap asked REST nothing
+        assert [g.reason for g in gaps] == [fastmd.GapReason.RECONNECT] * 2
+        for gap in gaps:  # each loss reported whole, with its exact ids
+            assert ids[ids.index(gap.received) - 1] == gap.expected - 1
+        codes = [report.code for report in reports]
+        assert codes.count("backfill_unavailable") == 1
+        assert "backfill_failed" not in codes
+        assert client.metrics().backfilled == 0
+        assert ids == sorted(set(ids))
+
+
 async def test_kline_candles_missed_during_a_drop_are_backfilled() -> None:
     async with (
         Exchange(symbols=["BTCUSDT"], seed=2, rate=300) as ex,

@@ -141,6 +141,22 @@ async def test_recent_trades(spot: Sim) -> None:
     ]
 
 
+async def test_historical_trades_from_an_id(spot: Sim) -> None:
+    spot.ex.advance(200)
+    tape = list(spot.book().trades)
+    assert len(tape) > 30
+    from_id = tape[-30].trade_id
+    weight = spot.rest.weights.used(time.monotonic())
+    page = await spot.rest.historical_trades("btcusdt", from_id=from_id, limit=10)
+    assert spot.rest.weights.used(time.monotonic()) - weight == 25  # spot's weight
+    assert [t.id for t in page] == list(range(from_id, from_id + 10))
+    assert [(t.price, t.quantity, t.time, t.is_buyer_maker) for t in page] == [
+        (spot.price(t.price), spot.qty(t.quantity), t.time, t.is_buyer_maker) for t in tape[-30:-20]
+    ]
+    newest = await spot.rest.historical_trades("BTCUSDT", limit=5)
+    assert [t.id for t in newest] == [t.trade_id for t in tape[-5:]]
+
+
 async def test_agg_trades_newest_from_id_and_time_range(spot: Sim) -> None:
     spot.ex.advance(100)
     spot.wall.advance(30)  # later trades get later times

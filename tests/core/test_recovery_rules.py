@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from fastmd.core.recovery import (
+    BACKFILL_ON_REQUEST,
     BACKFILLABLE,
     FALLBACK_SHARE,
     MIN_POLL_INTERVAL,
+    needs_api_key,
     poll_interval,
     poll_plan,
     poll_weight,
@@ -48,6 +50,21 @@ def test_plans_name_the_request_and_its_limit() -> None:
 
 def test_backfillable_kinds() -> None:
     assert {StreamKind.AGG_TRADE, StreamKind.KLINE} == BACKFILLABLE
+    assert {StreamKind.TRADE} == BACKFILL_ON_REQUEST  # historicalTrades, when asked
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "needed"),
+    [
+        (401, None, True), (401, -2014, True), (400, -2014, True), (400, -2015, True),
+        (None, None, False), (400, -1121, False), (429, -1003, False), (500, -1000, False),
+        (418, -1003, False), (403, None, False),
+    ],
+)  # fmt: skip
+def test_an_api_key_refusal_is_told_from_other_failures(
+    status: int | None, code: int | None, needed: bool
+) -> None:
+    assert needs_api_key(status, code) is needed
 
 
 def test_poll_interval_keeps_rounds_within_the_share() -> None:
