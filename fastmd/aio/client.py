@@ -110,6 +110,9 @@ class Client:
         backoff, heartbeat, circuit_breaker, stale_after: per-connection settings
             (see :class:`fastmd.Connection`).
         slow_callback: seconds above which a sampled callback run counts as slow.
+        loop_budget: seconds of callbacks per event-loop turn; beyond it events wait in order in
+            a backlog worked off one budget per turn, and the sockets stop reading meanwhile
+            (TCP backpressure), so pings, timers and close() keep working under slow callbacks.
         rest_weight_budget: REST weight per minute fastmd may spend on book snapshots (half of
             Binance's limit by default: 3,000 spot, 1,200 futures).
         fallback: serve a connection's streams by REST polling while it cannot be kept up
@@ -141,6 +144,7 @@ class Client:
         circuit_breaker: CircuitBreakerPolicy | None = None,
         stale_after: float | None = None,
         slow_callback: float = 0.01,
+        loop_budget: float = 0.02,
         rest_weight_budget: int | None = None,
         fallback: bool = True,
         fallback_after: int = 3,
@@ -192,7 +196,11 @@ class Client:
         self._tasks = Tasks(self._task_failed)
         self._gaps = GapLog(self._reporter)
         self._selection = SelectionStats()
-        self._routes = RouteTable(venue, self._reporter, self._gap_detected, slow_callback)
+        if not 0 < loop_budget < float("inf"):
+            raise ValueError(f"loop_budget must be a positive number of seconds: {loop_budget!r}")
+        self._routes = RouteTable(
+            venue, self._reporter, self._gap_detected, slow_callback, loop_budget=loop_budget
+        )
         self._backfiller = Backfiller(
             self._routes, self._rest_or_none, self._tasks, self._reporter, self._gaps.report
         )
@@ -694,6 +702,8 @@ class Client:
             overflow_dropped=self._gaps.overflow_dropped,
             backfilled=self._backfiller.filled,
             book_resyncs=self._books.resyncs,
+            backpressure_pauses=self._routes.pauses,
+            deferred_events=self._routes.deferred,
             unchanged_skipped=self._selection.skipped,
             throttle_conflated=self._selection.conflated,
         )

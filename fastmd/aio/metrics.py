@@ -36,6 +36,9 @@ class Metrics:
         overflow_dropped: events dropped by full :meth:`Client.stream` queues.
         backfilled: events recovered from REST after a gap (instead of being lost).
         book_resyncs: local order books thrown away and synced again.
+        backpressure_pauses: times callbacks ran past ``loop_budget`` in a loop turn, so events
+            waited and the sockets stopped reading until the backlog was worked off.
+        deferred_events: events that waited in that backlog (delivered later, in order).
         unchanged_skipped: events not delivered to ``only_changes`` subscriptions because nothing
             they compare had changed (sequence checks saw them; never gaps).
         throttle_conflated: events of ``throttle`` subscriptions replaced by a newer one within
@@ -63,5 +66,7 @@ class Metrics:
     overflow_dropped: int
     backfilled: int
     book_resyncs: int
+    backpressure_pauses: int = 0
+    deferred_events: int = 0
     unchanged_skipped: int = 0
     throttle_conflated: int = 0

@@ -20,15 +20,13 @@ from typing import Any, Final
 
 from picows import WSFrame, WSMsgType, WSTransport
 
-from fastmd.aio.routes import RouteTable
+from fastmd.aio.routes import TIMING_EVERY, RouteTable
 from fastmd.core.codec import Decoder, Message
 from fastmd.core.events import ControlReply
 from fastmd.errors import DecodeError
 
 __all__: list[str] = []
 
-TIMING_EVERY: Final = 16
-"""One message in this many has its callbacks timed: slow callbacks show, the cost stays low."""
 _TEXT: Final = WSMsgType.TEXT
 _BINARY: Final = WSMsgType.BINARY
 
@@ -112,7 +110,7 @@ def frame_router(
                         callback_failed(route, exc)
         else:
             countdown = TIMING_EVERY
-            dispatch_timed(route, event)
+            dispatch_timed(route, event, transport)
 
     def count() -> int:
         return consumed

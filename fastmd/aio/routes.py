@@ -9,10 +9,11 @@ the hot path; everything else (REST backfill, REST fallback, buffered live event
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from fastmd.aio.reporting import Reporter
 from fastmd.core.lifecycle import Severity
@@ -28,13 +29,16 @@ __all__: list[str] = []
 
 EventSource = Literal["ws", "rest"]
 
+TIMING_EVERY: Final = 16
+"""One message in this many has its callbacks timed: slow callbacks show, the cost stays low."""
+
 
 class Route:
     """Everything the frame handler needs about one stream."""
 
     __slots__ = (
         "backfill", "buffer", "callbacks", "check", "name", "parsed", "sequencer", "shard",
-        "single", "subscriptions",
+        "single", "subscriptions", "targets",
     )  # fmt: skip
 
     def __init__(self, name: str, parsed: Stream, sequencer: Sequencer | None) -> None:
@@ -44,7 +48,10 @@ class Route:
         # the sequencer's bound check, looked up once: the frame handler calls it per event
         self.check: Callable[[Any], bool] | None = sequencer.check if sequencer else None
         self.callbacks: tuple[Callable[[Any], object], ...] = ()
+        """What the frame handler calls: ``targets``, or a buffer while events must wait."""
         self.single: Callable[[Any], object] | None = None  # the only callback, if just one
+        self.targets: tuple[Callable[[Any], object], ...] = ()
+        """The subscriptions' callbacks."""
         self.subscriptions: list[Subscription] = []
         self.shard: Shard | None = None
         self.backfill = False
@@ -54,11 +61,20 @@ class Route:
 class RouteTable:
     """The client's routes, by stream name.
 
+    Flow control: when the callbacks of one loop turn have run longer than ``loop_budget``
+    (checked on the timed runs, one message in :data:`fastmd.aio.router.TIMING_EVERY`), events
+    stop reaching callbacks directly: they wait, in order, in a backlog that is worked off one
+    budget per loop turn, and the sockets that deliver meanwhile stop reading (TCP backpressure),
+    so the loop keeps turning (pings, timers, other sockets, close) whatever the callbacks cost.
+    Sequencers still check every event as it arrives. A backlog that lasts over a second is
+    reported (``slow_consumer``).
+
     Args:
         venue: the venue (futures depth streams chain by ``pu``).
         reporter: where raising callbacks and slow callback runs are reported.
         on_gap: called by every route's sequencer with each gap it detects.
         slow_callback: seconds above which a timed callback run counts as slow.
+        loop_budget: seconds of callbacks per loop turn before events wait.
     """
 
     def __init__(
@@ -67,6 +83,7 @@ class RouteTable:
         reporter: Reporter,
         on_gap: Callable[[Gap], None],
         slow_callback: float,
+        loop_budget: float = 0.02,
     ) -> None:
         self.venue = venue
         self._reporter = reporter
@@ -76,6 +93,17 @@ class RouteTable:
         self.get = self._routes.get
         """``get(name)``: the route of a stream, or ``None`` (the frame router binds it once)."""
         self._silent = False
+        self.loop_budget = loop_budget
+        self._turn_started: float | None = None
+        self._backlog: deque[tuple[Route, Any, EventSource]] = deque()
+        self._deferring_since: float | None = None
+        self._paused: list[Any] = []  # the asyncio transports told to stop reading
+        self._reported_slow = False
+        self._drained = 0
+        self.pauses = 0
+        """Times the callbacks fell behind and the sockets stopped reading."""
+        self.deferred = 0
+        """Events that waited in the backlog instead of reaching their callbacks at once."""
         self.source: EventSource = "ws"
         """Where the event being delivered right now comes from."""
         self._duplicates_retired = 0
@@ -122,18 +150,24 @@ class RouteTable:
             sub.backfill if sub.backfill is not None else route.parsed.kind in BACKFILLABLE
             for sub in route.subscriptions
         )
+        route.targets = tuple(sub.target(route.name) for sub in route.subscriptions)
         if self._silent:
             route.callbacks = ()
         elif route.buffer is not None:
             route.callbacks = (route.buffer.append,)
+        elif self._deferring_since is not None:
+            route.callbacks = (self._waiter(route),)
         else:
-            route.callbacks = tuple(sub.target(route.name) for sub in route.subscriptions)
+            route.callbacks = route.targets
         route.single = route.callbacks[0] if len(route.callbacks) == 1 else None
 
     def silence(self) -> None:
         """Call no callback any more (the client is closing): frames still buffered are
-        decoded and dropped, sequencers still run."""
+        decoded and dropped, sequencers still run; waiting events are dropped and the sockets
+        read again (their closing handshakes must get through)."""
         self._silent = True
+        self._backlog.clear()
+        self._end_deferring()
         for route in self._routes.values():
             self.refresh(route)
 
@@ -161,10 +195,18 @@ class RouteTable:
         return True
 
     def call(self, route: Route, event: Any, source: EventSource) -> None:
-        """Call ``route``'s callbacks with an event already sequenced."""
+        """Call ``route``'s callbacks with an event already sequenced (after the events waiting
+        in the backlog, if any)."""
+        if route.buffer is not None:  # a backfill runs: after what it recovers
+            route.buffer.append(event)
+            return
+        if self._deferring_since is not None:
+            self._backlog.append((route, event, source))
+            self.deferred += 1
+            return
         previous, self.source = self.source, source
         try:
-            for callback in route.callbacks:
+            for callback in route.targets:
                 try:
                     callback(event)
                 except Exception as exc:
@@ -176,16 +218,29 @@ class RouteTable:
         """A callback of ``route`` raised ``exc`` (reported; delivery goes on)."""
         self._reporter.callback_failed(f"callback of {route.name}", exc, stream=route.name)
 
-    def dispatch_timed(self, route: Route, event: Any) -> None:
+    def dispatch_timed(self, route: Route, event: Any, transport: Any = None) -> None:
         """Call ``route``'s callbacks and time the run (the frame router does this for one
-        message in :data:`fastmd.aio.router.TIMING_EVERY`)."""
+        message in :data:`fastmd.aio.router.TIMING_EVERY`), then check the loop turn's budget:
+        over it, events wait and ``transport`` (the picows transport the message came on) stops
+        reading."""
+        waiting = self._deferring_since is not None  # the callbacks only queue the event
         started = time.perf_counter()
         for callback in route.callbacks:
             try:
                 callback(event)
             except Exception as exc:
                 self.callback_failed(route, exc)
-        elapsed = time.perf_counter() - started
+        ended = time.perf_counter()
+        if transport is not None:
+            if self._turn_started is None:
+                self._turn_started = started
+                asyncio.get_running_loop().call_soon(self._new_turn)
+            elif waiting or ended - self._turn_started > self.loop_budget:
+                self._defer(transport, ended)
+        if not waiting:
+            self._sample(route, ended - started)
+
+    def _sample(self, route: Route, elapsed: float) -> None:
         self.callback_time += elapsed
         self.callback_samples += 1
         if elapsed > self.callback_max:
@@ -199,3 +254,80 @@ class RouteTable:
                 None,
                 stream=route.name,
             )
+
+    # -- flow control ---------------------------------------------------------------------------
+
+    def _new_turn(self) -> None:
+        self._turn_started = None
+
+    def _waiter(self, route: Route) -> Callable[[Any], None]:
+        backlog = self._backlog
+
+        def wait(event: Any) -> None:
+            backlog.append((route, event, self.source))
+            self.deferred += 1
+
+        return wait
+
+    def _defer(self, transport: Any, now: float) -> None:
+        if self._deferring_since is None:
+            self._deferring_since = now
+            self.pauses += 1
+            for route in self._routes.values():
+                self.refresh(route)
+            asyncio.get_running_loop().call_soon(self._drain)
+        underlying = getattr(transport, "underlying_transport", None)
+        if underlying is not None and underlying not in self._paused:
+            if not underlying.is_closing():
+                underlying.pause_reading()
+            self._paused.append(underlying)
+
+    def _drain(self) -> None:
+        """Work off the backlog for one budget, then let the loop turn."""
+        if self._deferring_since is None:
+            return
+        started = time.perf_counter()
+        backlog = self._backlog
+        failed = self.callback_failed
+        try:
+            while backlog:
+                route, event, self.source = backlog.popleft()
+                before = time.perf_counter()
+                for callback in route.targets:
+                    try:
+                        callback(event)
+                    except Exception as exc:
+                        failed(route, exc)
+                after = time.perf_counter()
+                self._drained += 1
+                if self._drained % TIMING_EVERY == 0:  # sampled as on the frame path
+                    self._sample(route, after - before)
+                if after - started > self.loop_budget:
+                    break
+        finally:
+            self.source = "ws"
+        now = time.perf_counter()
+        if backlog:
+            if not self._reported_slow and now - self._deferring_since > 1.0:
+                self._reported_slow = True
+                self._reporter.report(
+                    Severity.WARNING,
+                    "slow_consumer",
+                    f"callbacks have been behind for {now - self._deferring_since:.1f} s "
+                    f"({len(backlog)} events waiting): sockets stopped reading meanwhile",
+                    None,
+                    backlog=len(backlog),
+                )
+            asyncio.get_running_loop().call_soon(self._drain)
+            return
+        self._end_deferring()
+        for route in self._routes.values():
+            self.refresh(route)
+
+    def _end_deferring(self) -> None:
+        self._deferring_since = None
+        self._reported_slow = False
+        paused, self._paused = self._paused, []
+        for underlying in paused:
+            if not underlying.is_closing():
+                underlying.resume_reading()
