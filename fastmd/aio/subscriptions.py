@@ -339,10 +339,14 @@ class EventStream:
         return remove
 
     def pusher(self, stream: str) -> Callable[[Any], None]:
-        """The callback that queues the events of ``stream``."""
+        """The callback that queues the events of ``stream`` (it numbers them itself)."""
+        position = self._positions.get(stream, 0)
+        enqueue = self._enqueue
 
         def push(event: Any) -> None:
-            self.push(event, stream)
+            nonlocal position
+            position += 1
+            enqueue(event, stream, position)
 
         return push
 
@@ -350,20 +354,30 @@ class EventStream:
         """Queue ``event`` of ``stream``, applying the overflow policy when full."""
         position = self._positions.get(stream, 0) + 1
         self._positions[stream] = position
+        self._enqueue(event, stream, position)
+
+    def _enqueue(self, event: Any, stream: str, position: int) -> None:
+        # The overflow paths cost less than decoding the frame did: no allocation when an
+        # event is dropped, no search of the queue.
         queue = self._queue
         if len(queue) >= self.maxsize:
-            if self.overflow == "keep_latest":
-                entry = self._newest.get(stream)
-                if entry is not None:  # conflate in place: O(1), whatever the backlog
-                    self._dropped(stream, entry[2])
-                    entry[0] = event
-                    entry[2] = position
-                    self._wakeup.set()
+            policy = self.overflow
+            if policy == "drop_oldest":
+                entry = queue.popleft()  # reused for the new event
+                self._dropped(entry[1], entry[2])
+                entry[0] = event
+                entry[1] = stream
+                entry[2] = position
+                queue.append(entry)
+                return  # the consumer was woken when the queue filled
+            if policy == "keep_latest":
+                newest = self._newest.get(stream)
+                if newest is not None:  # conflate in place
+                    self._dropped(stream, newest[2])
+                    newest[0] = event
+                    newest[2] = position
                     return
                 # a stream with nothing queued may go over maxsize by one
-            elif self.overflow == "drop_oldest":
-                _, victim_stream, victim_position = queue.popleft()
-                self._dropped(victim_stream, victim_position)
             else:  # disconnect
                 if self._failure is None:
                     self._failure = StreamOverflow(
@@ -383,13 +397,13 @@ class EventStream:
     def _dropped(self, stream: str, position: int) -> None:
         self.dropped += 1
         burst = self._bursts.get(stream)
-        if burst is None:
-            if not self._bursts:
-                asyncio.get_running_loop().call_soon(self._flush_bursts)
-            self._bursts[stream] = [position, position, 1]
-        else:
+        if burst is not None:
             burst[1] = position
             burst[2] += 1
+            return
+        if not self._bursts:
+            asyncio.get_running_loop().call_soon(self._flush_bursts)
+        self._bursts[stream] = [position, position, 1]
 
     def _flush_bursts(self) -> None:
         bursts, self._bursts = self._bursts, {}
