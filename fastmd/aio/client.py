@@ -57,6 +57,7 @@ from fastmd.core.subscriptions import (
     CONTROL_FRAMES_PER_SECOND,
     STREAMS_PER_CONNECTION,
     Outcome,
+    SubscriptionAudit,
 )
 from fastmd.core.weights import DEFAULT_WEIGHT_LIMIT
 from fastmd.errors import (
@@ -534,13 +535,21 @@ class Client:
         return unknown
 
     def _apply_outcomes(self, outcomes: list[Outcome]) -> None:
+        unsubscribe_failed: dict[tuple[int | None, str], list[str]] = {}
         for outcome in outcomes:
+            if outcome.method == "UNSUBSCRIBE":
+                if not outcome.ok:
+                    failure = outcome.error
+                    key = (failure.code, failure.msg) if failure is not None else (None, "refused")
+                    unsubscribe_failed.setdefault(key, []).append(outcome.stream)
+                continue
             route = self._routes.get(outcome.stream)
-            if route is None or outcome.method != "SUBSCRIBE":
+            if route is None:
                 continue
             if outcome.ok:
-                for sub in route.subscriptions:
-                    sub.mark_acknowledged(outcome.stream)
+                if self._pool.acknowledged(route):  # (not undone meanwhile)
+                    for sub in route.subscriptions:
+                        sub.mark_acknowledged(outcome.stream)
                 continue
             error = outcome.error
             code = error.code if error is not None else None
@@ -550,6 +559,19 @@ class Client:
                 SubscriptionError(f"{outcome.stream}: {message}", stream=outcome.stream,
                                   code=code),
             )  # fmt: skip
+        for (code, message), streams in unsubscribe_failed.items():
+            # Nobody waits for an UNSUBSCRIBE: reported (one report per reply), the streams may
+            # still be on the server until the next audit removes them.
+            shown = ", ".join(streams[:5]) + (", ..." if len(streams) > 5 else "")
+            self._reporter.report(
+                Severity.WARNING,
+                "unsubscribe_failed",
+                f"UNSUBSCRIBE of {len(streams)} stream(s) failed ({shown}): {message}; they may "
+                "still be subscribed on the server until the next audit",
+                SubscriptionError(f"UNSUBSCRIBE failed: {message}", stream=streams[0], code=code),
+                stream=streams[0],
+                streams=tuple(streams),
+            )
 
     def _fail_stream(self, name: str, error: SubscriptionError) -> None:
         route = self._routes.pop(name)
@@ -614,6 +636,23 @@ class Client:
         """Replace every connection, make-before-break: no gap, no duplicate."""
         self._check_open()
         await self._pool.handover_all()
+
+    async def audit_subscriptions(self, timeout: float = 30.0) -> SubscriptionAudit:  # noqa: ASYNC109
+        """Ask the server which streams each open connection carries (``LIST_SUBSCRIPTIONS``)
+        and fix what differs from the streams subscribed: streams nobody wants are unsubscribed,
+        wanted streams the server lacks are subscribed again. Done by itself after every
+        reconnect; differences are reported as ``subscription_drift``.
+
+        Returns what was found and fixed (:class:`fastmd.core.subscriptions.SubscriptionAudit`:
+        ``listed``, ``unexpected``, ``missing``, ``unsubscribed``, ``resubscribed``, ``error``),
+        once the fixes are acknowledged or ``timeout`` seconds passed. Connections that are not
+        open are skipped (they are audited after they reconnect).
+
+        Raises:
+            InvalidState: the client is not started or is closed.
+        """
+        self._check_open()
+        return await self._pool.audit(timeout)
 
     @property
     def event_source(self) -> EventSource:
@@ -706,6 +745,8 @@ class Client:
             deferred_events=self._routes.deferred,
             unchanged_skipped=self._selection.skipped,
             throttle_conflated=self._selection.conflated,
+            unrouted_frames=self._pool.unrouted_frames,
+            subscription_drift=self._pool.drift_found,
         )
 
     @property

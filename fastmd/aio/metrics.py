@@ -43,6 +43,11 @@ class Metrics:
             they compare had changed (sequence checks saw them; never gaps).
         throttle_conflated: events of ``throttle`` subscriptions replaced by a newer one within
             an interval (never gaps).
+        unrouted_frames: data frames of streams no subscription wants, dropped (the last frames
+            of a stream being unsubscribed, or streams the server should not send: those are
+            reported as ``unrouted_frames`` and the connection is audited).
+        subscription_drift: audits (``LIST_SUBSCRIPTIONS``) that found the server's
+            subscriptions differing from the acknowledged ones (each reported and fixed).
     """
 
     status: Status
@@ -70,3 +75,5 @@ class Metrics:
     deferred_events: int = 0
     unchanged_skipped: int = 0
     throttle_conflated: int = 0
+    unrouted_frames: int = 0
+    subscription_drift: int = 0

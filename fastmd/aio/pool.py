@@ -5,6 +5,12 @@ make-before-break handovers, and the switch to REST polling while a shard's sock
 A *shard* is one pooled connection and the streams it carries; the pool sees each connection
 only through that shard. Outcomes of control requests go back to the client through a callable,
 status changes through another: the pool never reaches into the client.
+
+Every control reply is answered with the requests that reconcile the shard's wanted streams
+with the acknowledged ones (:meth:`fastmd.core.subscriptions.ControlChannel.answer`); after a
+reconnect, and on demand, the server's own list is audited (``LIST_SUBSCRIPTIONS``). A shard
+left without streams keeps its connection for ``idle_timeout`` seconds, so a stream subscribed
+again soon reuses it instead of spending the connect budget.
 """
 
 from __future__ import annotations
@@ -25,14 +31,14 @@ from fastmd.aio.tasks import Tasks
 from fastmd.core.backoff import Backoff
 from fastmd.core.breaker import CircuitBreakerPolicy
 from fastmd.core.codec import Decoder, Message, PriceType
-from fastmd.core.events import ControlReply, ServerShutdown
+from fastmd.core.events import ControlError, ControlReply, ServerShutdown
 from fastmd.core.lifecycle import ConnectionState, Severity
 from fastmd.core.liveness import Heartbeat
 from fastmd.core.pacing import Pacer
 from fastmd.core.stats import ConnectionStats
 from fastmd.core.status import ShardView
 from fastmd.core.streams import Venue, futures_route
-from fastmd.core.subscriptions import ControlChannel, Outcome
+from fastmd.core.subscriptions import ControlChannel, Outcome, SubscriptionAudit
 from fastmd.errors import DecodeError
 
 __all__: list[str] = []
@@ -40,6 +46,18 @@ __all__: list[str] = []
 logger = logging.getLogger(__name__)
 
 _HANDOVER_SETTLE_TIMEOUT: Final = 10.0
+
+DEFAULT_IDLE_TIMEOUT: Final = 60.0
+"""Seconds a connection left without streams is kept open (the value the client is meant to use;
+``PoolSettings.idle_timeout`` stays 0 until the client's option is wired, see its docstring)."""
+UNROUTED_REPORT_INTERVAL: Final = 10.0
+"""Frames of streams nobody subscribed are reported (and audited) at most once per this many
+seconds per connection; every one is counted."""
+ROUTES_PER_STREAM_SLOT: Final = 2
+"""A shard's decoder keeps fast-path routes for this many times ``max_streams_per_connection``
+streams: its own streams, churn, and a bounded number learned from frames nobody subscribed (the
+decoder's default, 10,000, let a peer grow it by about 40 MB)."""
+_LOST: Final = "the connection was lost before the audit's reply"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +80,10 @@ class PoolSettings:
     circuit_breaker: CircuitBreakerPolicy | None
     stale_after: float | None
     fallback_after: int
+    idle_timeout: float = 0.0
+    """Seconds a shard left without streams keeps its connection before closing it (a stream
+    placed meanwhile reuses it, spending nothing from the connect budget). The client is meant to
+    pass ``DEFAULT_IDLE_TIMEOUT`` (60 s); 0 closes at once, as before."""
 
 
 class FallbackSwitch(Protocol):
@@ -92,6 +114,11 @@ class Shard:
         self.rotating = False
         self.ever_connected = False
         self.flush_scheduled = False
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.audits: list[asyncio.Future[SubscriptionAudit]] = []  # waiting for the next result
+        self.unrouted_unreported = 0  # unexpected frames since the last report
+        self.unrouted_reported_at: float | None = None
+        self.budget_wait_until = 0.0  # a connect_budget_wait report covers waits until then
 
     @property
     def up(self) -> bool:
@@ -137,6 +164,9 @@ class ConnectionPool:
         self._closed = False
         self.handovers = 0
         self.decode_errors = 0
+        self.unrouted_frames = 0
+        self.drift_found = 0
+        self._wakeups: list[asyncio.Future[None]] = []  # audits waiting for their fixes
 
     # -- what the client reads ----------------------------------------------------------------
 
@@ -153,7 +183,10 @@ class ConnectionPool:
         """Each shard as the status rule sees it."""
         return [
             ShardView(
-                polling=self._fallback.polling(shard), was_up=shard.ever_connected, up=shard.up
+                polling=self._fallback.polling(shard),
+                was_up=shard.ever_connected,
+                up=shard.up,
+                streams=bool(shard.streams),
             )
             for shard in self._shards.values()
         ]
@@ -184,11 +217,15 @@ class ConnectionPool:
                 shard.decoder.register([route.name])
             touched[shard.key] = shard
         for shard in touched.values():
+            self._stop_idle(shard)
             self._ensure_connection(shard)
             self._schedule_flush(shard)
+        if touched:
+            self._changed()  # a stream on a shard without an open socket is not CONNECTED
 
     def remove(self, route: Route) -> None:
-        """Unsubscribe ``route``'s stream; a shard left empty is closed."""
+        """Unsubscribe ``route``'s stream; a shard left empty is kept ``idle_timeout`` seconds,
+        then closed."""
         shard = route.shard
         if shard is None:
             return
@@ -196,18 +233,81 @@ class ConnectionPool:
         shard.channel.drop([route.name])
         self._schedule_flush(shard)
         if not shard.streams:
-            self._retire_shard(shard)
+            self._idle(shard)
 
     def forget(self, route: Route) -> None:
-        """``route`` failed: its stream leaves its shard without an UNSUBSCRIBE."""
+        """``route`` failed: its stream leaves its shard. A SUBSCRIBE given up after timeouts may
+        have been applied: the channel then unsubscribes it to be sure."""
         shard = route.shard
         if shard is not None:
             shard.streams.discard(route.name)
             shard.channel.drop([route.name])
+            self._schedule_flush(shard)
+            if not shard.streams:
+                self._idle(shard)
 
     def acknowledged(self, route: Route) -> bool:
-        """Whether the server acknowledged ``route``'s stream on its current connection."""
-        return route.shard is not None and route.name in route.shard.channel.active
+        """Whether the server acknowledged ``route``'s stream on its current connection (and no
+        UNSUBSCRIBE of it is still on its way)."""
+        return route.shard is not None and route.shard.channel.confirmed(route.name)
+
+    async def audit(self, timeout: float) -> SubscriptionAudit:  # noqa: ASYNC109
+        """Audit every open connection with ``LIST_SUBSCRIPTIONS``: what the server lists that is
+        not wanted is unsubscribed, what is wanted and missing is subscribed again; waits (up to
+        ``timeout`` seconds in all) for the replies and for the fixes to be acknowledged."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        waiting: list[tuple[Shard, asyncio.Future[SubscriptionAudit]]] = []
+        for shard in list(self._shards.values()):
+            if not shard.up:
+                continue  # audited after it reconnects
+            future: asyncio.Future[SubscriptionAudit] = loop.create_future()
+            shard.audits.append(future)
+            shard.channel.audit()
+            self._flush(shard)
+            waiting.append((shard, future))
+        results: list[SubscriptionAudit] = []
+        for shard, future in waiting:
+            try:
+                results.append(await asyncio.wait_for(future, max(deadline - loop.time(), 0)))
+            except TimeoutError:
+                with contextlib.suppress(ValueError):
+                    shard.audits.remove(future)
+                message = f"no audit result within {timeout:g} s"
+                results.append(SubscriptionAudit(error=ControlError(-1, message)))
+        while not all(shard.channel.is_settled() for shard, _ in waiting if shard.up):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            wakeup: asyncio.Future[None] = loop.create_future()
+            self._wakeups.append(wakeup)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup, remaining)  # the next reply or timeout tick
+        return SubscriptionAudit.merge(results)
+
+    def _idle(self, shard: Shard) -> None:
+        """``shard`` has no stream left: keep its connection a while for streams to come."""
+        self._changed()
+        if self._closed:
+            return  # close() closes it
+        timeout = self.settings.idle_timeout
+        if timeout <= 0 or not shard.up:
+            self._retire_shard(shard)
+            return
+        if shard.idle_timer is None:
+            shard.idle_timer = asyncio.get_running_loop().call_later(
+                timeout, self._idle_expired, shard
+            )
+
+    def _idle_expired(self, shard: Shard) -> None:
+        shard.idle_timer = None
+        if not shard.streams and self._shards.get(shard.key) is shard:
+            self._retire_shard(shard)
+
+    def _stop_idle(self, shard: Shard) -> None:
+        if shard.idle_timer is not None:
+            shard.idle_timer.cancel()
+            shard.idle_timer = None
 
     def _shard_with_room(self, route_key: str) -> Shard:
         index = 0
@@ -234,9 +334,11 @@ class ConnectionPool:
         self._shards.pop(shard.key, None)
         self._stop_timers(shard)
         self._fallback.forget(shard)
+        self._audits_lost(shard)
         if shard.conn is not None:
             conn, shard.conn = shard.conn, None
             self._retire_connection(conn)
+        self._changed()
 
     # -- connections --------------------------------------------------------------------------
 
@@ -259,7 +361,12 @@ class ConnectionPool:
         )
 
     def _decoder(self, streams: Iterable[str]) -> Decoder:
-        decoder = Decoder(self.settings.venue, price_type=self.settings.price_type)
+        settings = self.settings
+        decoder = Decoder(
+            settings.venue,
+            price_type=settings.price_type,
+            max_streams=ROUTES_PER_STREAM_SLOT * settings.max_streams_per_connection,
+        )
         decoder.register(streams)
         return decoder
 
@@ -300,35 +407,71 @@ class ConnectionPool:
     def _on_reconnecting(self, shard: Shard, conn: Connection, attempt: int) -> None:
         if shard.conn is conn and attempt > self.settings.fallback_after and not self._closed:
             self._fallback.enter(shard)
+        if shard.conn is conn:
+            self._budget_wait(shard, "connection")
         self._changed()
+
+    def _budget_wait(self, shard: Shard, what: str) -> None:
+        """Report (once per wait) that the shared connect budget holds a connection back."""
+        now = time.monotonic()
+        delay = self._connect_budget.delay(now)
+        if delay <= 0 or now < shard.budget_wait_until or self._closed:
+            return
+        shard.budget_wait_until = now + delay
+        settings = self.settings
+        self._reporter.report(
+            Severity.WARNING,
+            "connect_budget_wait",
+            f"{shard.url}: {what} waits {delay:.1f} s for the connect budget "
+            f"({settings.connect_budget} connection attempts per 5 minutes, all used)",
+            None,
+            url=shard.url,
+            delay=delay,
+            streams=len(shard.streams),
+        )
 
     def _on_circuit_open(self, shard: Shard, conn: Connection) -> None:
         if shard.conn is conn and not self._closed:
             self._fallback.enter(shard)
         self._changed()
 
+    def _mark_reconnect(self, shard: Shard) -> None:
+        get = self._routes.get
+        for name in shard.streams:
+            route = get(name)
+            if route is not None and route.sequencer is not None:
+                route.sequencer.mark_reconnect()
+
     def _on_connect(self, shard: Shard, conn: Connection) -> None:
         if shard.conn is not conn:
             return
         self._fallback.leave(shard)
-        if shard.ever_connected:
-            get = self._routes.get
-            for name in shard.streams:
-                route = get(name)
-                if route is not None and route.sequencer is not None:
-                    route.sequencer.mark_reconnect()
+        reconnect = shard.ever_connected
+        if reconnect:
+            self._mark_reconnect(shard)
         shard.ever_connected = True
         shard.channel.reset()
-        self._flush(shard)
+        self._audits_lost(shard)
+        self._flush(shard)  # the restore
+        if reconnect:
+            shard.channel.audit()  # sent once the restore is acknowledged
+            self._flush(shard)  # (at once if there was nothing to restore)
         self._schedule_rotation(shard)
         self._changed()
 
     def _on_disconnect(self, shard: Shard, conn: Connection) -> None:
         if shard.conn is not conn:
             return
+        # Whatever socket delivers next (this one reconnected, or a handover's new one when a
+        # serverShutdown was followed at once by the close), a jump is the reconnect's.
+        self._mark_reconnect(shard)
         if shard.rotate_timer is not None:
             shard.rotate_timer.cancel()
             shard.rotate_timer = None
+        self._audits_lost(shard)
+        if not shard.streams and not shard.rotating and not self._closed:
+            self._retire_shard(shard)  # idle and down: nothing to reconnect for
+            return
         self._changed()
 
     def _unrouted(self, shard: Shard, message: Message[Any]) -> None:
@@ -337,7 +480,31 @@ class ConnectionPool:
                 Severity.WARNING, "server_shutdown", f"{shard.url}: serverShutdown received", None
             )
             self._tasks.spawn(self._handover(shard, "serverShutdown"))
-        # else: a stream unsubscribed a moment ago; its last frames are dropped on purpose
+            return
+        self.unrouted_frames += 1
+        stream = message.stream
+        if shard.channel.expects(stream):
+            return  # the last frames of a stream being unsubscribed: dropped on purpose
+        # The server sends a stream nobody subscribed: report it (rate-limited) and audit the
+        # connection, which unsubscribes what is not wanted.
+        shard.unrouted_unreported += 1
+        now = time.monotonic()
+        last = shard.unrouted_reported_at
+        if last is not None and now - last < UNROUTED_REPORT_INTERVAL:
+            return
+        count, shard.unrouted_unreported = shard.unrouted_unreported, 0
+        shard.unrouted_reported_at = now
+        self._reporter.report(
+            Severity.WARNING,
+            "unrouted_frames",
+            f"{shard.url}: {count} frame(s) of streams nobody subscribed (e.g. {stream}); "
+            "dropped, the connection's subscriptions are audited",
+            None,
+            stream=stream,
+            frames=count,
+        )
+        shard.channel.audit()
+        self._flush(shard)
 
     def _decode_failed(self, error: DecodeError) -> None:
         self.decode_errors += 1
@@ -349,7 +516,77 @@ class ConnectionPool:
     # -- the control channel ------------------------------------------------------------------
 
     def _on_reply(self, shard: Shard, reply: ControlReply) -> None:
-        self._outcomes(shard.channel.on_reply(reply))
+        conn = shard.conn
+        delay = conn.send_delay() if conn is not None and conn.is_open else 0.0
+        frames, outcomes = shard.channel.answer(reply, time.monotonic() + delay)
+        if frames and conn is not None:
+            for frame in frames:
+                conn.send(frame)
+        self._deliver(shard, outcomes)
+        self._audited(shard)
+
+    def _deliver(self, shard: Shard, outcomes: list[Outcome]) -> None:
+        """Give the client the outcomes; a SUBSCRIBE's only while its stream is on ``shard`` (one
+        removed and placed again on another shard meanwhile waits for that shard's answer)."""
+        if not outcomes:
+            return
+        get = self._routes.get
+        self._outcomes(
+            [
+                o
+                for o in outcomes
+                if o.method != "SUBSCRIBE"
+                or ((r := get(o.stream)) is not None and r.shard is shard)
+            ]
+        )
+
+    def _audited(self, shard: Shard) -> None:
+        self._wake()
+        self._take_audit(shard)
+
+    def _wake(self) -> None:
+        wakeups, self._wakeups = self._wakeups, []
+        for wakeup in wakeups:
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+    def _take_audit(self, shard: Shard) -> None:
+        """Hand an audit's result to those waiting for it, and report drift."""
+        audit = shard.channel.take_audit()
+        if audit is None:
+            return
+        if audit.drift:
+            self.drift_found += 1
+            unexpected, missing = sorted(audit.unexpected), sorted(audit.missing)
+            self._reporter.report(
+                Severity.WARNING,
+                "subscription_drift",
+                f"{shard.url}: the server's subscriptions differed: {len(unexpected)} not "
+                f"acknowledged ({', '.join(unexpected[:5]) or '-'}), {len(missing)} missing "
+                f"({', '.join(missing[:5]) or '-'}); unsubscribed {len(audit.unsubscribed)}, "
+                f"subscribed again {len(audit.resubscribed)}",
+                None,
+                unexpected=tuple(unexpected),
+                missing=tuple(missing),
+            )
+        elif audit.error is not None:
+            self._reporter.report(
+                Severity.WARNING,
+                "audit_failed",
+                f"{shard.url}: LIST_SUBSCRIPTIONS failed: {audit.error.msg}",
+                None,
+                error_code=audit.error.code,
+            )
+        waiting, shard.audits = shard.audits, []
+        for future in waiting:
+            if not future.done():
+                future.set_result(audit)
+
+    def _audits_lost(self, shard: Shard) -> None:
+        waiting, shard.audits = shard.audits, []
+        for future in waiting:
+            if not future.done():
+                future.set_result(SubscriptionAudit(error=ControlError(-1, _LOST)))
 
     def _schedule_flush(self, shard: Shard) -> None:
         """Send the shard's pending (un)subscriptions at the end of this loop turn, so that many
@@ -380,7 +617,8 @@ class ConnectionPool:
             frames, outcomes = shard.channel.poll(time.monotonic())
             for frame in frames:
                 conn.send(frame)
-            self._outcomes(outcomes)
+            self._deliver(shard, outcomes)
+            self._audited(shard)
 
     # -- rotation and handovers ---------------------------------------------------------------
 
@@ -399,6 +637,7 @@ class ConnectionPool:
         if shard.ticker is not None:
             shard.ticker.cancel()
             shard.ticker = None
+        self._stop_idle(shard)
 
     async def handover_all(self) -> None:
         """Replace every connection, make-before-break."""
@@ -419,9 +658,13 @@ class ConnectionPool:
             if shard.rotate_timer is not None:
                 shard.rotate_timer.cancel()
                 shard.rotate_timer = None
+            if not shard.streams:
+                self._retire_shard(shard)  # idle: nothing to hand over
+                return
             channel = self._channel()
             channel.want(shard.streams)
             decoder = self._decoder(shard.streams)
+            self._budget_wait(shard, f"the {why} handover")
             conn = self._connection(shard)
             replied = asyncio.Event()
             new = conn
@@ -463,6 +706,7 @@ class ConnectionPool:
                 return
             shard.conn, shard.channel, shard.decoder = conn, channel, decoder
             swapped = True
+            self._audits_lost(shard)
             self._watch(shard, conn)
             self._flush(shard)
             shard.ever_connected = True

@@ -355,8 +355,11 @@ class ControlChannel:
         )
 
     def expects(self, stream: str) -> bool:
-        """Frames of ``stream`` may arrive: acknowledged, or a request about it is in flight."""
-        return stream in self.active or any(stream in r.streams for r in self._in_flight.values())
+        """Frames of ``stream`` may arrive: acknowledged, or a request about it is in flight.
+        Not for an unsure stream: its frames show that its failed UNSUBSCRIBE left it subscribed."""
+        if any(stream in r.streams for r in self._in_flight.values()):
+            return True
+        return stream in self.active and stream not in self.unsure
 
     def is_settled(self) -> bool:
         """Every desired stream acknowledged (or failed), nothing unwanted left to unsubscribe,

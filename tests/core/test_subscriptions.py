@@ -291,6 +291,7 @@ def test_a_refused_unsubscribe_is_an_outcome_and_is_not_sent_again_in_a_loop() -
     assert outcomes[0].error == ControlError(2, "Invalid request")
     assert channel.unsure == {"a@trade", "b@trade"}  # maybe still on the server
     assert channel.active == {"a@trade", "b@trade"}
+    assert not channel.expects("a@trade")  # its frames would show the server kept it
     assert channel.failed == set()
     assert channel.poll(100.0) == ([], [])
     assert channel.is_settled()  # nothing more to do until an audit tells
