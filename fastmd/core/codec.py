@@ -422,11 +422,18 @@ _KIND_EVENTS: Final[dict[StreamKind, Any]] = {
     StreamKind.FORCE_ORDER: ev.ForceOrder,
     StreamKind.ALL_BOOK_TICKERS: ev.BookTicker,
     StreamKind.ALL_FORCE_ORDERS: ev.ForceOrder,
+    StreamKind.CONTINUOUS_KLINE: ev.ContinuousKline,
+    StreamKind.COMPOSITE_INDEX: ev.CompositeIndex,
+    StreamKind.RPI_DEPTH: ev.DepthUpdate,
+}
+_PLAIN_EVENTS: Final[dict[StreamKind, Any]] = {
+    StreamKind.ALL_CONTRACT_INFO: ev.ContractInfo,  # no price: not generic in P
 }
 _ARRAY_EVENTS: Final[dict[StreamKind, Any]] = {
     StreamKind.ALL_MINI_TICKERS: ev.MiniTicker,
     StreamKind.ALL_TICKERS: ev.Ticker,
     StreamKind.ALL_MARK_PRICES: ev.MarkPrice,
+    StreamKind.ALL_ASSET_INDEXES: ev.AssetIndex,
 }
 _WINDOW_EVENTS: Final[dict[str | None, Any]] = {
     "1h": ev.Ticker1h,
@@ -450,7 +457,7 @@ def event_class(stream: Stream, venue: Venue = "binance-spot") -> type | None:
         StreamKind.SERVER_SHUTDOWN,
     ):
         return None
-    found: type | None = _KIND_EVENTS.get(kind)
+    found: type | None = _KIND_EVENTS.get(kind) or _PLAIN_EVENTS.get(kind)
     return found
 
 
@@ -458,8 +465,9 @@ def event_class(stream: Stream, venue: Venue = "binance-spot") -> type | None:
 _TAGGED_EVENTS: Final = (
     ev.Trade, ev.AggTrade, ev.BlockTrade, ev.Kline, ev.MiniTicker, ev.Ticker, ev.Ticker1h,
     ev.Ticker4h, ev.Ticker1d, ev.BookTicker, ev.AvgPrice, ev.ReferencePrice, ev.DepthUpdate,
-    ev.MarkPrice, ev.ForceOrder,
+    ev.MarkPrice, ev.ForceOrder, ev.ContinuousKline, ev.CompositeIndex,
 )  # fmt: skip
+_TAGGED_PLAIN_EVENTS: Final = (ev.ServerShutdown, ev.ContractInfo)  # not generic in P
 _SHUTDOWN_STREAM: Final = "!serverShutdown"
 
 
@@ -506,7 +514,10 @@ class Decoder:
         self._overflow = OrderedDict()
         self._routed: frozenset[str] = frozenset()  # the streams the fast decoder covers
         self._slow_since_build = 0
-        tagged: tuple[Any, ...] = (*(t[price_type] for t in _TAGGED_EVENTS), ev.ServerShutdown)
+        tagged: tuple[Any, ...] = (
+            *(t[price_type] for t in _TAGGED_EVENTS),
+            *_TAGGED_PLAIN_EVENTS,
+        )
         self._tagged_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             Union[tagged],  # noqa: UP007
             strict=self._strict,
@@ -602,6 +613,8 @@ class Decoder:
         kind, p = stream.kind, self.price_type
         if kind is StreamKind.SERVER_SHUTDOWN:
             return ev.ServerShutdown
+        if kind in _PLAIN_EVENTS:
+            return _PLAIN_EVENTS[kind]
         if kind is StreamKind.PARTIAL_DEPTH:
             if self.venue == "binance-usdm":
                 return ev.DepthUpdate[p]  # type: ignore[valid-type]
@@ -829,7 +842,13 @@ def _is_control(probe: _Probe) -> bool:
 
 
 def _stream_of(event: Any) -> str:
-    """The stream a raw payload came from, as far as its fields tell (speeds cannot be known)."""
+    """The stream a raw payload came from, as far as its fields tell (speeds cannot be known,
+    nor that a depthUpdate came from ``@rpiDepth@500ms``)."""
+    if isinstance(event, ev.ContractInfo):
+        return "!contractInfo"
+    if isinstance(event, ev.ContinuousKline):
+        contract = f"{event.pair.lower()}_{event.contract_type.lower()}"
+        return f"{contract}@continuousKline_{event.kline.interval}"
     symbol = event.symbol.lower()
     if isinstance(event, ev.Kline):
         return f"{symbol}@kline_{event.kline.interval}"
@@ -847,5 +866,6 @@ def _stream_of(event: Any) -> str:
         ev.DepthUpdate: "depth",
         ev.MarkPrice: "markPrice",
         ev.ForceOrder: "forceOrder",
+        ev.CompositeIndex: "compositeIndex",
     }
     return f"{symbol}@{kinds[type(event)]}"

@@ -23,18 +23,25 @@ from typing_extensions import TypeVar
 
 __all__ = [
     "AggTrade",
+    "AssetIndex",
     "AvgPrice",
     "BlockTrade",
     "BookTicker",
+    "CompositeIndex",
+    "ContinuousKline",
+    "ContinuousKlineData",
+    "ContractInfo",
     "ControlError",
     "ControlReply",
     "DepthUpdate",
     "ForceOrder",
+    "IndexComponent",
     "Kline",
     "KlineData",
     "LiquidationOrder",
     "MarkPrice",
     "MiniTicker",
+    "NotionalBracket",
     "PartialDepth",
     "ReferencePrice",
     "ServerShutdown",
@@ -371,6 +378,120 @@ class ForceOrder(
     def symbol(self) -> str:
         """The liquidated symbol (the payload carries it inside the order)."""
         return self.order.symbol
+
+
+class ContinuousKlineData(msgspec.Struct, Generic[P], frozen=True, gc=False):
+    """The candle inside a :class:`ContinuousKline` event (the wire's ``k`` object): a kline's
+    figures, without a symbol, and with order-book update ids where a kline has trade ids."""
+
+    start_time: Millis = field(name="t")
+    close_time: Millis = field(name="T")
+    interval: str = field(name="i")
+    first_update_id: OptionalId = field(name="f")
+    last_update_id: OptionalId = field(name="L")
+    open: P = field(name="o")
+    close: P = field(name="c")
+    high: P = field(name="h")
+    low: P = field(name="l")
+    volume: P = field(name="v")
+    trade_count: Count = field(name="n")
+    is_closed: bool = field(name="x")
+    quote_volume: P = field(name="q")
+    taker_buy_volume: P = field(name="V")
+    taker_buy_quote_volume: P = field(name="Q")
+
+
+class ContinuousKline(
+    msgspec.Struct, Generic[P], frozen=True, gc=False, tag_field="e", tag="continuous_kline"
+):
+    """A candle of a pair's continuous contract (``<pair>_<contract type>@continuousKline_<i>``,
+    USD-M): the perpetual, or whichever delivery contract is the current or next quarter.
+    ``kline.is_closed`` marks a candle's final update."""
+
+    event_time: Millis = field(name="E")
+    pair: str = field(name="ps")
+    contract_type: str = field(name="ct")
+    kline: ContinuousKlineData[P] = field(name="k")
+
+
+class IndexComponent(msgspec.Struct, Generic[P], frozen=True, gc=False, omit_defaults=True):
+    """One asset of a :class:`CompositeIndex` (an item of the wire's ``c`` list)."""
+
+    base_asset: str = field(name="b")
+    weight_in_quantity: P = field(name="w")
+    weight_in_percentage: P = field(name="W")
+    quote_asset: str | None = field(default=None, name="q")
+    index_price: P | None = field(default=None, name="i")
+
+
+class CompositeIndex(
+    msgspec.Struct,
+    Generic[P],
+    frozen=True,
+    gc=False,
+    omit_defaults=True,
+    tag_field="e",
+    tag="compositeIndex",
+):
+    """A composite index's price and composition (``<symbol>@compositeIndex``, USD-M, every
+    second), for index symbols such as ``DEFIUSDT``."""
+
+    event_time: Millis = field(name="E")
+    symbol: str = field(name="s")
+    price: P = field(name="p")
+    composition: list[IndexComponent[P]] = field(name="c")
+    component: str | None = field(default=None, name="C")
+    """What the weights are of: ``"baseAsset"``."""
+
+
+class NotionalBracket(msgspec.Struct, frozen=True, gc=False):
+    """One notional bracket of a :class:`ContractInfo` (an item of the wire's ``bks``). Binance
+    sends these as JSON numbers: they are ``float`` (and ``int``) whatever the number type."""
+
+    bracket: int = field(name="bs")
+    notional_floor: float = field(name="bnf")
+    notional_cap: float = field(name="bnc")
+    maintenance_margin_ratio: float = field(name="mmr")
+    maintenance_amount: float = field(name="cf")
+    """Binance's "auxiliary number for quick calculation": maintenance margin is notional x
+    ``maintenance_margin_ratio`` - this."""
+    min_leverage: int = field(name="mi")
+    max_leverage: int = field(name="ma")
+
+
+class ContractInfo(
+    msgspec.Struct, frozen=True, gc=False, omit_defaults=True, tag_field="e", tag="contractInfo"
+):
+    """A contract listed, settled or changed (``!contractInfo``, USD-M, pushed on change). Not
+    generic: it has no price. ``brackets`` is set only when the notional brackets changed."""
+
+    event_time: Millis = field(name="E")
+    symbol: str = field(name="s")
+    pair: str = field(name="ps")
+    contract_type: str = field(name="ct")
+    delivery_time: Millis = field(name="dt")
+    onboard_time: Millis = field(name="ot")
+    status: str = field(name="cs")
+    brackets: list[NotionalBracket] | None = field(default=None, name="bks")
+
+
+class AssetIndex(
+    msgspec.Struct, Generic[P], frozen=True, gc=False, tag_field="e", tag="assetIndexUpdate"
+):
+    """An asset's index price and the rates Multi-Assets mode values it at (items of
+    ``!assetIndex@arr``, USD-M, every second)."""
+
+    event_time: Millis = field(name="E")
+    symbol: str = field(name="s")
+    index_price: P = field(name="i")
+    bid_buffer: P = field(name="b")
+    ask_buffer: P = field(name="a")
+    bid_rate: P = field(name="B")
+    ask_rate: P = field(name="A")
+    auto_exchange_bid_buffer: P = field(name="q")
+    auto_exchange_ask_buffer: P = field(name="g")
+    auto_exchange_bid_rate: P = field(name="Q")
+    auto_exchange_ask_rate: P = field(name="G")
 
 
 class ServerShutdown(msgspec.Struct, frozen=True, gc=False, tag_field="e", tag="serverShutdown"):

@@ -6,13 +6,15 @@ Rules, per stream kind:
 - aggTrade: ``agg_trade_id`` must be the previous + 1 (futures ``f``/``l`` are not contiguous and
   are not checked);
 - diff depth: spot ``first_update_id`` must be the previous ``final_update_id`` + 1, futures
-  ``prev_final_update_id`` must equal the previous ``final_update_id``;
-- kline: a candle whose start is more than one interval after the last one means lost candles;
+  (and USD-M RPI depth) ``prev_final_update_id`` must equal the previous ``final_update_id``;
+- kline and continuous-contract kline: a candle whose start is more than one interval after the
+  last one means lost candles;
 - everything else (tickers, book ticker, partial depth, mark price...) has no sequence to break
   but a monotonic key (update id or event time) that drops duplicates;
 - streams where many symbols interleave (``!bookTicker``, ``!forceOrder@arr``, and
-  ``<symbol>@forceOrder`` alike) keep that key per symbol: ``update_id`` for book tickers;
-  liquidations carry no id, so an event equal to one of the symbol's last few is a repeat.
+  ``<symbol>@forceOrder`` alike, ``!contractInfo``) keep that key per symbol: ``update_id``
+  for book tickers; liquidations and contract info carry no id, so an event equal to one of the
+  symbol's last few is a repeat.
 
 An event whose key is not past the last delivered one is a duplicate (the overlap of a
 make-before-break handover, a server replay): it is dropped and counted, never delivered twice.
@@ -39,9 +41,10 @@ _INTERVAL_MS: Final = {
 }  # fmt: skip
 
 
-LIQUIDATION_MEMORY: Final = 16
-"""Liquidations remembered per symbol to tell a repeat from a new one: at most one a second is
-pushed per symbol, so they cover 16 seconds or more, longer than a handover's overlap."""
+RECENT_MEMORY: Final = 16
+"""Events remembered per symbol to tell a repeat from a new one on streams without an id
+(liquidations: at most one a second per symbol, so 16 seconds or more, longer than a handover's
+overlap; contract info, pushed on change)."""
 
 
 class GapReason(StrEnum):
@@ -264,14 +267,14 @@ class _BookTickersBySymbol(Sequencer):
         return False
 
 
-class _LiquidationsBySymbol(Sequencer):
-    """``<symbol>@forceOrder`` and ``!forceOrder@arr``: a liquidation has no id, and Binance
-    pushes at most one per symbol per second. The key is the event itself: per symbol the last
-    :data:`LIQUIDATION_MEMORY` events are kept, and an event equal to one of them (same time,
-    same order fields) is a repeat. So is one older than all of them once the memory is full:
-    it is from before what is remembered, and only a replay brings such an event back. A new
-    event is never dropped, even one that arrives after a newer one (a handover's new
-    connection may run ahead of the old one by a few frames); it is delivered then, late."""
+class _RecentBySymbol(Sequencer):
+    """Events with no id, pushed per symbol on change (liquidations, contract info). The key is
+    the event itself: per symbol the last :data:`RECENT_MEMORY` events are kept, and an event
+    equal to one of them (same time, same fields) is a repeat. So is one older than all of them
+    once the memory is full: it is from before what is remembered, and only a replay brings such
+    an event back. A new event is never dropped, even one that arrives after a newer one (a
+    handover's new connection may run ahead of the old one by a few frames); it is delivered
+    then, late. Subclasses say where the symbol is."""
 
     __slots__ = ("recent",)
 
@@ -279,18 +282,41 @@ class _LiquidationsBySymbol(Sequencer):
         super().__init__(stream, sink)
         self.recent: dict[str, deque[Any]] = {}
 
+    def _symbol(self, event: Any) -> str:  # pragma: no cover - every stream has a subclass
+        raise NotImplementedError
+
     def check(self, event: Any) -> bool:
-        symbol: str = event.order.symbol
+        symbol = self._symbol(event)
         recent = self.recent.get(symbol)
         if recent is None:
-            recent = self.recent[symbol] = deque(maxlen=LIQUIDATION_MEMORY)
+            recent = self.recent[symbol] = deque(maxlen=RECENT_MEMORY)
         elif event in recent or (
-            len(recent) == LIQUIDATION_MEMORY and event.event_time < recent[0].event_time
+            len(recent) == RECENT_MEMORY and event.event_time < recent[0].event_time
         ):
             self.duplicates += 1
             return False
         recent.append(event)
         return True
+
+
+class _LiquidationsBySymbol(_RecentBySymbol):
+    """``<symbol>@forceOrder`` and ``!forceOrder@arr``: the symbol is inside the order."""
+
+    __slots__ = ()
+
+    def _symbol(self, event: Any) -> str:
+        symbol: str = event.order.symbol
+        return symbol
+
+
+class _ContractInfoBySymbol(_RecentBySymbol):
+    """``!contractInfo``: one event per change of a contract."""
+
+    __slots__ = ()
+
+    def _symbol(self, event: Any) -> str:
+        symbol: str = event.symbol
+        return symbol
 
 
 def _event_time(event: Any) -> int:
@@ -310,7 +336,9 @@ def sequencer_for(stream: Stream, name: str, sink: GapSink, *, futures: bool) ->
         return _AggTradeIds(name, sink)
     if kind is StreamKind.DEPTH:
         return _FuturesDepth(name, sink) if futures else _SpotDepth(name, sink)
-    if kind is StreamKind.KLINE:
+    if kind is StreamKind.RPI_DEPTH:
+        return _FuturesDepth(name, sink)
+    if kind in (StreamKind.KLINE, StreamKind.CONTINUOUS_KLINE):
         return _Klines(name, sink, stream.interval or "1m")
     if kind is StreamKind.BOOK_TICKER:
         return _Monotonic(name, sink, lambda e: int(e.update_id))
@@ -322,13 +350,15 @@ def sequencer_for(stream: Stream, name: str, sink: GapSink, *, futures: bool) ->
         return _Monotonic(name, sink, lambda e: int(e.engine_time))
     if kind in (
         StreamKind.ALL_MINI_TICKERS, StreamKind.ALL_TICKERS, StreamKind.ALL_WINDOW_TICKERS,
-        StreamKind.ALL_MARK_PRICES,
+        StreamKind.ALL_MARK_PRICES, StreamKind.ALL_ASSET_INDEXES,
     ):  # fmt: skip
         return _Monotonic(name, sink, _array_time)
     if kind is StreamKind.ALL_BOOK_TICKERS:
         return _BookTickersBySymbol(name, sink)
     if kind in (StreamKind.FORCE_ORDER, StreamKind.ALL_FORCE_ORDERS):
         return _LiquidationsBySymbol(name, sink)
+    if kind is StreamKind.ALL_CONTRACT_INFO:
+        return _ContractInfoBySymbol(name, sink)
     if kind is StreamKind.SERVER_SHUTDOWN:
         return None
     return _Monotonic(name, sink, _event_time)

@@ -3,6 +3,7 @@
 Grammar (binance-protocol.md §1.3, §6, §9)::
 
     <lowercase symbol>@<type>[_<param>][@<speed or timezone>]
+    <lowercase pair>_<contract type>@continuousKline_<interval>      (USD-M)
     !<all-market type>[@arr][@<speed>]
 
 Rules that live here and nowhere else:
@@ -10,6 +11,8 @@ Rules that live here and nowhere else:
 - symbols are lowercase in stream names (payloads carry them uppercase); non-ASCII is legal;
 - kline intervals are checked per venue: USD-M futures has no ``1s``;
 - each venue has its own catalogue and speeds (spot depth ``@100ms``; futures also ``@500ms``);
+- USD-M continuous-contract klines name a pair and a contract type (``btcusdt_perpetual``), and
+  USD-M RPI depth exists only as ``@rpiDepth@500ms``;
 - USD-M futures routes streams by path since 2026: book data on ``/public``, the rest on
   ``/market``.
 """
@@ -24,6 +27,7 @@ from typing import Final, Literal
 from fastmd.errors import StreamNameError
 
 __all__ = [
+    "CONTRACT_TYPES",
     "SPOT_KLINE_INTERVALS",
     "TRADE_KINDS",
     "USDM_KLINE_INTERVALS",
@@ -49,6 +53,10 @@ USDM_KLINE_INTERVALS: Final = SPOT_KLINE_INTERVALS[1:]
 WINDOWS: Final = ("1h", "4h", "1d")
 PARTIAL_DEPTH_LEVELS: Final = (5, 10, 20)
 KLINE_TIMEZONE: Final = "+08:00"
+CONTRACT_TYPES: Final = ("perpetual", "current_quarter", "next_quarter", "tradifi_perpetual")
+"""USD-M contract types of ``<pair>_<contract type>@continuousKline_<interval>`` (§6; Binance's
+current USD-M page adds ``tradifi_perpetual`` to the three of the protocol notes)."""
+RPI_DEPTH_SPEED: Final = "500ms"
 
 
 class StreamKind(StrEnum):
@@ -68,12 +76,17 @@ class StreamKind(StrEnum):
     PARTIAL_DEPTH = "depthN"
     MARK_PRICE = "markPrice"
     FORCE_ORDER = "forceOrder"
+    CONTINUOUS_KLINE = "continuousKline"
+    COMPOSITE_INDEX = "compositeIndex"
+    RPI_DEPTH = "rpiDepth"
     ALL_MINI_TICKERS = "!miniTicker@arr"
     ALL_TICKERS = "!ticker@arr"
     ALL_WINDOW_TICKERS = "!ticker_window@arr"
     ALL_BOOK_TICKERS = "!bookTicker"
     ALL_MARK_PRICES = "!markPrice@arr"
     ALL_FORCE_ORDERS = "!forceOrder@arr"
+    ALL_CONTRACT_INFO = "!contractInfo"
+    ALL_ASSET_INDEXES = "!assetIndex@arr"
     SERVER_SHUTDOWN = "!serverShutdown"
 
 
@@ -83,6 +96,7 @@ _SYMBOL_KINDS: Final = frozenset(
         StreamKind.MINI_TICKER, StreamKind.TICKER, StreamKind.WINDOW_TICKER,
         StreamKind.BOOK_TICKER, StreamKind.AVG_PRICE, StreamKind.REFERENCE_PRICE,
         StreamKind.DEPTH, StreamKind.PARTIAL_DEPTH, StreamKind.MARK_PRICE, StreamKind.FORCE_ORDER,
+        StreamKind.CONTINUOUS_KLINE, StreamKind.COMPOSITE_INDEX, StreamKind.RPI_DEPTH,
     }
 )  # fmt: skip
 
@@ -106,6 +120,8 @@ _USDM_TYPES: Final = {
     "depth": StreamKind.DEPTH,
     "markPrice": StreamKind.MARK_PRICE,
     "forceOrder": StreamKind.FORCE_ORDER,
+    "compositeIndex": StreamKind.COMPOSITE_INDEX,
+    "rpiDepth": StreamKind.RPI_DEPTH,
 }
 _DEPTH_SPEEDS: Final[dict[str, tuple[str, ...]]] = {
     "binance-spot": ("100ms",),
@@ -123,6 +139,8 @@ _USDM_ALL: Final = {
     "!markPrice@arr": StreamKind.ALL_MARK_PRICES,
     "!markPrice@arr@1s": StreamKind.ALL_MARK_PRICES,
     "!forceOrder@arr": StreamKind.ALL_FORCE_ORDERS,
+    "!contractInfo": StreamKind.ALL_CONTRACT_INFO,
+    "!assetIndex@arr": StreamKind.ALL_ASSET_INDEXES,
     "!serverShutdown": StreamKind.SERVER_SHUTDOWN,
 }
 _RETIRED: Final = {
@@ -139,6 +157,7 @@ _USDM_PUBLIC_KINDS: Final = frozenset(
         StreamKind.ALL_BOOK_TICKERS,
         StreamKind.DEPTH,
         StreamKind.PARTIAL_DEPTH,
+        StreamKind.RPI_DEPTH,
     }
 )
 
@@ -149,12 +168,15 @@ class Stream:
 
     Attributes:
         kind: what the stream carries.
-        symbol: the lowercase symbol, or ``None`` for all-market streams.
-        interval: kline interval (``"1m"``), for KLINE.
+        symbol: the lowercase symbol (the pair, for CONTINUOUS_KLINE), or ``None`` for
+            all-market streams.
+        interval: kline interval (``"1m"``), for KLINE and CONTINUOUS_KLINE.
         window: ticker window (``"1h"``, ``"4h"``, ``"1d"``), for the window tickers.
         levels: 5, 10 or 20, for PARTIAL_DEPTH.
         speed: update speed suffix (``"100ms"``, ``"500ms"``, ``"1s"``) when the name has one.
         timezone: ``"+08:00"`` for klines aligned to UTC+8.
+        contract_type: ``"perpetual"``, ``"current_quarter"``, ``"next_quarter"`` or
+            ``"tradifi_perpetual"``, for CONTINUOUS_KLINE.
     """
 
     kind: StreamKind
@@ -164,6 +186,7 @@ class Stream:
     levels: int | None = None
     speed: str | None = None
     timezone: str | None = None
+    contract_type: str | None = None
 
     @property
     def name(self) -> str:
@@ -177,6 +200,8 @@ class Stream:
         if kind is StreamKind.KLINE:
             tz = f"@{self.timezone}" if self.timezone else ""
             return f"{self.symbol}@kline_{self.interval}{tz}"
+        if kind is StreamKind.CONTINUOUS_KLINE:
+            return f"{self.symbol}_{self.contract_type}@continuousKline_{self.interval}"
         if kind is StreamKind.WINDOW_TICKER:
             return f"{self.symbol}@ticker_{self.window}"
         if kind is StreamKind.PARTIAL_DEPTH:
@@ -280,6 +305,8 @@ def _allowed_types(venue: Venue) -> str:
     types += ["kline_<interval>", "depth5", "depth10", "depth20"]
     if venue == "binance-spot":
         types += ["ticker_1h", "ticker_4h", "ticker_1d"]
+    else:
+        types += ["continuousKline_<interval> (after <pair>_<contract type>@)"]
     return ", ".join(types)
 
 
@@ -311,6 +338,8 @@ def parse_stream(name: str, venue: Venue = "binance-spot") -> Stream:
             allowed = f"no suffix or @{KLINE_TIMEZONE}" if venue == "binance-spot" else "no suffix"
             raise _fail(name, f"kline suffix {'@' + suffix!r}", allowed)
         return Stream(StreamKind.KLINE, symbol, interval=interval, timezone=suffix or None)
+    if stream_type.startswith("continuousKline_") and venue == "binance-usdm":
+        return _parse_continuous_kline(name, symbol, stream_type, suffix)
     if stream_type.startswith("ticker_") and venue == "binance-spot":
         window = stream_type[len("ticker_") :]
         if window not in WINDOWS:
@@ -334,9 +363,36 @@ def parse_stream(name: str, venue: Venue = "binance-spot") -> Stream:
         if suffix not in ("", "1s"):
             raise _fail(name, f"markPrice speed {'@' + suffix!r}", "no suffix or @1s")
         return Stream(kind, symbol, speed=suffix or None)
+    if kind is StreamKind.RPI_DEPTH:
+        if suffix != RPI_DEPTH_SPEED:
+            shown = f"speed {'@' + suffix!r}" if suffix else "no speed"
+            raise _fail(name, f"rpiDepth with {shown}", f"@{RPI_DEPTH_SPEED} only")
+        return Stream(kind, symbol, speed=suffix)
     if suffix:
         raise _fail(name, f"suffix {'@' + suffix!r} after {stream_type!r}", "no suffix")
     return Stream(kind, symbol)
+
+
+def _parse_continuous_kline(name: str, symbol: str, stream_type: str, suffix: str) -> Stream:
+    # <pair>_<contract type>: a pair has no "_", so the first one ends it
+    pair, _, contract_type = symbol.partition("_")
+    if not pair:
+        raise _fail(name, "no pair before the contract type", "<pair>_<contract type>")
+    if contract_type not in CONTRACT_TYPES:
+        shown = f"contract type {contract_type!r}" if contract_type else "no contract type"
+        raise _fail(
+            name,
+            f"{shown} after the pair (<pair>_<contract type>@continuousKline_<interval>)",
+            ", ".join(CONTRACT_TYPES),
+        )
+    interval = stream_type[len("continuousKline_") :]
+    if interval not in USDM_KLINE_INTERVALS:
+        raise _fail(
+            name, f"kline interval {interval!r} on binance-usdm", ", ".join(USDM_KLINE_INTERVALS)
+        )
+    if suffix:
+        raise _fail(name, f"suffix {'@' + suffix!r} after a continuous kline", "no suffix")
+    return Stream(StreamKind.CONTINUOUS_KLINE, pair, interval=interval, contract_type=contract_type)
 
 
 def _check_depth_speed(name: str, venue: Venue, suffix: str) -> str | None:
@@ -369,10 +425,12 @@ def build_stream(
     levels: int | None = None,
     speed: str | None = None,
     timezone: str | None = None,
+    contract_type: str | None = None,
 ) -> str:
     """Build a stream name and validate it for ``venue``.
 
-    ``symbol`` may be given in any case (``"BTCUSDT"``); stream names use it lowercased.
+    ``symbol`` may be given in any case (``"BTCUSDT"``); stream names use it lowercased. For a
+    continuous-contract kline it is the pair, and ``contract_type`` names the contract.
 
     Raises:
         StreamNameError: the parts do not make a valid stream of ``venue``.
@@ -388,7 +446,7 @@ def build_stream(
         symbol = symbol.lower()
     elif symbol is not None:
         raise StreamNameError(f"all-market stream kind {kind.value!r} takes no symbol")
-    stream = Stream(kind, symbol, interval, window, levels, speed, timezone)
+    stream = Stream(kind, symbol, interval, window, levels, speed, timezone, contract_type)
     name = stream.name
     if parse_stream(name, venue) != stream:
         raise StreamNameError(f"stream parts {stream!r} do not form a valid {venue} stream")

@@ -22,13 +22,21 @@ Rules held here:
 - depth diffs and partial depth (5, 10 or 20 levels) at the venue's speeds (spot 1000 ms or
   ``@100ms``; USD-M 250 ms, ``@100ms`` or ``@500ms``);
 - kline intervals (USD-M has no ``1s``) and spot's UTC+8 klines (``@+08:00``);
+- USD-M continuous-contract klines, ``<pair>_<contract type>@continuousKline_<interval>``: the
+  pair is letters and digits only, the contract type ``perpetual``, ``current_quarter``,
+  ``next_quarter`` or ``tradifi_perpetual``; USD-M's composite index (every second), RPI depth
+  (``@rpiDepth@500ms`` only), ``!contractInfo`` (on change) and ``!assetIndex@arr`` (every
+  second);
 - window tickers ``ticker_<1h|4h|1d>`` and their all-market arrays (spot);
 - the all-market streams (spot retired ``!ticker@arr`` in 2026 and ``!bookTicker`` in 2022);
-- USD-M's routes since 2026: book data (``depth*``, ``bookTicker``, ``!bookTicker``) on
-  ``/public``, the rest on ``/market``.
+- USD-M's routes since 2026: book data (``depth*``, ``rpiDepth``, ``bookTicker``,
+  ``!bookTicker``) on ``/public``, the rest on ``/market``.
 
 ``!serverShutdown`` is accepted as a subscription on both venues (the simulator's choice: Binance
 documents the event, not whether it can be subscribed to); it carries only the server's own event.
+Continuous klines, composite indexes, RPI depth, contract info and asset indexes are accepted and
+acknowledged, and the market publishes nothing on them (as Binance does for a well-formed stream
+with nothing to say).
 """
 
 from __future__ import annotations
@@ -73,12 +81,17 @@ class Kind(StrEnum):
     PARTIAL_DEPTH = "depth<levels>"
     MARK_PRICE = "markPrice"
     FORCE_ORDER = "forceOrder"
+    CONTINUOUS_KLINE = "continuousKline_<interval>"
+    COMPOSITE_INDEX = "compositeIndex"
+    RPI_DEPTH = "rpiDepth"
     ALL_MINI_TICKERS = "!miniTicker@arr"
     ALL_TICKERS = "!ticker@arr"
     ALL_WINDOW_TICKERS = "!ticker_<window>@arr"
     ALL_BOOK_TICKERS = "!bookTicker"
     ALL_MARK_PRICES = "!markPrice@arr"
     ALL_FORCE_ORDERS = "!forceOrder@arr"
+    ALL_CONTRACT_INFO = "!contractInfo"
+    ALL_ASSET_INDEXES = "!assetIndex@arr"
     SERVER_SHUTDOWN = "!serverShutdown"
 
 
@@ -88,7 +101,8 @@ class SimStream:
 
     Attributes:
         kind: what it carries.
-        symbol: the lowercase symbol as written in the name; ``None`` for all-market streams.
+        symbol: the lowercase symbol as written in the name (the pair, for a continuous kline);
+            ``None`` for all-market streams.
         interval: the kline interval (``"1m"``).
         window: the ticker window (``"1h"``, ``"4h"``, ``"1d"``).
         levels: partial depth's levels per side (5, 10, 20).
@@ -98,6 +112,7 @@ class SimStream:
         cadence_ms: how often the server pushes it (ms); ``None`` for real-time streams, pushed on
             every change, and for ``!serverShutdown``.
         route: USD-M's path that serves it (``"public"`` or ``"market"``); ``None`` on spot.
+        contract_type: a continuous kline's contract type (``"perpetual"``...).
     """
 
     kind: Kind
@@ -109,6 +124,7 @@ class SimStream:
     timezone: str | None = None
     cadence_ms: int | None = None
     route: Route | None = None
+    contract_type: str | None = None
 
 
 class VenueStreams:
@@ -131,6 +147,10 @@ class VenueStreams:
         all_market: the all-market streams without a window: name to kind, speed and cadence.
         public_kinds: the kinds served on the ``/public`` route, the rest on ``/market``;
             ``None`` for a venue without routes.
+        continuous_kline_intervals: continuous-contract kline intervals and their cadence (ms);
+            empty where the venue has none.
+        contract_types: the contract types a continuous kline's name may give after its pair.
+        rpi_depth_speeds: RPI depth's speed suffixes (it has no default speed) and cadences.
     """
 
     def __init__(
@@ -148,6 +168,9 @@ class VenueStreams:
         mark_price_speeds: Mapping[str | None, int],
         all_market: Mapping[str, tuple[Kind, str | None, int | None]],
         public_kinds: frozenset[Kind] | None,
+        continuous_kline_intervals: Mapping[str, int] | None = None,
+        contract_types: Iterable[str] = (),
+        rpi_depth_speeds: Mapping[str, int] | None = None,
     ) -> None:
         self.venue: Venue = venue
         self.symbol_extra = frozenset(symbol_extra)
@@ -156,6 +179,7 @@ class VenueStreams:
         self.depth_levels: tuple[int, ...] = tuple(depth_levels)
         self.depth_speeds: tuple[str | None, ...] = tuple(depth_speeds)
         self.public_kinds = public_kinds
+        self.contract_types: tuple[str, ...] = tuple(contract_types)
         tails: dict[str, SimStream] = {}
         names: dict[str, SimStream] = {}
 
@@ -191,6 +215,12 @@ class VenueStreams:
             tails[f"markPrice{at(speed)}"] = SimStream(
                 Kind.MARK_PRICE, speed=speed, cadence_ms=cadence
             )
+        for interval, cadence in (continuous_kline_intervals or {}).items():
+            tails[f"continuousKline_{interval}"] = SimStream(
+                Kind.CONTINUOUS_KLINE, interval=interval, cadence_ms=cadence
+            )
+        for speed, cadence in (rpi_depth_speeds or {}).items():
+            tails[f"rpiDepth@{speed}"] = SimStream(Kind.RPI_DEPTH, speed=speed, cadence_ms=cadence)
         for name, (kind, speed, every) in all_market.items():
             names[name] = SimStream(kind, speed=speed, cadence_ms=every)
         if public_kinds is not None:
@@ -223,7 +253,18 @@ class VenueStreams:
         template = self.tails.get(tail) if at else None
         if template is None or not self.valid_symbol(symbol):
             return None
+        if template.kind is Kind.CONTINUOUS_KLINE:
+            # <pair>_<contract type>: a pair is letters and digits, so the first "_" ends it
+            pair, _, contract_type = symbol.partition("_")
+            if contract_type not in self.contract_types or not _plain_symbol(pair):
+                return None
+            return dataclasses.replace(template, symbol=pair, contract_type=contract_type)
         return dataclasses.replace(template, symbol=symbol)
+
+
+def _plain_symbol(symbol: str) -> bool:
+    """Lowercase letters and digits (non-ASCII ones too), nothing else."""
+    return bool(symbol) and all(char.isalnum() and not char.isupper() for char in symbol)
 
 
 # -- the tables, from Binance's documentation ----------------------------------------------
@@ -280,6 +321,7 @@ USDM: Final = VenueStreams(
     timed={
         "miniTicker": (Kind.MINI_TICKER, 2 * _SECOND),
         "ticker": (Kind.TICKER, 2 * _SECOND),
+        "compositeIndex": (Kind.COMPOSITE_INDEX, _SECOND),
     },
     depth_speeds={None: 250, "100ms": 100, "500ms": 500},
     depth_levels=(5, 10, 20),
@@ -295,12 +337,19 @@ USDM: Final = VenueStreams(
         "!markPrice@arr": (Kind.ALL_MARK_PRICES, None, 3 * _SECOND),
         "!markPrice@arr@1s": (Kind.ALL_MARK_PRICES, "1s", _SECOND),
         "!forceOrder@arr": (Kind.ALL_FORCE_ORDERS, None, None),
+        "!contractInfo": (Kind.ALL_CONTRACT_INFO, None, None),  # pushed on change
+        "!assetIndex@arr": (Kind.ALL_ASSET_INDEXES, None, _SECOND),
         "!serverShutdown": (Kind.SERVER_SHUTDOWN, None, None),
     },
     # §6, 2026 routing: high-frequency book data on /public, everything else on /market.
     public_kinds=frozenset(
-        {Kind.DEPTH, Kind.PARTIAL_DEPTH, Kind.BOOK_TICKER, Kind.ALL_BOOK_TICKERS}
+        {Kind.DEPTH, Kind.PARTIAL_DEPTH, Kind.RPI_DEPTH, Kind.BOOK_TICKER, Kind.ALL_BOOK_TICKERS}
     ),
+    # §6: continuous-contract klines every 250 ms like klines (no 1s); the contract types of
+    # the protocol notes, and tradifi_perpetual from Binance's current USD-M page.
+    continuous_kline_intervals={i: 250 for i in _SPOT_INTERVALS if i != "1s"},
+    contract_types=("perpetual", "current_quarter", "next_quarter", "tradifi_perpetual"),
+    rpi_depth_speeds={"500ms": 500},
 )
 """Binance USD-M futures (``wss://fstream.binance.com``)."""
 

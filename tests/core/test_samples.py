@@ -277,6 +277,68 @@ def check_futures_agg_trade(ev: Any) -> None:
     assert ev.is_buyer_maker is True
 
 
+def check_continuous_kline(ev: Any) -> None:
+    assert type(ev) is fastmd.ContinuousKline
+    assert ev.event_time == 1607443058651
+    assert (ev.pair, ev.contract_type) == ("BTCUSDT", "PERPETUAL")
+    k = ev.kline
+    assert type(k) is fastmd.ContinuousKlineData
+    assert (k.start_time, k.close_time, k.interval) == (1607443020000, 1607443079999, "1m")
+    assert (k.first_update_id, k.last_update_id) == (116467658886, 116468012423)
+    assert (k.open, k.close, k.high, k.low) == (18787.0, 18804.04, 18804.04, 18786.54)
+    assert (k.volume, k.trade_count, k.is_closed) == (197.664, 543, False)
+    assert k.quote_volume == 3715253.19494
+    assert (k.taker_buy_volume, k.taker_buy_quote_volume) == (184.769, 3472925.84746)
+
+
+def check_composite_index(ev: Any) -> None:
+    assert type(ev) is fastmd.CompositeIndex
+    assert ev.event_time == 1602310596000
+    assert ev.symbol == "DEFIUSDT"
+    assert ev.price == 554.41604065
+    assert ev.component == "baseAsset"
+    bal, band = ev.composition
+    assert type(bal) is fastmd.IndexComponent
+    assert (bal.base_asset, bal.quote_asset) == ("BAL", "USDT")
+    assert (bal.weight_in_quantity, bal.weight_in_percentage) == (1.04884844, 0.014578)
+    assert bal.index_price == 24.33521021
+    assert (band.base_asset, band.weight_in_quantity, band.index_price) == (
+        "BAND", 3.53782729, 7.26420084
+    )  # fmt: skip
+
+
+def check_contract_info(ev: Any) -> None:
+    assert type(ev) is fastmd.ContractInfo
+    assert ev.event_time == 1669356423908
+    assert (ev.symbol, ev.pair, ev.contract_type) == ("IOTAUSDT", "IOTAUSDT", "PERPETUAL")
+    assert (ev.delivery_time, ev.onboard_time) == (4133404800000, 1569398400000)
+    assert ev.status == "TRADING"
+    assert ev.brackets is not None
+    first, second = ev.brackets
+    assert type(first) is fastmd.NotionalBracket
+    assert (first.bracket, first.notional_floor, first.notional_cap) == (1, 0.0, 5000.0)
+    assert (first.maintenance_margin_ratio, first.maintenance_amount) == (0.01, 0.0)
+    assert (first.min_leverage, first.max_leverage) == (21, 50)
+    assert (second.bracket, second.maintenance_margin_ratio, second.maintenance_amount) == (
+        2, 0.025, 75.0
+    )  # fmt: skip
+    assert (second.min_leverage, second.max_leverage) == (11, 20)
+
+
+def check_asset_index_arr(ev: Any) -> None:
+    assert isinstance(ev, list)
+    ada, usdt = ev
+    assert type(ada) is fastmd.AssetIndex
+    assert (ada.event_time, ada.symbol, ada.index_price) == (1686749230000, "ADAUSD", 0.27462452)
+    assert (ada.bid_buffer, ada.ask_buffer) == (0.1, 0.1)
+    assert (ada.bid_rate, ada.ask_rate) == (0.24716207, 0.30208698)
+    assert (ada.auto_exchange_bid_buffer, ada.auto_exchange_ask_buffer) == (0.05, 0.05)
+    assert (ada.auto_exchange_bid_rate, ada.auto_exchange_ask_rate) == (0.2608933, 0.28835575)
+    assert (usdt.symbol, usdt.index_price, usdt.auto_exchange_ask_rate) == (
+        "USDTUSD", 0.99987691, 0.99997689
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class StreamSample:
     file: str
@@ -380,6 +442,35 @@ STREAM_SAMPLES = [
         check_futures_depth_update,
         "btcusdt@depth",
     ),
+    StreamSample(
+        "futures-rpiDepth.json",  # the depthUpdate shape, with the CM migration's ps and st
+        USDM,
+        ("btcusdt@rpiDepth@500ms",),
+        check_futures_depth_update,
+        "btcusdt@depth",  # the payload does not say it is RPI depth
+    ),
+    StreamSample(
+        "futures-continuousKline.json",
+        USDM,
+        ("btcusdt_perpetual@continuousKline_1m",),
+        check_continuous_kline,
+        "btcusdt_perpetual@continuousKline_1m",
+    ),
+    StreamSample(
+        "futures-compositeIndex.json",
+        USDM,
+        ("defiusdt@compositeIndex",),
+        check_composite_index,
+        "defiusdt@compositeIndex",
+    ),
+    StreamSample(
+        "futures-contractInfo.json",
+        USDM,
+        ("!contractInfo",),
+        check_contract_info,
+        "!contractInfo",
+    ),
+    StreamSample("futures-assetIndex-arr.json", USDM, ("!assetIndex@arr",), check_asset_index_arr),
 ]
 
 COMBINED_SAMPLES = [

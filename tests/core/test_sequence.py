@@ -13,6 +13,9 @@ from hypothesis import given, settings, strategies as st
 from fastmd.core.events import (
     AggTrade,
     BookTicker,
+    ContinuousKline,
+    ContinuousKlineData,
+    ContractInfo,
     DepthUpdate,
     ForceOrder,
     Kline,
@@ -22,7 +25,7 @@ from fastmd.core.events import (
     PartialDepth,
     Trade,
 )
-from fastmd.core.sequence import LIQUIDATION_MEMORY, Gap, GapReason, Sequencer, sequencer_for
+from fastmd.core.sequence import RECENT_MEMORY, Gap, GapReason, Sequencer, sequencer_for
 from fastmd.core.streams import Venue, parse_stream
 
 SKIP, RECONNECT = GapReason.SERVER_SKIP, GapReason.RECONNECT
@@ -288,7 +291,9 @@ def test_only_server_shutdown_has_no_sequencer() -> None:
                              futures=True)  # fmt: skip
 
     assert sequencer("!serverShutdown") is None
-    for name in ("!bookTicker", "!forceOrder@arr", "btcusdt@forceOrder"):
+    for name in ("!bookTicker", "!forceOrder@arr", "btcusdt@forceOrder", "!contractInfo",
+                 "!assetIndex@arr", "btcusdt@rpiDepth@500ms", "defiusdt@compositeIndex",
+                 "btcusdt_perpetual@continuousKline_1m"):  # fmt: skip
         assert sequencer(name) is not None, name
 
 
@@ -345,13 +350,75 @@ def test_liquidations_repeat_by_symbol_time_and_content() -> None:
 
 def test_liquidations_older_than_the_memory_are_repeats() -> None:
     sequencer, _ = make("!forceOrder@arr", futures=True)
-    times = [1_000 * i for i in range(1, LIQUIDATION_MEMORY + 3)]
+    times = [1_000 * i for i in range(1, RECENT_MEMORY + 3)]
     assert len(run(sequencer, [liquidation("BTCUSDT", t) for t in times])) == len(times)
-    oldest_kept = times[-LIQUIDATION_MEMORY]
+    oldest_kept = times[-RECENT_MEMORY]
     assert not sequencer.check(liquidation("BTCUSDT", times[0]))  # forgotten, and older
     assert not sequencer.check(liquidation("BTCUSDT", oldest_kept))  # remembered
     assert sequencer.check(liquidation("BTCUSDT", oldest_kept + 1))  # not seen: delivered
     assert sequencer.check(liquidation("ETHUSDT", times[0]))  # another symbol
+
+
+def contract_info(symbol: str, event_time: int, status: str = "TRADING") -> ContractInfo:
+    return ContractInfo(
+        event_time=event_time, symbol=symbol, pair=symbol, contract_type="PERPETUAL",
+        delivery_time=4133404800000, onboard_time=1569398400000, status=status,
+    )  # fmt: skip
+
+
+def test_contract_info_repeats_by_symbol_and_content() -> None:
+    sequencer, gaps = make("!contractInfo", futures=True)
+    events = [contract_info("BTCUSDT", 10), contract_info("ETHUSDT", 10),
+              contract_info("BTCUSDT", 10, "SETTLING")]  # fmt: skip
+    assert run(sequencer, events) == events  # same time, other content: another change
+    assert run(sequencer, list(reversed(events))) == []
+    assert sequencer.duplicates == 3
+    assert gaps == []
+
+
+# -- the USD-M streams of issue 12: continuous klines, RPI depth, asset indexes ----------------
+
+
+def continuous(start: int, event_time: int) -> ContinuousKline:
+    data = ContinuousKlineData(
+        start_time=start, close_time=start + MINUTE - 1, interval="1m", first_update_id=1,
+        last_update_id=2, open=1.0, close=1.0, high=1.0, low=1.0, volume=0.0, trade_count=0,
+        is_closed=False, quote_volume=0.0, taker_buy_volume=0.0, taker_buy_quote_volume=0.0,
+    )  # fmt: skip
+    return ContinuousKline(
+        event_time=event_time, pair="BTCUSDT", contract_type="PERPETUAL", kline=data
+    )
+
+
+def test_continuous_klines_are_sequenced_like_klines() -> None:
+    name = "btcusdt_perpetual@continuousKline_1m"
+    sequencer, gaps = make(name, futures=True)
+    events = [continuous(T0, T0 + 1), continuous(T0, T0 + 2), continuous(T0 + MINUTE, T0 + 3)]
+    assert run(sequencer, [*events, events[1]]) == events
+    assert sequencer.duplicates == 1
+    assert sequencer.check(continuous(T0 + 4 * MINUTE, T0 + 4 * MINUTE + 1))
+    assert gaps == [Gap(name, T0 + 2 * MINUTE, T0 + 4 * MINUTE, SKIP, MINUTE)]
+    assert gaps[0].missing == 2
+
+
+def test_rpi_depth_chains_by_pu_like_futures_diffs() -> None:
+    name = "btcusdt@rpiDepth@500ms"
+    sequencer, gaps = make(name, futures=True)
+    events = [diff(100, 104, 99), diff(105, 107, 104), diff(109, 120, 107)]
+    assert run(sequencer, [*events, events[1]]) == events
+    assert sequencer.duplicates == 1
+    assert sequencer.check(diff(130, 140, 125))
+    assert gaps == [Gap(name, 120, 125, SKIP)]
+
+
+def test_asset_index_arrays_and_composite_index_go_by_event_time() -> None:
+    arrays, _ = make("!assetIndex@arr", futures=True)
+    assert arrays.check([mini_ticker(5), mini_ticker(9)])
+    assert not arrays.check([mini_ticker(9)])
+    assert arrays.check([mini_ticker(10)])
+    index, _ = make("defiusdt@compositeIndex", futures=True)
+    assert [index.check(mini_ticker(t)) for t in (1, 2, 2, 1, 3)] == [True, True, False, False,
+                                                                       True]  # fmt: skip
 
 
 @st.composite

@@ -33,6 +33,7 @@ WINDOWS = ("1h", "4h", "1d")
 LEVELS = (5, 10, 20)
 SPOT_DEPTH_SPEEDS = (None, "100ms")
 USDM_DEPTH_SPEEDS = (None, "100ms", "500ms")
+CONTRACT_TYPES = ("perpetual", "current_quarter", "next_quarter", "tradifi_perpetual")
 
 K = StreamKind
 
@@ -93,10 +94,23 @@ def _valid_cases() -> list[tuple[str, str, Stream]]:
         "bookTicker": K.BOOK_TICKER,
         "forceOrder": K.FORCE_ORDER,
         "markPrice": K.MARK_PRICE,
+        "compositeIndex": K.COMPOSITE_INDEX,
     }
     for text, kind in usdm_plain.items():
         cases.append((USDM, f"btcusdt@{text}", Stream(kind, "btcusdt")))
     cases.append((USDM, "btcusdt@markPrice@1s", Stream(K.MARK_PRICE, "btcusdt", speed="1s")))
+    cases.append((USDM, "btcusdt@rpiDepth@500ms", Stream(K.RPI_DEPTH, "btcusdt", speed="500ms")))
+    for contract in CONTRACT_TYPES:
+        for interval in USDM_INTERVALS:
+            cases.append(
+                (
+                    USDM,
+                    f"btcusdt_{contract}@continuousKline_{interval}",
+                    Stream(
+                        K.CONTINUOUS_KLINE, "btcusdt", interval=interval, contract_type=contract
+                    ),
+                )
+            )
     for interval in USDM_INTERVALS:
         cases.append(
             (USDM, f"btcusdt@kline_{interval}", Stream(K.KLINE, "btcusdt", interval=interval))
@@ -118,6 +132,8 @@ def _valid_cases() -> list[tuple[str, str, Stream]]:
         (USDM, "!markPrice@arr", Stream(K.ALL_MARK_PRICES)),
         (USDM, "!markPrice@arr@1s", Stream(K.ALL_MARK_PRICES, speed="1s")),
         (USDM, "!forceOrder@arr", Stream(K.ALL_FORCE_ORDERS)),
+        (USDM, "!contractInfo", Stream(K.ALL_CONTRACT_INFO)),
+        (USDM, "!assetIndex@arr", Stream(K.ALL_ASSET_INDEXES)),
         (USDM, "!serverShutdown", Stream(K.SERVER_SHUTDOWN)),
     ]
     return cases
@@ -159,6 +175,7 @@ def test_build_valid(venue: str, name: str, expected: Stream) -> None:
         levels=expected.levels,
         speed=expected.speed,
         timezone=expected.timezone,
+        contract_type=expected.contract_type,
     )
     assert built == name
 
@@ -217,6 +234,25 @@ INVALID: list[tuple[str, str, tuple[str, ...]]] = [
     (USDM, "!ticker_1h@arr", ("unknown all-market stream for binance-usdm", "!markPrice@arr@1s")),
     (USDM, "!markPrice@arr@3s", ("unknown all-market stream for binance-usdm", "!forceOrder@arr")),
     (USDM, "!bookTicker@arr", ("unknown all-market stream", "!bookTicker")),
+    (SPOT, "btcusdt_perpetual@continuousKline_1m", ("contains '_'", "letters and digits")),
+    (SPOT, "btcusdt@continuousKline_1m", ("stream type 'continuousKline_1m' on binance-spot",)),
+    (USDM, "btcusdt@continuousKline_1m", ("no contract type after the pair", "next_quarter")),
+    (USDM, "btcusdt_perp@continuousKline_1m", ("contract type 'perp'", "perpetual, current")),
+    (USDM, "btcusdt_PERPETUAL@continuousKline_1m", ("not lowercase", "btcusdt_perpetual")),
+    (USDM, "_perpetual@continuousKline_1m", ("no pair before the contract type",)),
+    (USDM, "btc_usdt_perpetual@continuousKline_1m", ("contract type 'usdt_perpetual'",)),
+    (USDM, "btcusdt_perpetual@continuousKline_1s", ("kline interval '1s'", "1m, 3m")),
+    (USDM, "btcusdt_perpetual@continuousKline_", ("kline interval ''", "1m, 3m")),
+    (USDM, "btcusdt_perpetual@continuousKline_1m@1s", ("suffix '@1s' after a continuous",)),
+    (USDM, "btcusdt@rpiDepth", ("rpiDepth with no speed", "@500ms only")),
+    (USDM, "btcusdt@rpiDepth@100ms", ("rpiDepth with speed '@100ms'", "@500ms only")),
+    (USDM, "btcusdt@compositeIndex@1s", ("suffix '@1s' after 'compositeIndex'", "no suffix")),
+    (SPOT, "btcusdt@compositeIndex", ("stream type 'compositeIndex' on binance-spot",)),
+    (SPOT, "btcusdt@rpiDepth@500ms", ("stream type 'rpiDepth' on binance-spot",)),
+    (SPOT, "!contractInfo", ("unknown all-market stream for binance-spot",)),
+    (SPOT, "!assetIndex@arr", ("unknown all-market stream for binance-spot",)),
+    (USDM, "!assetIndex", ("unknown all-market stream for binance-usdm", "!assetIndex@arr")),
+    (USDM, "!contractInfo@arr", ("unknown all-market stream", "!contractInfo")),
 ]
 
 
@@ -400,6 +436,12 @@ def test_build_invalid(kwargs: dict[str, Any], parts: tuple[str, ...]) -> None:
         ("!markPrice@arr@1s", "market"),
         ("!ticker@arr", "market"),
         ("!miniTicker@arr", "market"),
+        ("btcusdt@rpiDepth@500ms", "public"),
+        ("btcusdt_perpetual@continuousKline_1m", "market"),
+        ("btcusdt_next_quarter@continuousKline_1d", "market"),
+        ("defiusdt@compositeIndex", "market"),
+        ("!contractInfo", "market"),
+        ("!assetIndex@arr", "market"),
     ],
 )
 def test_futures_route(name: str, route: str) -> None:
@@ -436,7 +478,8 @@ def _parts(venue: str) -> st.SearchStrategy[Stream]:
         )
         extra = st.builds(Stream, st.just(K.WINDOW_TICKER), symbols, window=_optional(WINDOWS))
     else:
-        plain = [K.AGG_TRADE, K.MINI_TICKER, K.TICKER, K.BOOK_TICKER, K.FORCE_ORDER]
+        plain = [K.AGG_TRADE, K.MINI_TICKER, K.TICKER, K.BOOK_TICKER, K.FORCE_ORDER,
+                 K.COMPOSITE_INDEX]  # fmt: skip
         intervals, timezones, speeds = USDM_INTERVALS, (None,), USDM_DEPTH_SPEEDS
         all_market = st.sampled_from(
             [
@@ -446,10 +489,22 @@ def _parts(venue: str) -> st.SearchStrategy[Stream]:
                 Stream(K.ALL_MARK_PRICES),
                 Stream(K.ALL_MARK_PRICES, speed="1s"),
                 Stream(K.ALL_FORCE_ORDERS),
+                Stream(K.ALL_CONTRACT_INFO),
+                Stream(K.ALL_ASSET_INDEXES),
                 Stream(K.SERVER_SHUTDOWN),
             ]
         )
-        extra = st.builds(Stream, st.just(K.MARK_PRICE), symbols, speed=_optional((None, "1s")))
+        extra = st.one_of(
+            st.builds(Stream, st.just(K.MARK_PRICE), symbols, speed=_optional((None, "1s"))),
+            st.builds(Stream, st.just(K.RPI_DEPTH), symbols, speed=st.just("500ms")),
+            st.builds(
+                Stream,
+                st.just(K.CONTINUOUS_KLINE),
+                symbols,
+                interval=st.sampled_from(USDM_INTERVALS),
+                contract_type=st.sampled_from(CONTRACT_TYPES),
+            ),
+        )
     return st.one_of(
         st.builds(Stream, st.sampled_from(plain), symbols),
         st.builds(
@@ -494,6 +549,7 @@ def test_build_parse_round_trip(case: tuple[str, Stream], upper_ascii: bool) -> 
         levels=stream.levels,
         speed=stream.speed,
         timezone=stream.timezone,
+        contract_type=stream.contract_type,
     )
     assert name == stream.name
     parsed = parse_stream(name, venue)  # type: ignore[arg-type]
@@ -501,7 +557,8 @@ def test_build_parse_round_trip(case: tuple[str, Stream], upper_ascii: bool) -> 
     assert parsed.name == name
     assert validate_stream(name, venue) == name  # type: ignore[arg-type]
     if venue == USDM:
-        public = stream.kind in {K.DEPTH, K.PARTIAL_DEPTH, K.BOOK_TICKER, K.ALL_BOOK_TICKERS}
+        public = stream.kind in {K.DEPTH, K.PARTIAL_DEPTH, K.BOOK_TICKER, K.ALL_BOOK_TICKERS,
+                                 K.RPI_DEPTH}  # fmt: skip
         assert futures_route(name) == ("public" if public else "market")
 
 
@@ -517,11 +574,23 @@ def _names(venue: str) -> st.SearchStrategy[str]:
                  "!serverShutdown"]  # fmt: skip
     else:
         plain = ["aggTrade", "miniTicker", "ticker", "bookTicker", "forceOrder", "markPrice",
-                 "markPrice@1s"]  # fmt: skip
+                 "markPrice@1s", "compositeIndex", "rpiDepth@500ms"]  # fmt: skip
         fixed = ["!miniTicker@arr", "!ticker@arr", "!bookTicker", "!markPrice@arr",
-                 "!markPrice@arr@1s", "!forceOrder@arr", "!serverShutdown"]  # fmt: skip
+                 "!markPrice@arr@1s", "!forceOrder@arr", "!contractInfo", "!assetIndex@arr",
+                 "!serverShutdown"]  # fmt: skip
     depth_types = ["depth", "depth5", "depth10", "depth20"]
+    continuous = (
+        st.builds(
+            lambda s, c, i: f"{s}_{c}@continuousKline_{i}",
+            symbols,
+            st.sampled_from(CONTRACT_TYPES),
+            st.sampled_from(USDM_INTERVALS),
+        )
+        if venue == USDM
+        else st.nothing()
+    )
     return st.one_of(
+        continuous,
         st.sampled_from(fixed),
         st.builds(lambda s, t: f"{s}@{t}", symbols, st.sampled_from(plain)),
         st.builds(
@@ -556,7 +625,9 @@ def test_parse_name_round_trip(case: tuple[str, str]) -> None:
 
 TOKENS = ["bnbbtc", "BNB", "é", "@", "@@", "!", "_", "trade", "aggTrade", "depth", "5", "20",
           "kline_", "1m", "1s", "+08:00", "100ms", "500ms", "arr", "ticker", "markPrice", "1h",
-          "bookTicker", "miniTicker", "-", " ", "serverShutdown", "\u0665"]  # fmt: skip
+          "bookTicker", "miniTicker", "-", " ", "serverShutdown", "\u0665", "continuousKline_",
+          "perpetual", "next_quarter", "rpiDepth", "compositeIndex", "contractInfo",
+          "assetIndex"]  # fmt: skip
 
 
 @settings(max_examples=200, deadline=None)

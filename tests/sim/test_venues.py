@@ -21,8 +21,9 @@ from fastmd.sim.venues import SPOT, USDM, VENUE_STREAMS, VENUES, Kind, Venue
 SIM = Path(fastmd.sim.__file__).resolve().parent
 
 View = tuple[
-    str, str | None, str | None, str | None, int | None, str | None, str | None, str | None
-]
+    str, str | None, str | None, str | None, int | None, str | None, str | None, str | None,
+    str | None,
+]  # fmt: skip
 
 
 def client_view(name: str, venue: Venue) -> View | None:
@@ -33,7 +34,7 @@ def client_view(name: str, venue: Venue) -> View | None:
         return None
     route = futures_route(stream) if venue == "binance-usdm" else None
     return (stream.kind.name, stream.symbol, stream.interval, stream.window, stream.levels,
-            stream.speed, stream.timezone, route)  # fmt: skip
+            stream.speed, stream.timezone, route, stream.contract_type)  # fmt: skip
 
 
 def sim_view(name: str, venue: Venue) -> View | None:
@@ -42,7 +43,7 @@ def sim_view(name: str, venue: Venue) -> View | None:
     if stream is None:
         return None
     return (stream.kind.name, stream.symbol, stream.interval, stream.window, stream.levels,
-            stream.speed, stream.timezone, stream.route)  # fmt: skip
+            stream.speed, stream.timezone, stream.route, stream.contract_type)  # fmt: skip
 
 
 def disagreements(names: list[str]) -> list[tuple[Venue, str, View | None, View | None]]:
@@ -66,9 +67,11 @@ WINDOWS = ("1h", "4h", "1d", "2h", "1w", "1H", "")
 LEVELS = ("5", "10", "20", "0", "1", "15", "05", "50", "100", "", "x")
 TYPES = (
     "trade", "aggTrade", "blockTrade", "miniTicker", "ticker", "bookTicker", "avgPrice",
-    "referencePrice", "markPrice", "forceOrder", "continuousKline_1m", "rpiDepth", "Trade",
-    "AGGTRADE", "kline", "", "trade ",
+    "referencePrice", "markPrice", "forceOrder", "compositeIndex", "rpiDepth", "Trade",
+    "AGGTRADE", "kline", "", "trade ", "continuousKline", "continuousKline_", "CompositeIndex",
+    "rpiDepth5", "continuousKline1m",
     *(f"kline_{interval}" for interval in INTERVALS),
+    *(f"continuousKline_{interval}" for interval in INTERVALS),
     *(f"ticker_{window}" for window in WINDOWS),
     *(f"depth{levels}" for levels in LEVELS),
 )  # fmt: skip
@@ -80,10 +83,16 @@ SYMBOLS = (
     "btcusdt", "bnbbtc", "1000pepeusdt", "btcusdt_250926", "éthusdt", "币安usdt", "BTCUSDT",
     "btcUSDT", "", "btc-usdt", "btc usdt", "btc/usdt", "btcusdt!", "_", "btc_", "ǆ", "ǅ", "²",
     "btc.usdt",
+    # continuous-contract klines: <pair>_<contract type>, and near misses
+    "btcusdt_perpetual", "btcusdt_current_quarter", "btcusdt_next_quarter",
+    "btcusdt_tradifi_perpetual", "éthusdt_perpetual", "_perpetual", "btcusdt_PERPETUAL",
+    "btcusdt_perp", "btcusdt_quarter", "btc_usdt_perpetual", "btcusdt_250926_perpetual",
+    "btcusdt_perpetual_", "btcusdt__perpetual", "btcusdtperpetual", "btcusdt-perpetual",
 )  # fmt: skip
 ALL_MARKET = (
     "miniTicker", "ticker", "bookTicker", "markPrice", "forceOrder", "serverShutdown", "trade",
-    "MiniTicker", "", *(f"ticker_{window}" for window in WINDOWS),
+    "MiniTicker", "", "contractInfo", "assetIndex", "ContractInfo",
+    *(f"ticker_{window}" for window in WINDOWS),
 )  # fmt: skip
 ALL_SUFFIXES = ("", "@arr", "@arr@1s", "@arr@3s", "@1s", "@arr@", "@arr@100ms", "@ARR", "@arr ")
 
@@ -117,7 +126,8 @@ FRAGMENTS = (
     "btcusdt", "ethbtc", "_", "!", "@", "trade", "aggTrade", "kline_", "ticker", "_1h", "_4h",
     "depth", "5", "10", "20", "@100ms", "@500ms", "@1s", "@+08:00", "@arr", "1m", "1s", "1M",
     "miniTicker", "bookTicker", "markPrice", "forceOrder", "serverShutdown", "avgPrice", "B", "é",
-    "-", "",
+    "-", "", "continuousKline_", "perpetual", "_perpetual", "next_quarter", "rpiDepth",
+    "compositeIndex", "contractInfo", "assetIndex",
 )  # fmt: skip
 
 
@@ -144,8 +154,13 @@ def test_routes_cadences_and_kinds() -> None:
     routes = {
         (USDM, "btcusdt@depth5@500ms"): "public",
         (USDM, "!bookTicker"): "public",
+        (USDM, "btcusdt@rpiDepth@500ms"): "public",
         (USDM, "btcusdt@aggTrade"): "market",
         (USDM, "!markPrice@arr@1s"): "market",
+        (USDM, "btcusdt_perpetual@continuousKline_1m"): "market",
+        (USDM, "defiusdt@compositeIndex"): "market",
+        (USDM, "!contractInfo"): "market",
+        (USDM, "!assetIndex@arr"): "market",
         (SPOT, "btcusdt@depth"): None,
     }
     for (table, name), route in routes.items():
@@ -165,6 +180,11 @@ def test_routes_cadences_and_kinds() -> None:
         ("binance-usdm", "btcusdt@markPrice"): 3000,
         ("binance-usdm", "!markPrice@arr@1s"): 1000,
         ("binance-usdm", "!bookTicker"): None,
+        ("binance-usdm", "btcusdt_next_quarter@continuousKline_1h"): 250,
+        ("binance-usdm", "defiusdt@compositeIndex"): 1000,
+        ("binance-usdm", "btcusdt@rpiDepth@500ms"): 500,
+        ("binance-usdm", "!contractInfo"): None,
+        ("binance-usdm", "!assetIndex@arr"): 1000,
     }
     for (venue, name), cadence in cadences.items():
         stream = VENUE_STREAMS[venue].parse(name)
@@ -178,6 +198,12 @@ def test_routes_cadences_and_kinds() -> None:
     assert kinds == set(Kind)
     assert USDM.kline_intervals == SPOT.kline_intervals[1:]
     assert "1s" not in USDM.kline_intervals
+    continuous = USDM.parse("btcusdt_current_quarter@continuousKline_4h")
+    assert continuous is not None
+    assert (continuous.symbol, continuous.contract_type, continuous.interval) == (
+        "btcusdt", "current_quarter", "4h"
+    )  # fmt: skip
+    assert SPOT.parse("btcusdt_perpetual@continuousKline_1m") is None
 
 
 # -- independence: the simulator imports none of the client's rules -------------------------
