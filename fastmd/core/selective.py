@@ -40,6 +40,8 @@ DEFAULT_FIELDS: Final[dict[StreamKind, tuple[str, ...]]] = {
     StreamKind.WINDOW_TICKER: ("last_price",),
     StreamKind.MINI_TICKER: ("close",),
     StreamKind.KLINE: ("kline.close", "kline.is_closed"),
+    StreamKind.CONTINUOUS_KLINE: ("kline.close", "kline.is_closed"),
+    StreamKind.COMPOSITE_INDEX: ("price",),
     StreamKind.MARK_PRICE: ("mark_price",),
     StreamKind.PARTIAL_DEPTH: ("bids", "asks"),
     StreamKind.AVG_PRICE: ("price",),
@@ -53,8 +55,10 @@ UNTHROTTLED: Final = frozenset(
         StreamKind.AGG_TRADE,
         StreamKind.BLOCK_TRADE,
         StreamKind.DEPTH,
+        StreamKind.RPI_DEPTH,
         StreamKind.FORCE_ORDER,
         StreamKind.ALL_FORCE_ORDERS,
+        StreamKind.ALL_CONTRACT_INFO,
     }
 )
 """Kinds whose events are facts, not snapshots of state: conflating them would lose data."""
@@ -65,9 +69,10 @@ _ARRAYS: Final = frozenset(
         StreamKind.ALL_TICKERS,
         StreamKind.ALL_WINDOW_TICKERS,
         StreamKind.ALL_MARK_PRICES,
+        StreamKind.ALL_ASSET_INDEXES,
     }
 )
-_PER_SYMBOL: Final = frozenset({StreamKind.ALL_BOOK_TICKERS})
+_PER_SYMBOL: Final = frozenset({StreamKind.ALL_BOOK_TICKERS, StreamKind.ALL_CONTRACT_INFO})
 
 
 def _field_names(cls: type) -> set[str]:

@@ -206,3 +206,17 @@ def test_the_gate_decides_as_the_filter(fields: tuple[str, ...], moves: list[Any
         gate(event)
     assert passed == [e for e in events if reference.passes(e)]
     assert skipped() == reference.skipped == len(events) - len(passed)
+
+
+def test_usdm_streams_added_later() -> None:
+    venue = "binance-usdm"
+    assert fields("btcusdt_perpetual@continuousKline_1m", True, venue) == (
+        "kline.close",
+        "kline.is_closed",
+    )
+    assert fields("btcusdt@compositeIndex", True, venue) == ("price",)
+    for name in ("btcusdt@rpiDepth@500ms", "!contractInfo"):
+        with pytest.raises(ValueError, match="not snapshots of state"):
+            check_throttle(parse_stream(name, venue), name, 1.0)
+    with pytest.raises(ValueError, match="only the symbols that changed"):
+        fields("!assetIndex@arr", True, venue)
