@@ -395,7 +395,8 @@ class Client:
         (``await sub.wait_active()``). Several callbacks may share a stream.
 
         ``backfill``: fill gaps from REST before live events resume (on by default for
-        aggTrade and kline streams, the ones REST can replay).
+        aggTrade and kline streams, the ones REST can replay cheaply; ``backfill=True`` asks
+        for it on trade streams too, from ``historicalTrades`` at weight 25 per 1,000 trades).
 
         ``only_changes``: call back only when the fields that matter for the stream's kind
         differ from the last event delivered (``True``: the defaults of docs/client.md), or the
