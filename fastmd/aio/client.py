@@ -548,9 +548,8 @@ class Client:
             if route is None:
                 continue
             if outcome.ok:
-                if self._pool.acknowledged(route):  # (not undone meanwhile)
-                    for sub in route.subscriptions:
-                        sub.mark_acknowledged(outcome.stream)
+                for sub in route.subscriptions:
+                    sub.mark_acknowledged(outcome.stream)
                 continue
             error = outcome.error
             code = error.code if error is not None else None
