@@ -49,6 +49,10 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.aio.connection": ("Connection",),
     "fastmd.aio.reporting": ("LoggingReporter",),
     "fastmd.core.status": ("Status",),
+    "fastmd.core.subscriptions": (
+        "CONTROL_FRAMES_PER_SECOND", "STREAMS_PER_CONNECTION", "ControlChannel", "Outcome",
+        "SubscriptionAudit",
+    ),
     "fastmd.aio.client": ("Client",),
     "fastmd.aio.subscriptions": ("EventStream", "Subscription"),
     "fastmd.aio.metrics": ("Metrics",),
@@ -192,6 +196,13 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         trade_stream as trade_stream,
         validate_stream as validate_stream,
         validate_symbol as validate_symbol,
+    )
+    from fastmd.core.subscriptions import (
+        CONTROL_FRAMES_PER_SECOND as CONTROL_FRAMES_PER_SECOND,
+        STREAMS_PER_CONNECTION as STREAMS_PER_CONNECTION,
+        ControlChannel as ControlChannel,
+        Outcome as Outcome,
+        SubscriptionAudit as SubscriptionAudit,
     )
     from fastmd.errors import (
         BookNotSynced as BookNotSynced,

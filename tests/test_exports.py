@@ -21,6 +21,7 @@ MODULES = (
     "fastmd.core.lifecycle",
     "fastmd.core.stats",
     "fastmd.core.status",
+    "fastmd.core.subscriptions",
     "fastmd.aio.connection",
     "fastmd.aio.reporting",
     "fastmd.aio.client",

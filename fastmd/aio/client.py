@@ -23,7 +23,7 @@ from fastmd.aio.connection import Connection
 from fastmd.aio.gaps import GapLog
 from fastmd.aio.market import MarketData
 from fastmd.aio.metrics import Metrics
-from fastmd.aio.pool import ConnectionPool, PoolSettings
+from fastmd.aio.pool import DEFAULT_IDLE_TIMEOUT, ConnectionPool, PoolSettings
 from fastmd.aio.recovery import Backfiller, Fallback
 from fastmd.aio.reporting import Reporter
 from fastmd.aio.rest import RestClient, RestTimeouts, SymbolDirectory
@@ -104,6 +104,8 @@ class Client:
         ack_timeout: seconds to wait for a control reply before sending again.
         ack_retries: resends before a subscription fails.
         connect_budget: connection attempts per 5 minutes for the whole pool.
+        idle_timeout: seconds a connection left without streams stays open for the next stream
+            (reused: nothing spent from ``connect_budget``); 0 closes it at once.
         rotate_after: seconds after which a connection is replaced make-before-break
             (Binance closes at 24 h); ``None`` disables rotation.
         validate_symbols: check symbols against ``exchangeInfo`` before subscribing.
@@ -137,6 +139,7 @@ class Client:
         ack_timeout: float = 5.0,
         ack_retries: int = 2,
         connect_budget: int = 30,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         rotate_after: float | None = 23 * 3600.0,
         validate_symbols: bool = True,
         price_type: PriceType = float,
@@ -182,6 +185,7 @@ class Client:
             circuit_breaker=circuit_breaker,
             stale_after=stale_after,
             fallback_after=fallback_after,
+            idle_timeout=idle_timeout,
         )
         self._started_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -254,6 +258,11 @@ class Client:
     def ack_retries(self) -> int:
         """Resends before a subscription fails."""
         return self._settings.ack_retries
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds a connection left without streams stays open for the next stream."""
+        return self._settings.idle_timeout
 
     @property
     def rotate_after(self) -> float | None:

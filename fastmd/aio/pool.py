@@ -48,8 +48,7 @@ logger = logging.getLogger(__name__)
 _HANDOVER_SETTLE_TIMEOUT: Final = 10.0
 
 DEFAULT_IDLE_TIMEOUT: Final = 60.0
-"""Seconds a connection left without streams is kept open (the value the client is meant to use;
-``PoolSettings.idle_timeout`` stays 0 until the client's option is wired, see its docstring)."""
+"""Seconds a connection left without streams is kept open (the client's ``idle_timeout``)."""
 UNROUTED_REPORT_INTERVAL: Final = 10.0
 """Frames of streams nobody subscribed are reported (and audited) at most once per this many
 seconds per connection; every one is counted."""
@@ -80,10 +79,9 @@ class PoolSettings:
     circuit_breaker: CircuitBreakerPolicy | None
     stale_after: float | None
     fallback_after: int
-    idle_timeout: float = 0.0
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     """Seconds a shard left without streams keeps its connection before closing it (a stream
-    placed meanwhile reuses it, spending nothing from the connect budget). The client is meant to
-    pass ``DEFAULT_IDLE_TIMEOUT`` (60 s); 0 closes at once, as before."""
+    placed meanwhile reuses it, spending nothing from the connect budget); 0 closes at once."""
 
 
 class FallbackSwitch(Protocol):

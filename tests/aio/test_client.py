@@ -151,17 +151,34 @@ async def test_subscribing_an_active_stream_again_is_active_at_once(ex: Exchange
         assert text_frames(ex) == frames
 
 
-async def test_last_unsubscribe_closes_the_shard(ex: Exchange) -> None:
-    async with client_for(ex) as client:
+async def test_last_unsubscribe_keeps_the_shard_idle_then_closes_it(ex: Exchange) -> None:
+    async with client_for(ex, idle_timeout=0.3) as client:
         sub = client.subscribe("btcusdt@trade", Tape())
         await sub.wait_active(timeout=5)
-        assert len(ex.connections) == 1
+        (conn,) = ex.connections
         sub.unsubscribe()
+        await until(lambda: server_subs(ex) == set(), what="the UNSUBSCRIBE")
+        assert [c.id for c in ex.connections] == [conn.id]  # kept open, idle
+        again = client.subscribe("btcusdt@trade", Tape())  # reuses it: no new connection
+        await again.wait_active(timeout=5)
+        assert [c.id for c in ex.connections] == [conn.id]
+        again.unsubscribe()
         await until(lambda: not ex.connections, what="the idle connection to close")
         assert client.connections == []
-        again = client.subscribe("btcusdt@trade", Tape())  # and a new one opens on demand
-        await again.wait_active(timeout=5)
+        third = client.subscribe("btcusdt@trade", Tape())  # and a new one opens on demand
+        await third.wait_active(timeout=5)
         assert server_subs(ex) == {"btcusdt@trade"}
+
+
+async def test_an_idle_connection_is_kept_by_default(ex: Exchange) -> None:
+    async with client_for(ex) as client:
+        assert client.idle_timeout == 60.0
+        sub = client.subscribe("btcusdt@trade", Tape())
+        await sub.wait_active(timeout=5)
+        sub.unsubscribe()
+        await until(lambda: server_subs(ex) == set())
+        await asyncio.sleep(0.3)
+        assert len(ex.connections) == 1
 
 
 async def test_a_raising_callback_is_reported_and_the_others_still_run(ex: Exchange) -> None:
