@@ -21,7 +21,15 @@ from typing import Any
 import msgspec
 
 from benchmarks.e2e.clients import BareEnvelope
-from benchmarks.e2e.common import FIRST_TRADE_ID, STREAM, Meter, malloc_reader, run, trade_frame
+from benchmarks.e2e.common import (
+    FIRST_TRADE_ID,
+    STREAM,
+    Meter,
+    malloc_reader,
+    run,
+    stream_router,
+    trade_frame,
+)
 
 Handler = Callable[[memoryview], None]
 
@@ -31,19 +39,12 @@ def _handlers(on_event: Callable[[Any], None]) -> tuple[list[tuple[str, Handler]
     from picows.picows import _make_test_ws_frame
 
     import fastmd
-    from fastmd.aio.reporting import Reporter
-    from fastmd.aio.router import TIMING_EVERY, frame_router
-    from fastmd.aio.routes import RouteTable
-    from fastmd.core.streams import parse_stream
+    from fastmd.aio.router import TIMING_EVERY
 
     bare = msgspec.json.Decoder(BareEnvelope, strict=False).decode
     decoder = fastmd.Decoder()
     decoder.register([STREAM])
-    gaps: list[Any] = []
-    table = RouteTable("binance-spot", Reporter(), gaps.append, slow_callback=0.01)
-    route = table.add(STREAM, parse_stream(STREAM))
-    route.callbacks = (on_event,)  # as subscribe() would, with one callback
-    route.single = on_event
+    router, route, gaps = stream_router(on_event, "ws://127.0.0.1:1/stream")
     routes = {STREAM: route}  # the dict lookup the frame router's get() is bound to
     sequencer = route.sequencer
     assert sequencer is not None
@@ -158,15 +159,6 @@ def _handlers(on_event: Callable[[Any], None]) -> tuple[list[tuple[str, Handler]
         else:
             state["countdown"] = TIMING_EVERY
 
-    conn = fastmd.Connection("ws://127.0.0.1:1/stream")
-    router, _ = frame_router(
-        decoder,
-        table,
-        conn.handle_frame,
-        on_reply=lambda reply: None,
-        on_unrouted=lambda message: None,
-        on_decode_error=lambda error: None,
-    )
     # The router takes picows frames; the ladder feeds payloads: wrap each in a test frame
     # built once per payload (cached), so the rung measures the router, not frame creation.
     test_frames: dict[int, Any] = {}

@@ -46,6 +46,7 @@ from benchmarks.e2e.common import (
     LatencyMeter,
     Meter,
     run,
+    stream_router,
 )
 
 _TEXT = WSMsgType.TEXT
@@ -289,28 +290,7 @@ async def ladder_client_handler(ws_url: str, rest_url: str, meter: Meter) -> dic
     (``fastmd.aio.router.frame_router``: decode, route lookup, sequencer, dispatch with sampled
     timing), without fastmd's ``Connection``. The route is installed by hand, as ``subscribe``
     would."""
-    import fastmd
-    from fastmd.aio.reporting import Reporter
-    from fastmd.aio.router import frame_router
-    from fastmd.aio.routes import RouteTable
-    from fastmd.core.streams import parse_stream
-
-    gaps: list[Any] = []
-    table = RouteTable("binance-spot", Reporter(), gaps.append, slow_callback=0.01)
-    route = table.add(STREAM, parse_stream(STREAM))
-    route.callbacks = (meter.on_event,)
-    route.single = meter.on_event
-    decoder = fastmd.Decoder()
-    decoder.register([STREAM])
-    conn = fastmd.Connection(stream_url(ws_url))  # never connected: the router's fallback
-    router, _ = frame_router(
-        decoder,
-        table,
-        conn.handle_frame,
-        on_reply=lambda reply: None,
-        on_unrouted=lambda message: None,
-        on_decode_error=lambda error: None,
-    )
+    router, _, gaps = stream_router(meter.on_event, stream_url(ws_url))
     out = await _picows(stream_url(ws_url), _RouterListener(router), meter)
     return {**out, "gaps": len(gaps)}
 

@@ -251,3 +251,32 @@ def run(coro: Any, loop: str = "uvloop") -> Any:
         else:
             return uvloop.run(coro)
     return asyncio.run(coro)
+
+
+def stream_router(on_event: Any, ws_url: str) -> tuple[Any, Any, list[Any]]:
+    """fastmd's real frame router for the benchmark's one trade stream, its route installed by
+    hand as ``subscribe`` would with one callback, without a running Client: ``(router, route,
+    gaps)``. The router falls back to a never-connected ``Connection`` for control frames."""
+    import fastmd
+    from fastmd.aio.reporting import Reporter
+    from fastmd.aio.router import frame_router
+    from fastmd.aio.routes import RouteTable
+    from fastmd.core.streams import parse_stream
+
+    gaps: list[Any] = []
+    table = RouteTable("binance-spot", Reporter(), gaps.append, slow_callback=0.01)
+    route = table.add(STREAM, parse_stream(STREAM))
+    route.callbacks = (on_event,)
+    route.single = on_event
+    decoder = fastmd.Decoder()
+    decoder.register([STREAM])
+    conn = fastmd.Connection(ws_url)
+    router, _ = frame_router(
+        decoder,
+        table,
+        conn.handle_frame,
+        on_reply=lambda reply: None,
+        on_unrouted=lambda message: None,
+        on_decode_error=lambda error: None,
+    )
+    return router, route, gaps
