@@ -18,7 +18,7 @@ PACKAGE = Path(fastmd.__file__).resolve().parent
 AIO_IMPORTS: dict[str, set[str]] = {
     "tasks": set(),
     "metrics": set(),
-    "subscriptions": set(),
+    "subscriptions": {"tasks"},
     "rest": set(),
     "reporting": set(),
     "connection": {"reporting"},

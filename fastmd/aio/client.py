@@ -36,7 +36,7 @@ from fastmd.aio.subscriptions import (
     Subscription,
     SubscriptionGroup,
 )
-from fastmd.aio.tasks import Tasks
+from fastmd.aio.tasks import Tasks, require_loop
 from fastmd.core.backoff import Backoff
 from fastmd.core.breaker import CircuitBreakerPolicy
 from fastmd.core.codec import PriceType
@@ -362,8 +362,7 @@ class Client:
             TypeError: ``callback`` is not callable.
             InvalidState: the client was never started.
         """
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, not {callback!r}")
+        _callable(callback)
         if self._loop is None:
             raise InvalidState("start the Client first: async with fastmd.Client(...) as client")
         self._loop.call_soon_threadsafe(callback, *args)
@@ -376,16 +375,7 @@ class Client:
         self._check_thread()
 
     def _check_thread(self) -> None:
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not self._loop:
-            raise InvalidState(
-                "fastmd.Client is not thread-safe: call it from its event loop's thread; from "
-                "another thread use client.call_soon_threadsafe(...) or "
-                "asyncio.run_coroutine_threadsafe(...)"
-            )
+        require_loop(self._loop, "fastmd.Client")
 
     # -- subscribing --------------------------------------------------------------------------
 
@@ -429,8 +419,7 @@ class Client:
         Nothing is subscribed when it raises.
         """
         self._check_open()
-        if not callable(callback):
-            raise TypeError(f"callback must be callable, not {callback!r}")
+        _callable(callback)
         names = (streams,) if isinstance(streams, str) else tuple(dict.fromkeys(streams))
         if not names:
             raise StreamNameError("subscribe() needs at least one stream")

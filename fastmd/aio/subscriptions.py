@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol
 
+from fastmd.aio.tasks import require_loop
 from fastmd.core.selective import ChangeFilter, Throttle, change_gate
 from fastmd.core.sequence import Gap, GapReason
 from fastmd.errors import FastmdError, FastmdTimeoutError, InvalidState, StreamOverflow
@@ -197,7 +198,7 @@ class Subscription:
         """
         if self.state == "closed":
             return
-        _require_loop(self._loop, "unsubscribe()")
+        require_loop(self._loop, "unsubscribe()")
         self.state = "closed"
         self._end_selective()
         self._remove(self)
@@ -442,15 +443,3 @@ class EventStream:
 
     def __len__(self) -> int:
         return len(self._queue)
-
-
-def _require_loop(loop: asyncio.AbstractEventLoop, what: str) -> None:
-    try:
-        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is not loop:
-        raise InvalidState(
-            f"{what} must be called from the client's event loop thread; from another thread "
-            "use client.call_soon_threadsafe(...)"
-        )

@@ -1,5 +1,5 @@
-"""The background tasks of one client: started in one place, each failure reported, all
-cancelled and awaited on close."""
+"""The background tasks of one client (started in one place, each failure reported, all
+cancelled and awaited on close), and the check that a call comes from the client's loop."""
 
 from __future__ import annotations
 
@@ -7,7 +7,28 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from fastmd.errors import InvalidState
+
 __all__: list[str] = []
+
+
+def require_loop(loop: asyncio.AbstractEventLoop | None, what: str) -> None:
+    """Raise unless called from ``loop``'s thread, while it runs: the client is not
+    thread-safe, and a call from elsewhere must fail before it changes anything.
+
+    Raises:
+        InvalidState: called from another thread (or with no loop running).
+    """
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not loop:
+        raise InvalidState(
+            f"{what} must be called from the client's event loop thread (fastmd.Client is not "
+            "thread-safe); from another thread use client.call_soon_threadsafe(...) or "
+            "asyncio.run_coroutine_threadsafe(...)"
+        )
 
 
 class Tasks:
