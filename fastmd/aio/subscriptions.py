@@ -321,7 +321,6 @@ class EventStream:
         self.gaps: deque[Gap] = deque(maxlen=1000)
         """The newest overflow gaps of this consumer, one per burst."""
         self._gap_listeners: list[Callable[[Gap], object]] = []
-        self._positions: dict[str, int] = {}
         self._bursts: dict[str, list[int]] = {}  # stream -> [first, last, count] this turn
 
     def attach(self, subscription: Subscription | SubscriptionGroup) -> None:
@@ -340,8 +339,9 @@ class EventStream:
         return remove
 
     def pusher(self, stream: str) -> Callable[[Any], None]:
-        """The callback that queues the events of ``stream`` (it numbers them itself)."""
-        position = self._positions.get(stream, 0)
+        """The callback that queues the events of ``stream`` (it numbers them itself: one
+        pusher per stream)."""
+        position = 0
         enqueue = self._enqueue
 
         def push(event: Any) -> None:
@@ -350,12 +350,6 @@ class EventStream:
             enqueue(event, stream, position)
 
         return push
-
-    def push(self, event: Any, stream: str) -> None:
-        """Queue ``event`` of ``stream``, applying the overflow policy when full."""
-        position = self._positions.get(stream, 0) + 1
-        self._positions[stream] = position
-        self._enqueue(event, stream, position)
 
     def _enqueue(self, event: Any, stream: str, position: int) -> None:
         # The overflow paths cost less than decoding the frame did: no allocation when an
