@@ -1025,16 +1025,9 @@ class _Book:
         window opens on the minute boundary at or before ``now - window_ms`` (as Binance's
         window tickers do)."""
         self.ensure_history()
-        assert self.tape_start is not None
         since = now - window_ms
         since -= since % _MINUTE
-        nodes: list[Node] = []
-        past, first_id = self._past_part(since, now + 1, _MINUTES)
-        if past is not None:
-            nodes.append(past)
-        traded = self._stored(_MINUTES, since, now + 1)
-        nodes += map(_bar_node, traded)
-        total = _merge(nodes)
+        total = self._range_bar(since, now + 1, _MINUTES)
         prev_close = self.price_before(since)
         if total is None:
             price = self.last_price
@@ -1043,13 +1036,11 @@ class _Book:
                 "quote": 0, "first": -1, "last": -1, "count": 0, "open_time": since,
                 "prev_close": prev_close, "last_qty": 0,
             }  # fmt: skip
-        if first_id < 0:
-            first_id = traded[0].first_trade_id
-        last_id = traded[-1].last_trade_id if traded else first_id + total[_N] - 1
         return {
-            "open": total[_O], "high": total[_H], "low": total[_L], "close": total[_C],
-            "volume": total[_V], "quote": total[_Q], "first": first_id, "last": last_id,
-            "count": total[_N], "open_time": since, "prev_close": prev_close,
+            "open": total.open, "high": total.high, "low": total.low, "close": total.close,
+            "volume": total.volume, "quote": total.quote_volume, "first": total.first_trade_id,
+            "last": total.last_trade_id, "count": total.count, "open_time": since,
+            "prev_close": prev_close,
             "last_qty": self.last_trade_quantity,
         }  # fmt: skip
 
