@@ -34,7 +34,7 @@ from cachetools import TTLCache
 from fastmd.aio.subscriptions import SelectiveDelivery
 from fastmd.core.events import Kline, Ticker
 from fastmd.core.rest_models import DepthSnapshot, KlineBar, RestTicker, RestTrade
-from fastmd.core.selective import ChangeFilter, Throttle
+from fastmd.core.selective import ChangeFilter, Throttle, throttle_seconds
 from fastmd.core.streams import (
     SPOT_KLINE_INTERVALS,
     USDM_KLINE_INTERVALS,
@@ -643,12 +643,8 @@ def _selective_results(
     is the state compared and conflated)."""
     if not isinstance(only_changes, bool):
         raise TypeError(f"only_changes must be True or False here, not {only_changes!r}")
-    if throttle is not None:
-        if isinstance(throttle, bool) or not isinstance(throttle, (int, float)):
-            raise TypeError(f"throttle must be seconds (a number) or None, not {throttle!r}")
-        if not 0 < throttle < float("inf"):
-            raise ValueError(f"throttle must be a positive number of seconds, not {throttle!r}")
-    if not only_changes and throttle is None:
+    interval = throttle_seconds(throttle)
+    if not only_changes and interval is None:
         return callback
 
     def failed(exc: Exception) -> None:
@@ -657,7 +653,7 @@ def _selective_results(
     return SelectiveDelivery(
         callback,
         change=ChangeFilter(("data",)) if only_changes else None,
-        throttle=Throttle(float(throttle)) if throttle is not None else None,
+        throttle=Throttle(interval) if interval is not None else None,
         stats=None,
         failed=failed,
     ).target

@@ -145,12 +145,9 @@ def check_throttle(stream: Stream, name: str, throttle: float | None) -> float |
         ValueError: the stream's events are not snapshots of state, or it delivers arrays, or
             the interval is not a positive finite number of seconds.
     """
-    if throttle is None:
+    interval = throttle_seconds(throttle)
+    if interval is None:
         return None
-    if isinstance(throttle, bool) or not isinstance(throttle, (int, float)):
-        raise TypeError(f"throttle must be seconds (a number) or None, not {throttle!r}")
-    if not 0 < throttle < float("inf"):
-        raise ValueError(f"throttle must be a positive number of seconds, not {throttle!r}")
     if stream.kind in UNTHROTTLED:
         raise ValueError(
             f"throttle is not offered for {name}: {stream.kind.value} events are facts, not "
@@ -161,6 +158,22 @@ def check_throttle(stream: Stream, name: str, throttle: float | None) -> float |
             f"throttle is not offered for {name}: its arrays hold only the symbols that "
             "changed; subscribe the per-symbol streams instead"
         )
+    return interval
+
+
+def throttle_seconds(throttle: object) -> float | None:
+    """``throttle`` as an interval in seconds (``None``: no throttle), whatever it throttles.
+
+    Raises:
+        TypeError: not a number (nor ``None``).
+        ValueError: not a positive finite number.
+    """
+    if throttle is None:
+        return None
+    if isinstance(throttle, bool) or not isinstance(throttle, (int, float)):
+        raise TypeError(f"throttle must be seconds (a number) or None, not {throttle!r}")
+    if not 0 < throttle < float("inf"):
+        raise ValueError(f"throttle must be a positive number of seconds, not {throttle!r}")
     return float(throttle)
 
 
