@@ -729,7 +729,7 @@ class Decoder:
         error.__cause__ = exc
         return error
 
-    def _probe(self, frame: bytes | bytearray | memoryview, exc: BaseException) -> _Probe:
+    def _probe(self, frame: bytes | bytearray | memoryview) -> _Probe:
         try:
             return _probe_decoder.decode(frame)
         except _ERRORS as inner:
@@ -742,7 +742,7 @@ class Decoder:
             raise self._report(category, detail, inner) from inner
 
     def _decode_slow(self, frame: bytes | bytearray | memoryview, exc: BaseException) -> Any:
-        probe = self._probe(frame, exc)
+        probe = self._probe(frame)
         if not isinstance(probe.stream, UnsetType):
             return self._decode_envelope(frame, probe, probe.stream, exc)
         if _is_control(probe):
