@@ -33,6 +33,7 @@ from fastmd.core.recovery import (
     BACKFILL_PAGE,
     BACKFILLABLE,
     PollPlan,
+    kline_updates,
     needs_api_key,
     poll_interval,
     poll_plan,
@@ -327,21 +328,14 @@ class Poller:
         upper = symbol.upper()
         interval = stream.interval or "1m"
         bars = await self._rest.klines(symbol, interval, limit=plan.limit or 2)
-        if not bars:
-            return []
         now = int(time.time() * 1000)
-        previous = self._kline_starts.get(route.name)
-        current = bars[-1]
-        updates = []
-        if len(bars) >= 2 and previous == bars[-2].open_time:
-            updates.append(
-                convert.kline_event(upper, interval, bars[-2], event_time=now, is_closed=True)
-            )
-        updates.append(
-            convert.kline_event(upper, interval, current, event_time=now, is_closed=False)
-        )
-        self._kline_starts[route.name] = current.open_time
-        return updates
+        rounds = kline_updates([bar.open_time for bar in bars], self._kline_starts.get(route.name))
+        if bars:
+            self._kline_starts[route.name] = bars[-1].open_time
+        return [
+            convert.kline_event(upper, interval, bars[i], event_time=now, is_closed=closed)
+            for i, closed in rounds
+        ]
 
 
 class Fallback:

@@ -8,7 +8,7 @@ from here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -23,6 +23,7 @@ __all__ = [
     "FALLBACK_SHARE",
     "MIN_POLL_INTERVAL",
     "PollPlan",
+    "kline_updates",
     "needs_api_key",
     "poll_interval",
     "poll_plan",
@@ -139,3 +140,16 @@ def needs_api_key(status: int | None, code: int | None) -> bool:
     API key (a deployment where ``historicalTrades`` is not public): a backfill from it cannot
     succeed by retrying."""
     return status in _KEY_REQUIRED_STATUSES or code in _KEY_REQUIRED_CODES
+
+
+def kline_updates(open_times: Sequence[int], previous_open: int | None) -> list[tuple[int, bool]]:
+    """Which of the newest REST candles (their open times, oldest first) a polling round
+    delivers, as ``(index, closed)``: the open candle, preceded by the final update of the one
+    that was open last round (``previous_open``) if it has closed since."""
+    if not open_times:
+        return []
+    updates = []
+    if len(open_times) >= 2 and open_times[-2] == previous_open:
+        updates.append((len(open_times) - 2, True))
+    updates.append((len(open_times) - 1, False))
+    return updates

@@ -90,3 +90,15 @@ def test_unfilled_holes() -> None:
         (0, minute, 1),
         (3 * minute, 5 * minute, 2),
     ]
+
+
+def test_kline_polling_rounds() -> None:
+    from fastmd.core.recovery import kline_updates
+
+    minute = 60_000
+    assert kline_updates([], None) == []
+    assert kline_updates([0, minute], None) == [(1, False)]  # first round: the open candle
+    assert kline_updates([0, minute], minute) == [(1, False)]  # still the same candle
+    # the candle open last round has closed: its final update first, then the new one
+    assert kline_updates([minute, 2 * minute], minute) == [(0, True), (1, False)]
+    assert kline_updates([2 * minute], minute) == [(0, False)]  # one bar: nothing to close
