@@ -239,10 +239,7 @@ class VenueStreams:
     def valid_symbol(self, symbol: str) -> bool:
         """Whether ``symbol`` may stand before the ``@`` of a stream name: lowercase letters and
         digits (non-ASCII ones too), plus the venue's extra characters."""
-        extra = self.symbol_extra
-        return bool(symbol) and all(
-            (char.isalnum() and not char.isupper()) or char in extra for char in symbol
-        )
+        return _valid_symbol(symbol, self.symbol_extra)
 
     def parse(self, name: str) -> SimStream | None:
         """The stream ``name`` stands for on this venue, or ``None`` if the venue serves no such
@@ -256,15 +253,17 @@ class VenueStreams:
         if template.kind is Kind.CONTINUOUS_KLINE:
             # <pair>_<contract type>: a pair is letters and digits, so the first "_" ends it
             pair, _, contract_type = symbol.partition("_")
-            if contract_type not in self.contract_types or not _plain_symbol(pair):
+            if contract_type not in self.contract_types or not _valid_symbol(pair):
                 return None
             return dataclasses.replace(template, symbol=pair, contract_type=contract_type)
         return dataclasses.replace(template, symbol=symbol)
 
 
-def _plain_symbol(symbol: str) -> bool:
-    """Lowercase letters and digits (non-ASCII ones too), nothing else."""
-    return bool(symbol) and all(char.isalnum() and not char.isupper() for char in symbol)
+def _valid_symbol(symbol: str, extra: frozenset[str] = frozenset()) -> bool:
+    """Lowercase letters and digits (non-ASCII ones too) and ``extra``; not empty."""
+    return bool(symbol) and all(
+        (char.isalnum() and not char.isupper()) or char in extra for char in symbol
+    )
 
 
 # -- the tables, from Binance's documentation ----------------------------------------------
