@@ -405,6 +405,35 @@ def test_live_trades_before_the_past_is_needed_join_it() -> None:
     )
 
 
+def test_an_interval_without_trades_is_flat_at_the_previous_close() -> None:
+    """docs/simulator.md: an interval without trades is flat at the previous close with zero
+    volume, also as the first bar of a page (its previous close is outside the page)."""
+    clock = Clock()
+    market = Market("binance-spot", ["BTCUSDT"], seed=6, clock=clock)
+    book = market.books["BTCUSDT"]
+    while book.next_trade_id == book.history.end_id:  # until something trades live
+        clock.now += 0.01
+        market.step()
+    clock.now += 10  # ten quiet seconds
+    last = Decimal(book.price(book.last_price))
+    bars = msgspec.json.decode(market.klines(book, "1s", limit=30), type=list[Bar])
+    quiet = [bar for bar in bars if bar.trade_count == 0]
+    assert len(quiet) >= 9
+    assert bars[-1].trade_count == 0
+    assert bars[-1].close == last
+    for before, bar in itertools.pairwise(bars):
+        if bar.trade_count == 0:
+            assert bar.open == bar.high == bar.low == bar.close == before.close
+            assert bar.volume == bar.quote_volume == bar.taker_buy_volume == 0
+    first_quiet = next(i for i, bar in enumerate(bars) if i and bar.trade_count == 0)
+    page = msgspec.json.decode(
+        market.klines(book, "1s", limit=3, start_time=bars[first_quiet].open_time),
+        type=list[Bar],
+    )
+    assert page == bars[first_quiet : first_quiet + 3]
+    assert page[0].open == bars[first_quiet - 1].close
+
+
 # -- time parameters ------------------------------------------------------------------------
 
 
