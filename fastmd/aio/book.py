@@ -30,9 +30,9 @@ from fastmd.core.pacing import WeightWindow
 from fastmd.core.streams import Venue
 from fastmd.core.weights import (
     DEFAULT_WEIGHT_LIMIT,
-    WEIGHT_HEADROOM,
     ban_seconds,
     depth_weight,
+    near_limit,
     seconds_to_minute_turn,
     snapshot_size,
 )
@@ -388,7 +388,7 @@ class BookKeeper:
             raise
         used = rest.used_weight
         limit_now = self._weight_limit() or DEFAULT_WEIGHT_LIMIT[self.venue]
-        if used is not None and used + weight > limit_now * WEIGHT_HEADROOM:
+        if near_limit(used, weight, limit_now):
             # The address is near the exchange's own limit (the application spends weight
             # too): no more snapshots until the exchange's minute turns.
             self.weights.block(time.monotonic(), seconds_to_minute_turn(time.time()))

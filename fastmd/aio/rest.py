@@ -44,9 +44,9 @@ from fastmd.core.streams import Venue
 from fastmd.core.weights import (
     BAN_STATUSES,
     DEFAULT_WEIGHT_LIMIT,
-    WEIGHT_HEADROOM,
     ban_seconds,
     request_weight,
+    usable_weight,
 )
 from fastmd.errors import RestError, RestTimeoutError
 
@@ -115,7 +115,7 @@ class RestClient:
         self.max_response_size = max_response_size
         self._clock = clock
         limit = weight_limit or DEFAULT_WEIGHT_LIMIT[venue]
-        self.weights = WeightWindow(int(limit * WEIGHT_HEADROOM))
+        self.weights = WeightWindow(usable_weight(limit))
         self.breaker = CircuitBreaker(
             circuit_breaker or CircuitBreakerPolicy(failure_threshold=5, cooldown=30.0), clock
         )
@@ -128,7 +128,7 @@ class RestClient:
 
     def set_weight_limit(self, limit: int) -> None:
         """Use the limit the exchange announced (``exchangeInfo.rateLimits``)."""
-        self.weights.budget = max(int(limit * WEIGHT_HEADROOM), 1)
+        self.weights.budget = usable_weight(limit)
 
     # -- machinery ----------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ __all__ = [
     "BAN_STATUSES",
     "DEFAULT_WEIGHT_LIMIT",
     "WEIGHT_HEADROOM",
+    "near_limit",
+    "usable_weight",
     "ban_seconds",
     "depth_limits",
     "depth_weight",
@@ -24,6 +26,20 @@ DEFAULT_WEIGHT_LIMIT: Final = {"binance-spot": 6000, "binance-usdm": 2400}
 WEIGHT_HEADROOM: Final = 0.9
 """The part of the exchange's weight limit fastmd lets itself use: the rest is a margin for
 requests it cannot see (the application's own, other processes on the same address)."""
+
+
+def usable_weight(limit: int) -> int:
+    """The weight per minute fastmd spends of an exchange limit of ``limit`` (at least 1)."""
+    return max(int(limit * WEIGHT_HEADROOM), 1)
+
+
+def near_limit(used: int | None, weight: int, limit: int) -> bool:
+    """Whether a request of ``weight`` would take the address past the usable part of the
+    exchange's ``limit``, given the ``used`` weight the exchange reported (``None``: unknown,
+    so not near)."""
+    return used is not None and used + weight > limit * WEIGHT_HEADROOM
+
+
 BAN_STATUSES: Final = frozenset({418, 429})
 """HTTP statuses by which the exchange says stop: 429 over the limit, 418 banned."""
 

@@ -72,3 +72,13 @@ def test_ban_seconds_only_for_the_stop_statuses() -> None:
 def test_seconds_to_minute_turn_counts_to_the_next_wall_clock_minute() -> None:
     assert seconds_to_minute_turn(1_700_000_040.0) == 60.0  # on the turn: a full minute
     assert seconds_to_minute_turn(1_700_000_085.5) == pytest.approx(14.5)
+
+
+def test_headroom_rules() -> None:
+    from fastmd.core.weights import near_limit, usable_weight
+
+    assert usable_weight(6000) == 5400
+    assert usable_weight(1) == 1
+    assert not near_limit(None, 250, 6000)  # unknown use: not near
+    assert not near_limit(5000, 250, 6000)  # 5250 <= 5400
+    assert near_limit(5200, 250, 6000)  # 5450 > 5400
