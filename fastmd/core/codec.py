@@ -32,7 +32,7 @@ from msgspec import UNSET, Raw, UnsetType, field
 from typing_extensions import TypeVar
 
 from fastmd.core import events as ev
-from fastmd.core.streams import Stream, StreamKind, Venue, parse_stream
+from fastmd.core.streams import ARRAY_KINDS, Stream, StreamKind, Venue, parse_stream
 from fastmd.errors import DecodeError, DecodeErrorCategory as Cat, StreamNameError
 
 __all__ = ["Decoder", "Message", "PriceType"]
@@ -452,10 +452,7 @@ def event_class(stream: Stream, venue: Venue = "binance-spot") -> type | None:
     if kind is StreamKind.WINDOW_TICKER:
         cls: type = _WINDOW_EVENTS[stream.window]
         return cls
-    if kind in _ARRAY_EVENTS or kind in (
-        StreamKind.ALL_WINDOW_TICKERS,
-        StreamKind.SERVER_SHUTDOWN,
-    ):
+    if kind in ARRAY_KINDS or kind is StreamKind.SERVER_SHUTDOWN:
         return None
     found: type | None = _KIND_EVENTS.get(kind) or _PLAIN_EVENTS.get(kind)
     return found

@@ -27,7 +27,7 @@ from typing import Any, Final
 import msgspec
 
 from fastmd.core.codec import event_class
-from fastmd.core.streams import Stream, StreamKind, Venue
+from fastmd.core.streams import ARRAY_KINDS, Stream, StreamKind, Venue
 
 __all__: list[str] = []
 
@@ -63,15 +63,6 @@ UNTHROTTLED: Final = frozenset(
 )
 """Kinds whose events are facts, not snapshots of state: conflating them would lose data."""
 
-_ARRAYS: Final = frozenset(
-    {
-        StreamKind.ALL_MINI_TICKERS,
-        StreamKind.ALL_TICKERS,
-        StreamKind.ALL_WINDOW_TICKERS,
-        StreamKind.ALL_MARK_PRICES,
-        StreamKind.ALL_ASSET_INDEXES,
-    }
-)
 _PER_SYMBOL: Final = frozenset({StreamKind.ALL_BOOK_TICKERS, StreamKind.ALL_CONTRACT_INFO})
 
 
@@ -110,7 +101,7 @@ def change_fields(
     """
     if only_changes is False:
         return None
-    if stream.kind in _ARRAYS:
+    if stream.kind in ARRAY_KINDS:
         raise ValueError(
             f"only_changes is not offered for {name}: its arrays hold only the symbols that "
             "changed; subscribe the per-symbol streams instead"
@@ -153,7 +144,7 @@ def check_throttle(stream: Stream, name: str, throttle: float | None) -> float |
             f"throttle is not offered for {name}: {stream.kind.value} events are facts, not "
             "snapshots of state, and conflating them would lose data"
         )
-    if stream.kind in _ARRAYS:
+    if stream.kind in ARRAY_KINDS:
         raise ValueError(
             f"throttle is not offered for {name}: its arrays hold only the symbols that "
             "changed; subscribe the per-symbol streams instead"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from fastmd.core.streams import Stream, StreamKind
+from fastmd.core.streams import ARRAY_KINDS, Stream, StreamKind
 
 __all__ = ["Gap", "GapReason"]
 
@@ -348,10 +348,7 @@ def sequencer_for(stream: Stream, name: str, sink: GapSink, *, futures: bool) ->
         return _Monotonic(name, sink, lambda e: int(e.last_update_id))
     if kind is StreamKind.REFERENCE_PRICE:
         return _Monotonic(name, sink, lambda e: int(e.engine_time))
-    if kind in (
-        StreamKind.ALL_MINI_TICKERS, StreamKind.ALL_TICKERS, StreamKind.ALL_WINDOW_TICKERS,
-        StreamKind.ALL_MARK_PRICES, StreamKind.ALL_ASSET_INDEXES,
-    ):  # fmt: skip
+    if kind in ARRAY_KINDS:
         return _Monotonic(name, sink, _array_time)
     if kind is StreamKind.ALL_BOOK_TICKERS:
         return _BookTickersBySymbol(name, sink)

@@ -90,6 +90,17 @@ class StreamKind(StrEnum):
     SERVER_SHUTDOWN = "!serverShutdown"
 
 
+ARRAY_KINDS: Final = frozenset(
+    {
+        StreamKind.ALL_MINI_TICKERS,
+        StreamKind.ALL_TICKERS,
+        StreamKind.ALL_WINDOW_TICKERS,
+        StreamKind.ALL_MARK_PRICES,
+        StreamKind.ALL_ASSET_INDEXES,
+    }
+)
+"""Kinds whose frames are JSON arrays of events (one per symbol that changed)."""
+
 _SYMBOL_KINDS: Final = frozenset(
     {
         StreamKind.TRADE, StreamKind.AGG_TRADE, StreamKind.BLOCK_TRADE, StreamKind.KLINE,

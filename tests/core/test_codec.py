@@ -983,3 +983,41 @@ def test_random_input_category_does_not_depend_on_msgspec_errors(
     expected = _outcome(frame, stream, price_type)
     with _scrambled(make_error):
         assert _outcome(frame, stream, price_type) == expected
+
+
+ONE_STREAM_OF_EACH_KIND: list[tuple[Any, str]] = [
+    *(
+        ("binance-spot", name)
+        for name in (
+            "bnbbtc@trade", "bnbbtc@aggTrade", "bnbbtc@blockTrade", "bnbbtc@kline_1m",
+            "bnbbtc@miniTicker", "bnbbtc@ticker", "bnbbtc@ticker_1h", "bnbbtc@bookTicker",
+            "bnbbtc@avgPrice", "bnbbtc@referencePrice", "bnbbtc@depth", "bnbbtc@depth5",
+            "!miniTicker@arr", "!ticker_1h@arr",
+        )
+    ),
+    *(
+        ("binance-usdm", name)
+        for name in (
+            "btcusdt@markPrice", "btcusdt@forceOrder", "btcusdt_perpetual@continuousKline_1m",
+            "defiusdt@compositeIndex", "btcusdt@rpiDepth@500ms", "!ticker@arr", "!bookTicker",
+            "!markPrice@arr", "!forceOrder@arr", "!contractInfo", "!assetIndex@arr",
+            "!serverShutdown",
+        )
+    ),
+]  # fmt: skip
+
+
+def test_array_kinds_are_the_kinds_that_decode_to_lists() -> None:
+    """streams.ARRAY_KINDS (which the sequencers and selective updates read) names exactly the
+    kinds the decoder reads as arrays, and event_class has no single class for them."""
+    from typing import get_origin
+
+    from fastmd.core.streams import ARRAY_KINDS, StreamKind, parse_stream
+
+    streams = [parse_stream(name, venue) for venue, name in ONE_STREAM_OF_EACH_KIND]
+    assert {s.kind for s in streams} == set(StreamKind)
+    for (venue, name), stream in zip(ONE_STREAM_OF_EACH_KIND, streams, strict=True):
+        is_list = get_origin(Decoder(venue).event_type(stream)) is list
+        assert is_list == (stream.kind in ARRAY_KINDS), name
+        if is_list:
+            assert codec.event_class(stream, venue) is None, name
