@@ -229,14 +229,16 @@ def _check_venue(venue: str) -> None:
         raise StreamNameError(f"unknown venue {venue!r}; allowed: {', '.join(VENUES)}")
 
 
+def _symbol_char(char: str, venue: Venue) -> bool:
+    # USD-M delivery contracts carry their expiry after an underscore: btcusdt_250926.
+    return char.isalnum() or (char == "_" and venue == "binance-usdm")
+
+
 def _check_symbol(name: str, symbol: str, venue: Venue) -> None:
     if not symbol:
         raise _fail(name, "the symbol before '@' is empty", "a lowercase symbol such as 'btcusdt'")
     for char in symbol:
-        # USD-M delivery contracts carry their expiry after an underscore: btcusdt_250926.
-        if char == "_" and venue == "binance-usdm":
-            continue
-        if not char.isalnum():
+        if not _symbol_char(char, venue):
             raise _fail(
                 name,
                 f"symbol {symbol!r} contains {char!r}",
@@ -261,7 +263,7 @@ def validate_symbol(symbol: str, venue: Venue = "binance-spot") -> str:
     if not symbol:
         raise StreamNameError(f"invalid symbol {symbol!r}: expected e.g. 'BTCUSDT'")
     for char in symbol:
-        if not (char.isalnum() or (char == "_" and venue == "binance-usdm")):
+        if not _symbol_char(char, venue):
             raise StreamNameError(
                 f"invalid symbol {symbol!r}: {char!r} is not allowed; letters and digits"
                 + (" (and '_' for delivery contracts)" if venue == "binance-usdm" else "")
