@@ -128,6 +128,26 @@ def test_all_market_book_tickers_compare_per_symbol() -> None:
     assert not change.passes(quote(5, 20.0, 21.0, symbol="B"))
 
 
+def test_contract_info_named_fields_compare_per_symbol() -> None:
+    """``!contractInfo`` has no default fields, but named ones are compared per symbol, as on
+    ``!bookTicker`` (one contract's change must not hide another's)."""
+    venue = "binance-usdm"
+    stream = parse_stream("!contractInfo", venue)
+    assert per_symbol(stream)
+    assert fields("!contractInfo", ("status",), venue) == ("status",)
+
+    def info(time: int, symbol: str, status: str) -> object:
+        return ev.ContractInfo(time, symbol, symbol, "PERPETUAL", 4133404800000, 1, status)
+
+    change = ChangeFilter(("status",), by_symbol=per_symbol(stream))
+    assert change.passes(info(1, "BTCUSDT", "TRADING"))
+    assert change.passes(info(2, "ETHUSDT", "TRADING"))  # another contract: its own last
+    assert not change.passes(info(3, "BTCUSDT", "TRADING"))
+    assert change.passes(info(4, "ETHUSDT", "SETTLING"))
+    assert not change.passes(info(5, "ETHUSDT", "SETTLING"))
+    assert change.skipped == 2
+
+
 def test_throttle_leading_and_trailing_edges() -> None:
     throttle = Throttle(1.0)
     assert throttle.offer("a", 0.0)  # leading edge: at once
