@@ -1495,8 +1495,7 @@ class Market:
 
     def recent_trades(self, book: _Book, limit: int) -> bytes:
         """``GET trades``: the newest ``limit`` trades, oldest first."""
-        book.ensure_history()
-        return self._trades_json(book, list(book.trades)[-limit:])
+        return self.historical_trades(book, limit=limit)
 
     def historical_trades(self, book: _Book, *, limit: int, from_id: int | None = None) -> bytes:
         """``GET historicalTrades``: ``limit`` trades from ``from_id`` on (the newest without
