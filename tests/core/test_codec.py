@@ -1021,3 +1021,24 @@ def test_array_kinds_are_the_kinds_that_decode_to_lists() -> None:
         assert is_list == (stream.kind in ARRAY_KINDS), name
         if is_list:
             assert codec.event_class(stream, venue) is None, name
+
+
+def test_event_class_is_the_class_the_decoder_reads() -> None:
+    """codec.event_class (the class selective updates check field names on) answers what
+    Decoder.event_type decodes, unparameterised, for every kind that is not an array."""
+    from typing import get_origin
+
+    from fastmd.core.streams import ARRAY_KINDS, StreamKind, parse_stream
+
+    for venue, name in ONE_STREAM_OF_EACH_KIND:
+        stream = parse_stream(name, venue)
+        cls = codec.event_class(stream, venue)
+        if stream.kind in ARRAY_KINDS or stream.kind is StreamKind.SERVER_SHUTDOWN:
+            assert cls is None, name
+            continue
+        decoded = Decoder(venue).event_type(stream)
+        origin = get_origin(decoded) or decoded
+        if stream.kind is StreamKind.PARTIAL_DEPTH and venue == "binance-spot":
+            assert origin.__bases__ == (cls,), name  # a subclass per symbol carries it
+        else:
+            assert origin is cls, name
