@@ -650,14 +650,14 @@ class _Book:
         rng: random.Random,
         now: int,
         *,
-        seed: int = 0,
-        clock_ms: Callable[[], int] | None = None,
-        cache: _LRU | None = None,
+        seed: int,
+        clock_ms: Callable[[], int],
+        cache: _LRU,
     ) -> None:
         self.spec = spec
         self.venue = venue
         self.rng = rng
-        self.now_ms = clock_ms or (lambda: now)
+        self.now_ms = clock_ms
         self.lower = spec.symbol.lower()
         self.width = 8 if venue == "binance-spot" else None
         self.bids: dict[int, int] = {}
@@ -667,9 +667,7 @@ class _Book:
         self.update_id = 1_000_000 + rng.randrange(1_000_000)
         first_trade_id = 1 + rng.randrange(100_000)  # the listing's first trade
         first_agg_id = 1 + rng.randrange(100_000)
-        self.history = _History(
-            f"{seed}:{spec.symbol}:{now}", spec, now, first_trade_id, cache or _LRU(_SPLIT_CACHE)
-        )
+        self.history = _History(f"{seed}:{spec.symbol}:{now}", spec, now, first_trade_id, cache)
         # The live ids continue the past's: its trades are counted, its aggTrades (never served
         # before the tape) taken as 0.55 a trade.
         self.next_trade_id = self.history.end_id
