@@ -638,3 +638,35 @@ def test_parse_never_raises_anything_but_stream_name_error(name: str, venue: str
     except StreamNameError:
         return
     assert isinstance(parsed, Stream)
+
+
+def test_validate_symbol_and_trade_stream() -> None:
+    from fastmd.core.streams import trade_stream, validate_symbol
+
+    assert validate_symbol("btcUSDT") == "BTCUSDT"  # any case in, REST's case out
+    assert validate_symbol("btcusdt_250926", USDM) == "BTCUSDT_250926"
+    with pytest.raises(StreamNameError, match=r"'_' is not allowed; letters and digits$"):
+        validate_symbol("btcusdt_250926", SPOT)
+    with pytest.raises(StreamNameError, match=r"'-' is not allowed.*delivery contracts"):
+        validate_symbol("btc-usdt", USDM)
+    with pytest.raises(StreamNameError, match="invalid symbol ''"):
+        validate_symbol("", SPOT)
+    assert trade_stream("BTCUSDT", SPOT) == "btcusdt@trade"
+    assert trade_stream("BTCUSDT", USDM) == "btcusdt@aggTrade"  # USD-M has no raw trade stream
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="abcXYZ019_-. @", max_size=8), st.sampled_from([SPOT, USDM]))
+def test_validate_symbol_takes_the_symbols_stream_names_take(symbol: str, venue: str) -> None:
+    """A symbol passes validate_symbol exactly when, lowercased, it makes a valid stream name."""
+
+    def accepted(check: Any) -> bool:
+        try:
+            check()
+        except StreamNameError:
+            return False
+        return True
+
+    by_itself = accepted(lambda: fastmd.validate_symbol(symbol, venue))  # type: ignore[arg-type]
+    in_a_name = accepted(lambda: parse_stream(f"{symbol.lower()}@aggTrade", venue))  # type: ignore[arg-type]
+    assert by_itself == in_a_name
