@@ -46,7 +46,7 @@ async def run(args: argparse.Namespace) -> int:
             heartbeat=fastmd.Heartbeat(interval=1.0, timeout=5.0),
             error_reporter=demo.on_report,
         )
-        reach.target(client.ws_url, client.rest_url)
+        reach.watch(client)
         demo.timeline.append((demo.elapsed(), client.status.value))
         client.on_gap(demo.on_gap)
         client.on_status(demo.on_status)

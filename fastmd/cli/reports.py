@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final
 from fastmd.cli.common import wait_until_set
 
 if TYPE_CHECKING:
-    from fastmd import ErrorReport, Metrics, Status
+    from fastmd import Client, ErrorReport, Metrics, Status
 
 __all__ = [
     "CONNECT_CODES",
@@ -98,9 +98,10 @@ def fold_key(report: ErrorReport) -> str:
 class Reachability:
     """Whether the exchange has answered at all, and if not, why.
 
-    Fed with the client's error reports and status changes. The exchange counts as reached once
-    a WebSocket connection opened (status CONNECTED) or an event arrived (REST fallback polls
-    deliver events too); until then, the last connection failure is the cause.
+    Fed with the client's error reports and status changes (see :meth:`watch`). The exchange
+    counts as reached once a WebSocket connection opened (status CONNECTED) or an event arrived
+    (REST fallback polls deliver events too); until then, the last connection failure is the
+    cause.
 
     Args:
         give_up_after: seconds after which an exchange that has not answered is given up.
@@ -118,10 +119,13 @@ class Reachability:
         self.ws_cause: str | None = None
         self.rest_cause: str | None = None
 
-    def target(self, ws_url: str, rest_url: str) -> None:
-        """The URLs the client uses (its own defaults when none were given)."""
-        self.ws_url = self.ws_url or ws_url
-        self.rest_url = rest_url
+    def watch(self, client: Client) -> None:
+        """Follow ``client``: its URLs (its own defaults when none were given), every error
+        report (``client.on_error``) and every status change (``client.on_status``)."""
+        self.ws_url = self.ws_url or client.ws_url
+        self.rest_url = client.rest_url
+        client.on_error(self.report)
+        client.on_status(self.on_status)
 
     def report(self, report: ErrorReport) -> None:
         if report.code in CONNECT_CODES:

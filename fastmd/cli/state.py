@@ -255,7 +255,6 @@ class Demo:
         )
 
     def on_status(self, status: Status, metrics: Metrics) -> None:
-        self.reach.on_status(status, metrics)
         if status == "CONNECTED" and self.timeline and self.timeline[-1][1] == "RECONNECTING":
             self.recoveries += 1
         self.timeline.append((self.elapsed(), status.value))
@@ -264,7 +263,6 @@ class Demo:
     def on_report(self, report: ErrorReport) -> None:
         """The client's error reporter: reports become incidents instead of log lines on stderr,
         which would tear the live view. Gaps come through :meth:`on_gap` already."""
-        self.reach.report(report)
         if report.code == "gap":
             return
         if report.code == "subscription_failed":

@@ -49,7 +49,6 @@ class _WatchErrors:
 
     def __call__(self, report: ErrorReport) -> None:
         logger.info("%s: %s", report.code, report.message)
-        self._reach.report(report)
         if report.code == "subscription_failed":
             return  # said by the subscription's own waiter, with what happens next
         if not self._reach.reached and report.code in UNREACHABLE_CODES:
@@ -103,8 +102,7 @@ async def run(args: argparse.Namespace) -> int:
             price_type=price_type,
             error_reporter=errors,
         )
-        reach.target(client.ws_url, client.rest_url)
-        client.on_status(reach.on_status)
+        reach.watch(client)
         await stack.enter_async_context(client)
 
         stop = asyncio.Event()
