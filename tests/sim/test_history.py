@@ -377,6 +377,34 @@ def test_history_does_not_depend_on_the_order_it_is_asked_in() -> None:
     )
 
 
+def test_the_live_market_does_not_depend_on_when_the_past_is_made() -> None:
+    """docs/simulator.md: the live market moves as it did before the simulator had a past.
+    Making the past (its tape, pages of klines) draws nothing from the market's generator: the
+    same seed gives the same live frames whether the past was asked for first or never."""
+    streams = ["btcusdt@trade", "btcusdt@aggTrade", "btcusdt@bookTicker", "ethusdt@trade"]
+
+    def live(ask_first: bool) -> list[tuple[str, bytes]]:
+        clock = Clock()
+        market = Market("binance-spot", ["BTCUSDT", "ETHUSDT"], seed=8, clock=clock)
+        market.set_active(streams)
+        if ask_first:
+            state = market.rng.getstate()
+            for book in market.books.values():
+                market.klines(book, "1h", limit=1000)
+                market.recent_trades(book, 1000)
+                market.ticker_24h(book)
+            assert market.rng.getstate() == state
+        out = []
+        for _ in range(2000):
+            clock.now += 0.01
+            out += market.step()
+        return out
+
+    never = live(ask_first=False)
+    assert {stream for stream, _ in never} == set(streams)
+    assert live(ask_first=True) == never
+
+
 def test_live_trades_before_the_past_is_needed_join_it() -> None:
     """The tape is made when first needed; live trades already counted go after it."""
     clock = Clock()
