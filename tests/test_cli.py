@@ -20,7 +20,7 @@ import pytest
 
 import fastmd
 import fastmd.cli
-from fastmd.cli.reports import Reachability, Repeats, cause
+from fastmd.cli.reports import Reachability, Repeats, cause, fold_key
 from fastmd.cli.state import Demo, demo_streams
 from fastmd.cli.view import live_view
 from fastmd.cli.watch import run as run_watch
@@ -282,6 +282,46 @@ def test_repeats_fold_messages_that_differ_only_in_numbers() -> None:
     assert repeats.admit("circuit open for another 19.0 s") == (
         "circuit open for another 19.0 s (+1 similar)"
     )
+
+
+def test_reports_of_one_kind_about_different_streams_fold_into_one() -> None:
+    """docs/cli.md: a failing REST poll comes once a second for every stream in fallback, and
+    is shown once; a failed subscription names a missing stream, and each is shown."""
+    warning = fastmd.Severity.WARNING
+
+    def report(code: str, stream: str) -> fastmd.ErrorReport:
+        return fastmd.ErrorReport(warning, code, f"{stream}: failed", None, {"stream": stream})
+
+    repeats = Repeats(interval=10.0, clock=lambda: 0.0)
+    shown = [
+        repeats.admit(r.message, fold_key(r))
+        for r in (
+            report("fallback_poll_failed", "btcusdt@trade"),
+            report("fallback_poll_failed", "ethusdt@trade"),
+            report("subscription_failed", "btcusdt@trade"),
+            report("subscription_failed", "ethusdt@trade"),
+        )
+    ]
+    assert shown == [
+        "btcusdt@trade: failed",
+        None,
+        "btcusdt@trade: failed",
+        "ethusdt@trade: failed",
+    ]
+    no_stream = fastmd.ErrorReport(warning, "fallback", "ws://x: polling", None, {})
+    assert fold_key(no_stream) == "fallback: ws://x: polling"
+
+
+def test_ctrl_c_before_the_command_started_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/cli.md's exit code 130."""
+    import fastmd.cli.entry
+
+    async def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(fastmd.cli.entry._COMMANDS, "sim", interrupted)
+    monkeypatch.setattr("logging.basicConfig", lambda **kwargs: None)  # no handler left behind
+    assert fastmd.cli.main(["--loop", "asyncio", "sim"]) == 130
 
 
 def test_cause_is_the_plain_os_reason_at_the_bottom_of_the_chain() -> None:
