@@ -114,9 +114,10 @@ class Market:
 
 @dataclass(frozen=True)
 class GapSeen:
+    """A gap and when it was reported (seconds into the demo)."""
+
     at: float
     gap: Gap
-    missing: int
 
 
 class Demo:
@@ -243,7 +244,7 @@ class Demo:
 
     def on_gap(self, gap: Gap) -> None:
         missing = gap.missing
-        self.gaps.append(GapSeen(self.elapsed(), gap, missing))
+        self.gaps.append(GapSeen(self.elapsed(), gap))
         health = self.streams.get(gap.stream)
         if health is not None:
             health.gaps += 1

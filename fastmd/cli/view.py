@@ -274,7 +274,7 @@ def _gaps_section(demo: Demo) -> _Section:
             gap = seen.gap
             table.add_row(
                 f"{seen.at:.2f} s", gap.stream, str(gap.expected), str(gap.received),
-                str(seen.missing), gap.reason.value,
+                str(gap.missing), gap.reason.value,
             )  # fmt: skip
         return table
 
@@ -338,7 +338,7 @@ def summary(demo: Demo, *, duration: float) -> str:
         gap = seen.gap
         lines.append(
             f"  {seen.at:6.2f}s {gap.stream}: expected {gap.expected}, received {gap.received}, "
-            f"{seen.missing} missing ({gap.reason.value})"
+            f"{gap.missing} missing ({gap.reason.value})"
         )
     if len(demo.gaps) > 50:
         lines.append(f"  ... and {len(demo.gaps) - 50} more")
