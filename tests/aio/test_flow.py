@@ -109,3 +109,54 @@ def test_loop_budget_must_be_positive() -> None:
         bad = lambda value=value: fastmd.Client(loop_budget=value)  # noqa: E731
         with pytest.raises(ValueError, match="loop_budget"):
             bad()
+
+
+class _Transport:
+    """Stands in for picows' transport: only pause/resume of reading are used."""
+
+    class Underlying:
+        def __init__(self) -> None:
+            self.paused = False
+
+        def is_closing(self) -> bool:
+            return False
+
+        def pause_reading(self) -> None:
+            self.paused = True
+
+        def resume_reading(self) -> None:
+            self.paused = False
+
+    def __init__(self) -> None:
+        self.underlying_transport = self.Underlying()
+
+
+async def test_a_long_read_with_fast_callbacks_is_not_falling_behind() -> None:
+    """Only callback time counts toward the budget: a large read that takes long to decode
+    (uvloop may hand over megabytes in one loop turn) must not make events wait."""
+    from fastmd.aio.reporting import Reporter
+    from fastmd.aio.routes import RouteTable
+    from fastmd.core.streams import parse_stream
+
+    table = RouteTable("binance-spot", Reporter(lambda r: None), lambda gap: None, 1.0, 0.02)
+    route = table.add("btcusdt@bookTicker", parse_stream("btcusdt@bookTicker"))
+    seen: list[int] = []
+    route.callbacks = route.targets = (seen.append,)
+    transport = _Transport()
+    for i in range(4):  # one loop turn: 4 timed runs, decoding between them takes 40 ms
+        table.dispatch_timed(route, i, transport)
+        time.sleep(0.01)  # noqa: ASYNC251 -- the decoding that blocks this loop turn
+    assert table.pauses == 0
+    assert not transport.underlying_transport.paused
+    assert seen == [0, 1, 2, 3]
+
+    def slow(event: int) -> None:
+        seen.append(event)
+        time.sleep(0.002)  # 2 ms a run, about 32 ms of callbacks for 16 messages
+
+    route.callbacks = route.targets = (slow,)
+    table.dispatch_timed(route, 4, transport)
+    assert table.pauses == 1  # callbacks fell behind: events wait, reading stops
+    assert transport.underlying_transport.paused
+    await asyncio.sleep(0.05)  # the backlog (empty) is worked off, reading resumes
+    assert not transport.underlying_transport.paused
