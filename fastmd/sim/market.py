@@ -613,9 +613,11 @@ def _base_level(interval: str, offset: int) -> int:
     return _DAYS
 
 
-def _add_to_levels(levels: list[list[_Bar]], trade: _Trade) -> None:
-    """Count ``trade`` into its second, minute, hour and day bars."""
+def _add_to_levels(levels: list[list[_Bar]], trade: _Trade) -> bool:
+    """Count ``trade`` into its second, minute, hour and day bars; returns whether it opened a
+    bar (only then can a level have grown)."""
     t, price, quantity = trade.time, trade.price, trade.quantity
+    opened = False
     for level, bars in enumerate(levels):
         size = _LEVEL_MS[level]
         if bars and bars[-1].open_time + size > t:  # same bucket (or the clock stepped back)
@@ -625,6 +627,7 @@ def _add_to_levels(levels: list[list[_Bar]], trade: _Trade) -> None:
             bar = _Bar(start, start + size - 1, price, price, price, price,
                        first_trade_id=trade.trade_id)  # fmt: skip
             bars.append(bar)
+            opened = True
         if price > bar.high:
             bar.high = price
         elif price < bar.low:
@@ -638,6 +641,7 @@ def _add_to_levels(levels: list[list[_Bar]], trade: _Trade) -> None:
             bar.buy_count += 1
         bar.last_trade_id = trade.trade_id
         bar.count += 1
+    return opened
 
 
 class _Book:
@@ -832,7 +836,8 @@ class _Book:
     # -- aggregation -----------------------------------------------------------------------
 
     def _record(self, trade: _Trade) -> None:
-        _add_to_levels(self.bars, trade)
+        if not _add_to_levels(self.bars, trade):
+            return  # no level grew: nothing to trim
         for level, bars in enumerate(self.bars):
             keep = _KEEP_BARS[level]
             if len(bars) > 2 * keep:  # trimmed in bulk: amortized O(1) a trade
