@@ -324,6 +324,19 @@ def test_ctrl_c_before_the_command_started_exits_130(monkeypatch: pytest.MonkeyP
     assert fastmd.cli.main(["--loop", "asyncio", "sim"]) == 130
 
 
+def test_loop_uvloop_without_uvloop_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--loop uvloop`` where uvloop is not installed: exit 2 with the install hint; the
+    command never starts."""
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    monkeypatch.setattr("logging.basicConfig", lambda **kwargs: None)  # no handler left behind
+    assert fastmd.cli.main(["--loop", "uvloop", "sim"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "uvloop is not installed: pip install 'fastmd[uvloop]'\n"
+
+
 def test_cause_is_the_plain_os_reason_at_the_bottom_of_the_chain() -> None:
     refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)")
     error = fastmd.ConnectError("cannot connect")
