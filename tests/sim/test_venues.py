@@ -6,9 +6,11 @@ is a failing test that names the stream."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import itertools
 from pathlib import Path
 
+import aiohttp
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -16,6 +18,7 @@ import fastmd.core.streams
 import fastmd.sim
 from fastmd.core.streams import futures_route, parse_stream
 from fastmd.errors import StreamNameError
+from fastmd.sim import Exchange
 from fastmd.sim.venues import SPOT, USDM, VENUE_STREAMS, VENUES, Kind, Venue
 
 SIM = Path(fastmd.sim.__file__).resolve().parent
@@ -238,3 +241,44 @@ def test_the_import_check_sees_them(tmp_path: Path) -> None:
         "fastmd.aio.pool",
         "fastmd.sim.ws.WsServer",
     ]
+
+
+async def test_accepted_unpublished_streams_are_acknowledged_and_stay_silent() -> None:
+    """docs/simulator.md: USD-M's continuous klines, composite index, RPI depth, !contractInfo
+    and !assetIndex@arr are acknowledged like Binance, on their route, and nothing is sent on
+    them (while a published stream on the same connection flows)."""
+    silent = [
+        "btcusdt_perpetual@continuousKline_1m", "btcusdt@compositeIndex", "btcusdt@rpiDepth@500ms",
+        "!contractInfo", "!assetIndex@arr",
+    ]  # fmt: skip
+    by_route: dict[str, list[str]] = {
+        "public": ["btcusdt@bookTicker"],
+        "market": ["btcusdt@aggTrade"],
+    }
+    for name in silent:
+        stream = USDM.parse(name)
+        assert stream is not None, name
+        assert stream.route is not None, name
+        by_route[stream.route].append(name)
+    async with (
+        Exchange("binance-usdm", ["BTCUSDT"], seed=3, rate=0) as ex,
+        aiohttp.ClientSession() as http,
+    ):
+        for route, names in by_route.items():
+            async with http.ws_connect(f"{ex.ws_url}/{route}/stream") as ws:
+                await ws.send_json({"method": "SUBSCRIBE", "params": names, "id": 1})
+                assert await ws.receive_json(timeout=5) == {"result": None, "id": 1}
+                seen: set[str] = set()
+                for _ in range(40):  # past every cadence of the silent streams (500 ms, 250 ms)
+                    ex.advance(20)
+                    await asyncio.sleep(0.025)
+                    try:
+                        while True:
+                            seen.add((await ws.receive_json(timeout=0.005))["stream"])
+                    except TimeoutError:
+                        pass
+                assert seen == {names[0]}, route  # only the published stream
+                await ws.send_json({"method": "LIST_SUBSCRIPTIONS", "id": 2})
+                while (reply := await ws.receive_json(timeout=5)).get("id") != 2:
+                    pass
+                assert sorted(reply["result"]) == sorted(names)
