@@ -457,20 +457,21 @@ def test_live_view_in_a_real_terminal() -> None:
 
 
 @pytest.mark.parametrize(
-    ("venue", "example"),
+    ("venue", "example", "rest"),
     [
-        ("binance-spot", "/stream?streams=ethusdt@trade "),
+        ("binance-spot", "/stream?streams=ethusdt@trade ", "/api/v3/time"),
         # USD-M futures: no trade stream, and aggTrade is served on the /market route
-        ("binance-usdm", "/market/stream?streams=ethusdt@aggTrade "),
+        ("binance-usdm", "/market/stream?streams=ethusdt@aggTrade ", "/fapi/v1/time"),
     ],
 )
-def test_sim_prints_its_urls_and_stops(venue: str, example: str) -> None:
+def test_sim_prints_its_urls_and_stops(venue: str, example: str, rest: str) -> None:
     result = fastmd_cli("sim", "--venue", venue, "--symbols", "ETHUSDT", "--duration", "1")
     assert result.returncode == 0, result.stderr
     assert re.search(
         r"ws_url=ws://127\.0\.0\.1:\d+ rest_url=http://127\.0\.0\.1:\d+", result.stdout
     )
     assert example in result.stdout
+    assert re.search(r"http://127\.0\.0\.1:\d+" + re.escape(rest) + r"\n", result.stdout)
     assert result.stdout.rstrip().endswith("simulator stopped")
 
 

@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -44,6 +44,7 @@ from fastmd.core.streams import Venue
 from fastmd.core.weights import (
     BAN_STATUSES,
     DEFAULT_WEIGHT_LIMIT,
+    REST_PREFIX,
     ban_seconds,
     request_weight,
     usable_weight,
@@ -54,7 +55,6 @@ __all__ = ["RestClient", "RestTimeouts"]
 
 T = TypeVar("T")
 
-_PREFIX: Final = {"binance-spot": "/api/v3/", "binance-usdm": "/fapi/v1/"}
 _decode_error = msgspec.json.Decoder(RestErrorBody).decode
 
 
@@ -170,7 +170,7 @@ class RestClient:
                 )
             await asyncio.sleep(delay)  # the budget frees up with time, not with an event
         self.weights.record(self._clock(), weight)
-        url = self.base_url + _PREFIX[self.venue] + endpoint
+        url = self.base_url + REST_PREFIX[self.venue] + endpoint
         self.requests += 1
         self._trial_in_flight = trial
         try:

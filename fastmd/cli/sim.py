@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from fastmd.cli.common import cancel_all, signals_set, wait_until_set
 from fastmd.core.streams import futures_route, trade_stream
+from fastmd.core.weights import REST_PREFIX
 
 __all__ = ["run"]
 
@@ -49,7 +50,8 @@ async def run(args: argparse.Namespace) -> int:
         # The venue's stream of every trade, on its USD-M futures route (/market) if routed.
         stream = trade_stream(args.symbols[0], venue)
         route = f"/{futures_route(stream)}" if venue == "binance-usdm" else ""
-        print(f"  try: {ex.ws_url}{route}/stream?streams={stream}   {ex.rest_url}/api/v3/time")
+        rest = f"{ex.rest_url}{REST_PREFIX[venue]}time"
+        print(f"  try: {ex.ws_url}{route}/stream?streams={stream}   {rest}")
         faults = ex.faults
         if args.drop_every:
             mode, code = args.drop_mode, args.drop_code

@@ -11,6 +11,7 @@ from fastmd.core.streams import Venue
 __all__ = [
     "BAN_STATUSES",
     "DEFAULT_WEIGHT_LIMIT",
+    "REST_PREFIX",
     "WEIGHT_HEADROOM",
     "near_limit",
     "usable_weight",
@@ -23,6 +24,8 @@ __all__ = [
 ]
 
 DEFAULT_WEIGHT_LIMIT: Final = {"binance-spot": 6000, "binance-usdm": 2400}
+REST_PREFIX: Final[dict[Venue, str]] = {"binance-spot": "/api/v3/", "binance-usdm": "/fapi/v1/"}
+"""The path every market-data REST endpoint of a venue sits under (``/api/v3/depth``...)."""
 WEIGHT_HEADROOM: Final = 0.9
 """The part of the exchange's weight limit fastmd lets itself use: the rest is a margin for
 requests it cannot see (the application's own, other processes on the same address)."""
