@@ -49,6 +49,10 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.aio.connection": ("Connection",),
     "fastmd.aio.reporting": ("LoggingReporter",),
     "fastmd.core.status": ("Status",),
+    "fastmd.core.health": (
+        "Alert", "AlertKind", "ConnectionHealth", "Health", "HealthConfig", "HealthStatus", "Lag",
+        "StreamHealth",
+    ),
     "fastmd.core.subscriptions": (
         "CONTROL_FRAMES_PER_SECOND", "STREAMS_PER_CONNECTION", "ControlChannel", "Outcome",
         "SubscriptionAudit",
@@ -144,6 +148,16 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         Ticker4h as Ticker4h,
         Trade as Trade,
         WindowTicker as WindowTicker,
+    )
+    from fastmd.core.health import (
+        Alert as Alert,
+        AlertKind as AlertKind,
+        ConnectionHealth as ConnectionHealth,
+        Health as Health,
+        HealthConfig as HealthConfig,
+        HealthStatus as HealthStatus,
+        Lag as Lag,
+        StreamHealth as StreamHealth,
     )
     from fastmd.core.lifecycle import (
         ConnectionState as ConnectionState,

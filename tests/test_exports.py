@@ -21,6 +21,7 @@ MODULES = (
     "fastmd.core.lifecycle",
     "fastmd.core.stats",
     "fastmd.core.status",
+    "fastmd.core.health",
     "fastmd.core.subscriptions",
     "fastmd.aio.connection",
     "fastmd.aio.reporting",
