@@ -50,7 +50,7 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.aio.reporting": ("LoggingReporter",),
     "fastmd.core.status": ("Status",),
     "fastmd.core.health": (
-        "Alert", "AlertKind", "ConnectionHealth", "Health", "HealthConfig", "HealthStatus", "Lag",
+        "Alert", "AlertKind", "ConnectionHealth", "Health", "HealthConfig", "HealthStatus",
         "StreamHealth",
     ),
     "fastmd.core.subscriptions": (
@@ -156,7 +156,6 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         Health as Health,
         HealthConfig as HealthConfig,
         HealthStatus as HealthStatus,
-        Lag as Lag,
         StreamHealth as StreamHealth,
     )
     from fastmd.core.lifecycle import (

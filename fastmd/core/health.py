@@ -36,11 +36,12 @@ Rules:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Final
 
+from fastmd.core.clock import LagStats
 from fastmd.core.lifecycle import ConnectionState, Severity
 from fastmd.core.stats import RateMeter
 from fastmd.core.streams import Stream, StreamKind, Venue
@@ -52,7 +53,6 @@ __all__ = [
     "Health",
     "HealthConfig",
     "HealthStatus",
-    "Lag",
     "StreamHealth",
 ]
 
@@ -111,35 +111,6 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
-class Lag:
-    """Exchange event time to callback, in seconds, corrected by the clock offset to the
-    exchange, over the last sampled events.
-
-    Attributes:
-        p50: the median.
-        p99: the 99th percentile.
-        max: the largest.
-        samples: how many samples these come from.
-    """
-
-    p50: float
-    p99: float
-    max: float
-    samples: int
-
-
-def lag_of(samples: Iterable[float]) -> Lag | None:
-    """The :class:`Lag` of ``samples`` (seconds), ``None`` without any."""
-    ordered = sorted(samples)
-    if not ordered:
-        return None
-    count = len(ordered)
-    p50 = ordered[min(count - 1, math.ceil(0.50 * count) - 1)]
-    p99 = ordered[min(count - 1, math.ceil(0.99 * count) - 1)]
-    return Lag(p50, p99, ordered[-1], count)
-
-
-@dataclass(frozen=True, slots=True)
 class StreamHealth:
     """One subscribed stream's health (``client.health().streams[name]``).
 
@@ -154,8 +125,10 @@ class StreamHealth:
         rest_events: events delivered from REST (backfill and fallback polling).
         gaps: losses detected on it.
         missing: events (candles, for klines) those losses lost.
-        lag: exchange event time to callback (``None`` where the stream's events carry no event
-            time, or before the first sample).
+        lag: exchange event time to callback, corrected by the clock offset to the exchange
+            (:class:`fastmd.core.clock.LagStats`, seconds: p50, p99, max over the last sampled
+            events); ``None`` where the stream's events carry no event time, or before the
+            first sample.
         expected_interval: seconds between events it expects (its cadence, or what it learned),
             ``None`` while unknown.
         stale_after: seconds of silence that make it ``STALE`` now (``None``: never judged).
@@ -173,7 +146,7 @@ class StreamHealth:
     rest_events: int
     gaps: int
     missing: int
-    lag: Lag | None
+    lag: LagStats | None
     expected_interval: float | None
     stale_after: float | None
     connection: str | None
@@ -225,7 +198,7 @@ class Health:
     reason: str | None
     streams: Mapping[str, StreamHealth]
     connections: tuple[ConnectionHealth, ...]
-    lag: Lag | None = None
+    lag: LagStats | None = None
     clock_offset: float | None = None
     alerts: tuple[Alert, ...] = ()
 
