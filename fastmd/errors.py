@@ -92,6 +92,17 @@ class DecodeErrorCategory(StrEnum):
     """A binary WebSocket frame on a JSON connection."""
     OVERSIZED = "oversized"
     """A frame larger than the decoder's ``max_frame_size``; rejected before decoding."""
+    TRUNCATED = "truncated"
+    """A binary (SBE) frame that ends before the lengths it declares: header, block, group or
+    symbol cut short, or a group count larger than the frame can hold."""
+    SCHEMA_MISMATCH = "schema_mismatch"
+    """A binary (SBE) frame of another schema: its header's ``schemaId`` is not the venue's."""
+    UNKNOWN_VERSION = "unknown_version"
+    """A binary (SBE) frame of a schema version this fastmd does not know."""
+    UNKNOWN_TEMPLATE = "unknown_template"
+    """A binary (SBE) frame whose ``templateId`` names no message of the schema."""
+    BLOCK_TOO_SHORT = "block_too_short"
+    """A binary (SBE) frame whose root block or group entries are shorter than the schema's."""
 
 
 class DecodeError(ProtocolError):

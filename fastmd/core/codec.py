@@ -20,11 +20,11 @@ import json
 import re
 import sys
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
 from itertools import accumulate
-from typing import Any, ClassVar, Final, Generic, TypeAlias, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeAlias, Union
 
 import msgspec
 import msgspec.inspect as mi
@@ -33,7 +33,10 @@ from typing_extensions import TypeVar
 
 from fastmd.core import events as ev
 from fastmd.core.streams import ARRAY_KINDS, Stream, StreamKind, Venue, parse_stream
-from fastmd.errors import DecodeError, DecodeErrorCategory as Cat, StreamNameError
+from fastmd.errors import DecodeError, DecodeErrorCategory as Cat, InvalidState, StreamNameError
+
+if TYPE_CHECKING:
+    from fastmd.core.sbe import SbeDecoder
 
 __all__ = ["Decoder", "Message", "PriceType"]
 
@@ -41,6 +44,8 @@ E = TypeVar("E", default=Any)
 
 PriceType: TypeAlias = type[float] | type[str] | type[Decimal]
 """The number type of prices and quantities: ``float`` (default), ``str`` or ``Decimal``."""
+
+Encoding: TypeAlias = Literal["json", "sbe"]
 
 DEFAULT_MAX_FRAME_SIZE: Final = 4 * 1024 * 1024
 DEFAULT_MAX_STREAMS: Final = 10_000
@@ -482,6 +487,11 @@ class Decoder:
         max_frame_size: frames longer than this (bytes) are rejected before any parsing.
         max_streams: how many distinct streams get a fast-path route; frames of further streams
             still decode, on the slower path.
+        encoding: ``"json"`` (default), or ``"sbe"`` for Binance spot's binary (SBE) market data
+            (``binance-spot`` only; see docs/sbe.md and :mod:`fastmd.core.sbe`). An SBE decoder's
+            :meth:`decode` takes one binary frame and returns a list of :class:`Message`; the text
+            frames of an SBE connection (control replies, ``serverShutdown``) go to
+            :meth:`decode_json`.
     """
 
     def __init__(
@@ -491,9 +501,14 @@ class Decoder:
         price_type: PriceType = float,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         max_streams: int = DEFAULT_MAX_STREAMS,
+        encoding: Encoding = "json",
     ) -> None:
         if venue not in ("binance-spot", "binance-usdm"):
             raise ValueError(f"unknown venue {venue!r}; allowed: 'binance-spot', 'binance-usdm'")
+        if encoding not in ("json", "sbe"):
+            raise ValueError(f"unknown encoding {encoding!r}; allowed: 'json', 'sbe'")
+        if encoding == "sbe" and venue != "binance-spot":
+            raise ValueError(f"encoding='sbe' is spot market data only, not {venue!r}")
         if price_type not in (float, str, Decimal):
             raise ValueError(f"price_type must be float, str or Decimal, not {price_type!r}")
         if max_frame_size <= 0 or max_streams <= 0:
@@ -502,8 +517,27 @@ class Decoder:
         self.price_type = price_type
         self.max_frame_size = max_frame_size
         self.max_streams = max_streams
+        self.encoding: Encoding = encoding
         self.error_counts: Counter[Cat] = Counter()
-        """Errors raised so far, per :class:`fastmd.DecodeErrorCategory`."""
+        """Errors raised so far, per :class:`fastmd.DecodeErrorCategory` (both encodings)."""
+        self._sbe: SbeDecoder | None = None
+        self.fast_decode_sbe: Callable[[bytes | bytearray | memoryview], list[Message[Any]]]
+        """On an SBE decoder: :meth:`decode_sbe` without the ``max_frame_size`` check, for hot
+        paths whose transport already caps frame size (the C decoder's own entry point when it
+        is built); raises :class:`fastmd.DecodeError`, counted. On a JSON decoder it raises
+        :class:`fastmd.InvalidState`, as :meth:`decode_sbe` does."""
+        if encoding == "sbe":
+            from fastmd.core.sbe import SbeDecoder  # imports this module: loaded on demand
+
+            self._sbe = SbeDecoder(
+                price_type=price_type,
+                max_frame_size=max_frame_size,
+                max_streams=max_streams,
+                error_counts=self.error_counts,
+            )
+            self.fast_decode_sbe = self._sbe.fast_decode
+        else:
+            self.fast_decode_sbe = self.decode_sbe
         self._strict = price_type is not float
         self._classes: dict[str, type[Message[Any]]] = {}
         self._payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {}
@@ -530,20 +564,54 @@ class Decoder:
     # -- public API -------------------------------------------------------------------------
 
     def decode(self, frame: bytes | bytearray | memoryview, stream: str | None = None) -> Any:
-        """Decode one text frame.
+        """Decode one text frame (JSON) or, on an ``encoding="sbe"`` decoder, one binary frame.
 
         Args:
             frame: the frame's payload, as ``bytes`` or a ``memoryview`` (not copied).
             stream: the stream of a raw (unwrapped) frame, when the connection knows it. Needed for
-                payloads that do not say it (spot partial depth); combined frames need none.
+                payloads that do not say it (spot partial depth); combined frames need none. SBE
+                frames name their stream: ``stream`` must be ``None`` there.
 
         Returns:
-            a :class:`Message`, or a :class:`fastmd.ControlReply` for replies to control requests.
-            ``!serverShutdown`` arrives as a Message whose event is :class:`fastmd.ServerShutdown`.
+            JSON: a :class:`Message`, or a :class:`fastmd.ControlReply` for replies to control
+            requests. ``!serverShutdown`` arrives as a Message whose event is
+            :class:`fastmd.ServerShutdown`. SBE: a ``list`` of :class:`Message`, as
+            :meth:`decode_sbe`.
 
         Raises:
             DecodeError: the frame is not a valid frame of this venue; ``category`` says why.
         """
+        if self._sbe is None and stream is None and len(frame) <= self.max_frame_size:
+            try:
+                return self.fast_decode(frame)
+            except _ERRORS as exc:
+                return self._decode_slow(frame, exc)
+        if self._sbe is not None:
+            if stream is not None:
+                raise ValueError("SBE frames name their stream: pass no stream=")
+            return self._sbe.decode(frame)
+        return self.decode_json(frame, stream)
+
+    def decode_sbe(self, frame: bytes | bytearray | memoryview) -> list[Message[Any]]:
+        """Decode one binary SBE frame (``encoding="sbe"`` decoders only) into its messages, in
+        wire order: one per trade of a ``<symbol>@trade`` frame (none when its group is empty),
+        one for ``@bestBidAsk``, ``@depth`` and ``@depth20`` frames. Rules and number
+        conversions: :mod:`fastmd.core.sbe`.
+
+        Raises:
+            DecodeError: the frame is not a valid message of Binance's spot stream schema;
+                ``category`` says why (``truncated``, ``unknown_template``...). Counted in
+                :attr:`error_counts`.
+            InvalidState: the decoder was built with ``encoding="json"``.
+        """
+        if self._sbe is None:
+            raise InvalidState("decode_sbe needs a decoder built with encoding='sbe'")
+        return self._sbe.decode(frame)
+
+    def decode_json(self, frame: bytes | bytearray | memoryview, stream: str | None = None) -> Any:
+        """Decode one JSON text frame, whatever the decoder's encoding (an SBE connection's
+        control replies and ``serverShutdown`` are JSON text); arguments, result and errors as
+        :meth:`decode` on a JSON decoder."""
         if stream is None and len(frame) <= self.max_frame_size:
             try:
                 return self.fast_decode(frame)

@@ -61,12 +61,17 @@ Id = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 OptionalId = Annotated[int, Meta(ge=-1, le=2**63 - 1)]
 """An id where -1 means "none" (no trade in a kline or ticker window, aggTrade duplicate marker)."""
 Millis = Annotated[int, Meta(ge=0, le=2**63 - 1)]
-"""An epoch timestamp, milliseconds by default (microseconds with ``timeUnit=MICROSECOND``)."""
+"""An epoch timestamp, milliseconds by default (microseconds with ``timeUnit=MICROSECOND``, and
+always microseconds in events decoded from SBE frames)."""
 Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
 
 class Trade(msgspec.Struct, Generic[P], frozen=True, gc=False, tag_field="e", tag="trade"):
-    """One trade (``<symbol>@trade``)."""
+    """One trade (``<symbol>@trade``).
+
+    From SBE streams (``Decoder(encoding="sbe")``) one frame carries several trades, each its own
+    event; ``event_time`` and ``trade_time`` are microseconds there, as Binance sends them.
+    """
 
     event_time: Millis = field(name="E")
     symbol: str = field(name="s")
@@ -261,6 +266,9 @@ class BookTicker(
 
     Spot payloads carry no ``e``, ``E`` or ``T``: ``event_time`` and ``transaction_time`` are
     ``None`` there. ``update_id`` is the order-book update id the quote belongs to.
+
+    The spot SBE stream ``<symbol>@bestBidAsk`` delivers this event too, with ``event_time`` set,
+    in microseconds (as Binance sends it), and no ``transaction_time``.
     """
 
     update_id: Id = field(name="u")
@@ -294,18 +302,20 @@ class ReferencePrice(
     engine_time: Millis = field(name="t")
 
 
-class PartialDepth(msgspec.Struct, Generic[P], frozen=True, gc=False):
+class PartialDepth(msgspec.Struct, Generic[P], frozen=True, gc=False, omit_defaults=True):
     """Top-N book snapshot (spot ``<symbol>@depth<N>[@100ms]``).
 
     The payload has no symbol, event type or time: the decoder fills ``symbol`` (uppercase, like
     every other event) from the stream name, as a class attribute of a per-symbol subclass.
-    Bids are best first (descending), asks ascending.
+    Bids are best first (descending), asks ascending. ``event_time`` is set only by the spot SBE
+    stream ``<symbol>@depth20`` (microseconds, as Binance sends it); JSON payloads have none.
     """
 
     symbol: ClassVar[str] = ""
     last_update_id: Id = field(name="lastUpdateId")
     bids: list[tuple[P, P]]
     asks: list[tuple[P, P]]
+    event_time: Millis | None = field(default=None, name="E")
 
 
 class DepthUpdate(
@@ -320,7 +330,8 @@ class DepthUpdate(
     """Order-book diff (``<symbol>@depth[@speed]``); also the shape of futures partial depth.
 
     Quantities are absolute; a zero quantity removes the level. ``prev_final_update_id`` (``pu``)
-    is set on futures only: it must equal the previous event's ``final_update_id``.
+    is set on futures only: it must equal the previous event's ``final_update_id``. From the spot
+    SBE stream ``<symbol>@depth``, ``event_time`` is in microseconds (as Binance sends it).
     """
 
     event_time: Millis = field(name="E")
