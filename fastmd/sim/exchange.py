@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -14,6 +15,7 @@ from fastmd.sim.limits import SimLimits
 from fastmd.sim.market import Market
 from fastmd.sim.replay import Recording, ReplayMarket
 from fastmd.sim.rest import RestServer
+from fastmd.sim.sbe import SbeStreams, SbeTranscoder
 from fastmd.sim.venues import Venue
 from fastmd.sim.ws import WsServer
 
@@ -24,6 +26,15 @@ logger = logging.getLogger(__name__)
 _FLOOD_BACKLOG = 1 << 20  # bytes a flood lets pile up unsent per subscriber before it waits
 
 MalformedKind = Literal["not_json", "invalid_utf8", "wrong_types", "oversized", "binary"]
+
+
+def _skewed(clock: Callable[[], float], skew: float) -> Callable[[], float]:
+    """``clock`` running ``skew`` seconds ahead."""
+
+    def skewed() -> float:
+        return clock() + skew
+
+    return skewed
 
 
 class Fault:
@@ -90,6 +101,44 @@ class Faults:
         self._ws.set_stall(True, connection_id=connection, streams=selected)
         return self._track(
             lambda: self._ws.set_stall(False, connection_id=connection, streams=selected), duration
+        )
+
+    def mute_stream(
+        self,
+        stream: str,
+        duration: float | None = None,
+        *,
+        connection: int | None = None,
+        until_resubscribed: bool = False,
+    ) -> Fault:
+        """Stop sending ``stream``'s data while every other stream (on the same connections too),
+        pings and control replies go on: the stream goes silent, its socket stays healthy.
+
+        Works for every stream the simulator publishes (the name as subscribed, e.g.
+        ``"btcusdt@trade"``, ``"btcusdt@depth@100ms"``, ``"!miniTicker@arr"``). The muted
+        frames are dropped, not delayed: clearing the fault resumes the stream with the next
+        frame it publishes.
+
+        Args:
+            stream: the stream to mute.
+            duration: seconds after which the mute ends by itself (``None``: until cleared).
+            connection: mute it on that connection only; ``None`` mutes it on every connection,
+                those opened later included (a resubscription or a new connection does not bring
+                it back, unless ``until_resubscribed``).
+            until_resubscribed: on each connection, the mute ends when the client subscribes to
+                the stream there again (UNSUBSCRIBE then SUBSCRIBE, or a new connection).
+
+        Raises:
+            ValueError: ``stream`` is not a valid stream name of the venue.
+        """
+        self._ws.set_mute(
+            stream, True, connection_id=connection, until_resubscribed=until_resubscribed
+        )
+        return self._track(
+            lambda: self._ws.set_mute(
+                stream, False, connection_id=connection, until_resubscribed=until_resubscribed
+            ),
+            duration,
         )
 
     def half_open(self, *, connection: int | None = None, duration: float | None = None) -> Fault:
@@ -194,7 +243,18 @@ class Exchange:
         replay_autostart: start the replay with the first subscription to a recorded stream;
             otherwise call :meth:`start_replay`.
         tick_interval: how often (seconds) the driver runs the market's timers.
+        clock_skew: seconds the exchange's clock runs ahead of ``clock`` (negative: behind;
+            a finite number, else ValueError). Every time the exchange tells is shifted by it:
+            REST ``serverTime``, the event times (``E``, ``T``...) of the streams it publishes,
+            ping payloads. A replay sends its recorded payloads as recorded (their times
+            unshifted); its REST time is shifted.
         clock: wall clock for event times (``time.time``).
+        sbe: serve Binance's SBE market data (spot) on ``ws_url`` instead of JSON, as
+            ``wss://stream-sbe.binance.com`` does: ``<symbol>@trade``, ``@bestBidAsk``,
+            ``@depth`` and ``@depth20`` as binary frames of the same market
+            (:mod:`fastmd.sim.sbe`), control messages as JSON text, and every upgrade needs an
+            ``X-MBX-APIKEY`` header (HTTP 401 without). ``sbe_url`` names the same endpoint.
+        api_keys: with ``sbe``, the API keys accepted (``None``: any non-empty key).
     """
 
     def __init__(
@@ -212,8 +272,15 @@ class Exchange:
         replay_speed: float | None = 1.0,
         replay_autostart: bool = True,
         tick_interval: float = 0.01,
+        clock_skew: float = 0.0,
         clock: Callable[[], float] = time.time,
+        sbe: bool = False,
+        api_keys: Iterable[str] | None = None,
     ) -> None:
+        if not abs(clock_skew) < float("inf"):  # NaN fails the comparison too
+            raise ValueError(f"clock_skew must be a finite number of seconds, not {clock_skew!r}")
+        if clock_skew:
+            clock = _skewed(clock, clock_skew)
         if venue not in ("binance-spot", "binance-usdm"):
             raise ValueError(f"unknown venue {venue!r}; allowed: 'binance-spot', 'binance-usdm'")
         if rate < 0 or tick_interval <= 0:
@@ -227,14 +294,20 @@ class Exchange:
         self.replay_autostart = replay_autostart
         self.tick_interval = tick_interval
         self.clock = clock
+        """The exchange's wall clock (``clock`` shifted by ``clock_skew``)."""
+        self.clock_skew = clock_skew
         self.market: Any
         if self.recording is not None:
             self.market = ReplayMarket(self.recording, lambda: clock() * 1000)
         else:
             self.market = Market(self.venue, symbols, seed=seed, clock=clock)
+        self.sbe = sbe
+        self._transcoder: SbeTranscoder | None = None
+        if sbe:
+            self._transcoder = SbeTranscoder(lambda: int(clock() * 1_000_000), self._decimals)
         self._ws = WsServer(
             venue=self.venue, limits=self.limits, on_streams_changed=self._streams_changed,
-            clock=clock,
+            clock=clock, sbe=sbe, api_keys=api_keys,
         )  # fmt: skip
         self._rest = RestServer(
             venue=self.venue, market=self.market, limits=self.limits, clock=clock
@@ -289,6 +362,13 @@ class Exchange:
         return f"ws://{self.host}:{self._ws_port}"
 
     @property
+    def sbe_url(self) -> str:
+        """Base URL of the SBE endpoint (``Exchange(sbe=True)``): the same as ``ws_url``."""
+        if not self.sbe:
+            raise RuntimeError("sbe_url needs Exchange(sbe=True)")
+        return self.ws_url
+
+    @property
     def rest_url(self) -> str:
         """Base REST URL (``http://127.0.0.1:PORT``)."""
         return f"http://{self.host}:{self._bound_rest_port}"
@@ -311,6 +391,13 @@ class Exchange:
     # -- market ----------------------------------------------------------------------------
 
     def _streams_changed(self, streams: set[str]) -> None:
+        if self.sbe:
+            recorded = self.recording is not None
+            streams = {
+                name
+                for sbe_name in streams
+                if (name := SbeStreams.market_stream(sbe_name, recorded=recorded)) is not None
+            }
         self.market.set_active(streams)
         if (
             self.recording is not None
@@ -320,7 +407,14 @@ class Exchange:
         ):
             self.start_replay()
 
+    def _decimals(self, symbol: str) -> tuple[int, int] | None:
+        """A synthetic symbol's price and quantity decimals (its SBE exponents)."""
+        book = self.market.book(symbol) if isinstance(self.market, Market) else None
+        return None if book is None else (book.spec.price_decimals, book.spec.quantity_decimals)
+
     def _publish(self, emissions: list[tuple[str, bytes]]) -> None:
+        if self._transcoder is not None:
+            emissions = self._transcoder.transcode(emissions)
         publish = self._ws.publish
         for stream, payload in emissions:
             publish(stream, payload)
@@ -359,9 +453,13 @@ class Exchange:
         sent = 0
         while sent < count:
             n = min(batch, count - sent)
+            payloads = self.market.flood_trades(symbol, n)
+            if self._transcoder is not None:
+                # SBE: one trade a frame, as the JSON flood sends them.
+                payloads = [self._transcoder.trades([json.loads(p)]) for p in payloads]
             # One socket write per batch and subscriber: a write per frame (one system call
             # each) would cap the flood near 200,000 frames a second.
-            self._ws.publish_many(stream, self.market.flood_trades(symbol, n))
+            self._ws.publish_many(stream, payloads)
             sent += n
             await asyncio.sleep(0)
             while self._ws.backlog(stream) > _FLOOD_BACKLOG:  # noqa: ASYNC110 - no drain event
@@ -396,7 +494,10 @@ class Exchange:
                 delay = due - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            self._ws.publish(frame.stream, frame.payload)
+            if self._transcoder is not None:
+                self._publish([(frame.stream, frame.payload)])
+            else:
+                self._ws.publish(frame.stream, frame.payload)
             self._replay_sent += 1
             if self.replay_speed is None and self._replay_sent % 256 == 0:
                 await asyncio.sleep(0)

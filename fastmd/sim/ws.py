@@ -28,8 +28,9 @@ What it serves (binance-protocol.md is the authority; §-numbers refer to it):
 - **Slow consumers**: a connection whose unsent backlog exceeds ``max_write_buffer`` bytes (64 MiB)
   is aborted at once (TCP RST), so a client that stops reading cannot exhaust the server's memory.
 - **Faults**: the switches :class:`fastmd.sim.exchange.Faults` drives (drop, stall, half-open,
-  skip, duplicate, malformed frames, serverShutdown, refused upgrades). Faults given no connection
-  apply to the connections open at that moment; later connections are healthy.
+  skip, duplicate, malformed frames, serverShutdown, refused upgrades, muted streams). Faults given
+  no connection apply to the connections open at that moment; later connections are healthy,
+  except for a stream muted on every connection (the exchange stopped publishing it).
 
 :meth:`WsServer.publish` is the hot path of floods: one dict lookup, then one ``send`` per
 subscriber from a prebuilt tuple, and the combined wrapper built at most once per payload. Fault
@@ -48,7 +49,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import unquote
 
@@ -69,7 +70,8 @@ from picows import (
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from fastmd.sim.limits import SimLimits
-from fastmd.sim.venues import VENUE_STREAMS, Kind, Route, SimStream, Venue
+from fastmd.sim.sbe import SBE_STREAMS, SbeStreams
+from fastmd.sim.venues import VENUE_STREAMS, Kind, Route, SimStream, Venue, VenueStreams
 
 __all__ = ["ServerHooks", "WsConnection", "WsServer"]
 
@@ -151,6 +153,16 @@ def _text_frame(payload: bytes) -> bytes:
     return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
+def _binary_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, final BINARY frame (server to client) around ``payload``."""
+    size = len(payload)
+    if size < 126:
+        return b"\x82" + bytes((size,)) + payload
+    if size < 65536:
+        return b"\x82\x7e" + size.to_bytes(2, "big") + payload
+    return b"\x82\x7f" + size.to_bytes(8, "big") + payload
+
+
 class _Fanout:
     """The subscribers of one stream, split by wire shape, as tuples that publish() iterates.
 
@@ -158,11 +170,12 @@ class _Fanout:
     old tuple is never disturbed by a connection closing in the middle of it.
     """
 
-    __slots__ = ("combined", "combined_sends", "members", "prefix", "raw", "raw_sends")
+    __slots__ = ("bare", "combined", "combined_sends", "members", "prefix", "raw", "raw_sends")
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, *, bare: bool = False) -> None:
         # Validated stream names contain no '"' or '\\': no JSON escaping needed.
         self.prefix = b'{"stream":"' + stream.encode() + b'","data":'
+        self.bare = bare  # SBE: no combined wrapper, every subscriber gets the bare frame
         self.members: dict[WsConnection, None] = {}
         self.raw: tuple[WsConnection, ...] = ()
         self.combined: tuple[WsConnection, ...] = ()
@@ -170,8 +183,8 @@ class _Fanout:
         self.combined_sends: tuple[Callable[[WSMsgType, bytes], None], ...] = ()
 
     def rebuild(self) -> None:
-        self.raw = tuple(c for c in self.members if not c.combined)
-        self.combined = tuple(c for c in self.members if c.combined)
+        self.raw = tuple(c for c in self.members if self.bare or not c.combined)
+        self.combined = tuple(c for c in self.members if not self.bare and c.combined)
         self.raw_sends = tuple(c.send for c in self.raw)
         self.combined_sends = tuple(c.send for c in self.combined)
 
@@ -238,6 +251,7 @@ class WsConnection(WSListener):
         "half_open",
         "id",
         "incoming",
+        "muted",
         "opened_at",
         "path",
         "remote",
@@ -278,6 +292,7 @@ class WsConnection(WSListener):
         self.stall_all = 0
         self.stall_rules: list[frozenset[str] | None] = []
         self.stall_streams: set[str] = set()
+        self.muted: set[str] = set()  # streams a mute_stream fault keeps from this connection
         self._rate: deque[float] = deque(maxlen=hooks.limits.max_incoming_per_second + 1)
         self._pings: dict[bytes, float] = {}  # outstanding ping payload -> loop time sent
         self._last_ping = 0
@@ -449,7 +464,24 @@ class WsConnection(WSListener):
 
     def blocked(self, stream: str) -> bool:
         """Whether a fault keeps data of ``stream`` from this connection right now."""
-        return bool(self.half_open or self.stall_all or stream in self.stall_streams)
+        return bool(
+            self.half_open or self.stall_all or stream in self.stall_streams or stream in self.muted
+        )
+
+
+@dataclass(slots=True)
+class _Mute:
+    """One ``mute_stream`` fault: ``stream`` muted on one connection or on all of them."""
+
+    stream: str
+    connection_id: int | None
+    until_resubscribed: bool
+    released: set[int] = field(default_factory=set)  # connections that subscribed again
+
+    def applies(self, conn_id: int) -> bool:
+        return (
+            self.connection_id is None or self.connection_id == conn_id
+        ) and conn_id not in self.released
 
 
 def _unsent(msg_type: WSMsgType, payload: bytes) -> None:
@@ -467,6 +499,12 @@ class WsServer:
             subscription, whenever that set changes (the market emits only those).
         clock: wall clock in seconds, for ``serverShutdown`` times and ping payloads.
         max_write_buffer: unsent bytes after which a connection is aborted as a slow consumer.
+        sbe: serve Binance's SBE endpoint instead (spot, §8): only the SBE stream names
+            (:class:`fastmd.sim.sbe.SbeStreams`), data as bare BINARY frames (no combined
+            wrapper; control messages stay JSON text), and every upgrade needs an
+            ``X-MBX-APIKEY`` header (HTTP 401 without one).
+        api_keys: with ``sbe``, the keys accepted (any other gets 401); ``None`` accepts any
+            non-empty key.
     """
 
     def __init__(
@@ -477,9 +515,17 @@ class WsServer:
         on_streams_changed: Callable[[set[str]], None],
         clock: Callable[[], float] = time.time,
         max_write_buffer: int = MAX_WRITE_BUFFER,
+        sbe: bool = False,
+        api_keys: Iterable[str] | None = None,
     ) -> None:
         if venue not in ("binance-spot", "binance-usdm"):
             raise ValueError(f"unknown venue {venue!r}; allowed: 'binance-spot', 'binance-usdm'")
+        if sbe and venue != "binance-spot":
+            raise ValueError("Binance serves SBE market data on spot only")
+        self.sbe = sbe
+        self._api_keys = frozenset(api_keys) if api_keys is not None else None
+        self._data_type = _BINARY if sbe else _TEXT
+        self._data_frame = _binary_frame if sbe else _text_frame
         self.venue: Venue = venue
         self.limits = limits
         self.max_write_buffer = max_write_buffer
@@ -490,7 +536,7 @@ class WsServer:
         self._protocols: set[_Protocol] = set()
         self._conns: dict[int, WsConnection] = {}
         self._fanout: dict[str, _Fanout] = {}
-        self.streams = VENUE_STREAMS[venue]
+        self.streams: VenueStreams | SbeStreams = SBE_STREAMS if sbe else VENUE_STREAMS[venue]
         """The venue's stream table: which names the server accepts (:mod:`fastmd.sim.venues`)."""
         self._parsed: dict[str, SimStream] = {}
         self._next_id = 1
@@ -498,6 +544,7 @@ class WsServer:
         self._refuse: tuple[int, float | None] | None = None
         self._skips: dict[str, int] = {}
         self._dups: dict[str, int] = {}
+        self._mutes: list[_Mute] = []
         self._hooks = ServerHooks(
             limits=limits,
             max_write_buffer=max_write_buffer,
@@ -583,8 +630,9 @@ class WsServer:
         fan = self._fanout.get(stream)
         if fan is None:
             return
+        data_type = self._data_type
         for send in fan.raw_sends:
-            send(_TEXT, payload)
+            send(data_type, payload)
         if fan.combined_sends:
             frame = b"".join((fan.prefix, payload, b"}"))
             for send in fan.combined_sends:
@@ -602,7 +650,8 @@ class WsServer:
         if fan is None:
             return
         if fan.raw:
-            raw = b"".join([_text_frame(p) for p in payloads])
+            data_frame = self._data_frame
+            raw = b"".join([data_frame(p) for p in payloads])
             for conn in fan.raw:
                 conn.write_frames(raw)
         if fan.combined:
@@ -639,7 +688,7 @@ class WsServer:
         for conn in fan.raw:
             if not conn.blocked(stream):
                 for _ in range(copies):
-                    conn.send(_TEXT, payload)
+                    conn.send(self._data_type, payload)
         if fan.combined:
             frame = b"".join((fan.prefix, payload, b"}"))
             for conn in fan.combined:
@@ -659,7 +708,10 @@ class WsServer:
         self._faulty = bool(
             self._skips
             or self._dups
-            or any(c.half_open or c.stall_all or c.stall_streams for c in self._conns.values())
+            or any(
+                c.half_open or c.stall_all or c.stall_streams or c.muted
+                for c in self._conns.values()
+            )
         )
 
     # -- faults ----------------------------------------------------------------------------
@@ -724,6 +776,52 @@ class WsServer:
                 conn.stall_rules.remove(streams)
             conn.stall_all = sum(1 for rule in conn.stall_rules if rule is None)
             conn.stall_streams = set().union(*(r for r in conn.stall_rules if r is not None))
+        self._refresh_faulty()
+
+    def set_mute(
+        self, stream: str, active: bool, *, connection_id: int | None = None,
+        until_resubscribed: bool = False,
+    ) -> None:  # fmt: skip
+        """Start or end a mute of ``stream``: its data frames reach no selected connection while
+        every other stream, pings and control replies go on.
+
+        Args:
+            stream: the stream name, as subscribed (``"btcusdt@trade"``).
+            active: start (True) or end (False) the mute with these arguments.
+            connection_id: one connection; ``None`` mutes the stream on every connection,
+                those opened later included (the exchange stopped publishing it).
+            until_resubscribed: the mute ends, on each connection, when the client subscribes
+                to the stream there again (after an UNSUBSCRIBE, or on a new connection).
+
+        Raises:
+            ValueError: ``stream`` is not a valid stream name of the venue.
+        """
+        if self._parse(stream) is None:
+            raise ValueError(f"cannot mute {stream!r}: not a valid stream name of {self.venue}")
+        if active:
+            self._mutes.append(_Mute(stream, connection_id, until_resubscribed))
+        else:
+            for index, mute in enumerate(self._mutes):
+                if (mute.stream, mute.connection_id, mute.until_resubscribed) == (
+                    stream, connection_id, until_resubscribed,
+                ):  # fmt: skip
+                    del self._mutes[index]
+                    break
+        for conn in self._conns.values():
+            self._apply_mutes(conn)
+        self._refresh_faulty()
+
+    def _apply_mutes(self, conn: WsConnection) -> None:
+        conn.muted = {mute.stream for mute in self._mutes if mute.applies(conn.id)}
+        if conn.muted:
+            self._faulty = True
+
+    def _resubscribed(self, conn: WsConnection, stream: str) -> None:
+        """``conn`` subscribed to muted ``stream`` again: the mutes that end then release it."""
+        for mute in self._mutes:
+            if mute.stream == stream and mute.until_resubscribed:
+                mute.released.add(conn.id)
+        self._apply_mutes(conn)
         self._refresh_faulty()
 
     def set_half_open(self, active: bool, *, connection_id: int | None = None) -> None:
@@ -826,6 +924,8 @@ class WsServer:
                 raise _Refused(status, "Upgrades refused (simulated fault)", retry_after)
             if over_limit is not None:
                 raise _Refused(429, "Too many connection attempts", over_limit)
+            if self.sbe:
+                self._check_api_key(request)
             return self._route(request.path)
         except _Refused as refused:
             headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -836,6 +936,14 @@ class WsServer:
             )
             logger.debug("upgrade %r from %s refused: %d", request.path, host, refused.status)
             return WSUpgradeResponseWithListener(response, None)
+
+    def _check_api_key(self, request: WSUpgradeRequest) -> None:
+        """SBE upgrades carry ``X-MBX-APIKEY`` (§8); the key itself is never logged."""
+        key = request.headers.get("X-MBX-APIKEY") or request.headers.get("x-mbx-apikey")
+        if not key:
+            raise _Refused(401, "Missing X-MBX-APIKEY header: SBE market data needs an API key")
+        if self._api_keys is not None and key not in self._api_keys:
+            raise _Refused(401, "Invalid API-key, IP, or permissions for action")
 
     def _count_attempt(self, host: str) -> float | None:
         """Record one upgrade attempt of ``host``; past the limit, the seconds to wait."""
@@ -912,6 +1020,8 @@ class WsServer:
             conn.arm("notice", notice_at, self._lifetime_notice, conn)
         conn.arm("lifetime", limits.connection_lifetime, self._lifetime_over, conn)
         logger.debug("connection %d open: %s from %s", conn.id, conn.path, conn.remote)
+        if self._mutes:
+            self._apply_mutes(conn)  # before its URL streams: subscribing may release a mute
         if conn.url_streams and self._subscribe(conn, conn.url_streams):
             self._notify()
         conn.url_streams = []
@@ -1030,6 +1140,8 @@ class WsServer:
             if stream in conn.subs:
                 continue
             conn.subs[stream] = None
+            if stream in conn.muted:
+                self._resubscribed(conn, stream)
             if self._delivers(conn, stream):
                 changed |= self._index(conn, stream)
         return changed
@@ -1048,7 +1160,7 @@ class WsServer:
         fan = self._fanout.get(stream)
         new = fan is None
         if fan is None:
-            fan = self._fanout[stream] = _Fanout(stream)
+            fan = self._fanout[stream] = _Fanout(stream, bare=self.sbe)
         fan.members[conn] = None
         fan.rebuild()
         return new
