@@ -21,6 +21,7 @@ AIO_IMPORTS: dict[str, set[str]] = {
     "subscriptions": {"tasks"},
     "rest": set(),
     "reporting": set(),
+    "clock": {"reporting", "rest", "tasks"},
     "connection": {"reporting"},
     "gaps": {"reporting"},
     "status": {"metrics", "reporting"},
