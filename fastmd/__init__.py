@@ -20,7 +20,9 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.errors": (
         "BookNotSynced", "CallbackError", "ConnectError", "ConnectionClosed", "DecodeError",
         "DecodeErrorCategory", "FastmdError", "FastmdTimeoutError", "HandshakeError",
-        "InvalidState", "ProtocolError", "RestError", "RestTimeoutError", "StreamNameError",
+        "InvalidState", "ProtocolError", "RecordingCorrupt", "RecordingError",
+        "RecordingNotFound", "RecordingTruncated", "RestError", "RestTimeoutError",
+        "StreamNameError",
         "StreamOverflow", "SubscriptionError", "TLSError", "UnknownSymbolError",
     ),
     "fastmd.core.streams": (
@@ -65,6 +67,7 @@ _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.aio.book": ("BookSnapshot", "OrderBook"),
     "fastmd.aio.rest": ("RestClient", "RestTimeouts"),
     "fastmd.aio.market": ("CacheTTLs", "MarketData", "Result"),
+    "fastmd.aio.record": ("RecordingStats", "record"),
 }  # fmt: skip
 for _module, _names in _MODULE_ALL.items():
     for _name in _names:
@@ -90,6 +93,10 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
     )
     from fastmd.aio.metrics import (
         Metrics as Metrics,
+    )
+    from fastmd.aio.record import (
+        RecordingStats as RecordingStats,
+        record as record,
     )
     from fastmd.aio.reporting import (
         LoggingReporter as LoggingReporter,
@@ -229,6 +236,10 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         HandshakeError as HandshakeError,
         InvalidState as InvalidState,
         ProtocolError as ProtocolError,
+        RecordingCorrupt as RecordingCorrupt,
+        RecordingError as RecordingError,
+        RecordingNotFound as RecordingNotFound,
+        RecordingTruncated as RecordingTruncated,
         RestError as RestError,
         RestTimeoutError as RestTimeoutError,
         StreamNameError as StreamNameError,
@@ -242,6 +253,8 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
 def __getattr__(name: str) -> Any:
     if name == "sim":  # the simulator is a submodule; it loads asyncio, picows and aiohttp
         return importlib.import_module("fastmd.sim")
+    if name == "replay":  # a submodule too: fastmd.replay.events(DIR) after a bare import fastmd
+        return importlib.import_module("fastmd.replay")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fastmd' has no attribute {name!r}")

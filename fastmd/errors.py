@@ -20,6 +20,10 @@ Every error fastmd raises derives from :class:`FastmdError`; errors of the libra
     ├── StreamOverflow                      a ``client.stream()`` consumer fell too far behind
     ├── BookNotSynced                       a local order book read while it is not in sync
     ├── CallbackError                       a user callback raised (``__cause__`` is its error)
+    ├── RecordingError                      a recording (``fastmd.record``) cannot be written or read
+    │   ├── RecordingNotFound                   ... no such folder, or no manifest in it
+    │   └── RecordingCorrupt                    ... a damaged manifest or chunk
+    │       └── RecordingTruncated                  ... the last chunk is cut short
     └── InvalidState                        API misuse, e.g. connecting a closed connection
 
 Network faults are never raised into user code: they arrive through events (``error``,
@@ -42,6 +46,10 @@ __all__ = [
     "HandshakeError",
     "InvalidState",
     "ProtocolError",
+    "RecordingCorrupt",
+    "RecordingError",
+    "RecordingNotFound",
+    "RecordingTruncated",
     "RestError",
     "RestTimeoutError",
     "StreamNameError",
@@ -224,3 +232,37 @@ class UnknownSymbolError(SubscriptionError):
 class StreamOverflow(FastmdError):
     """An event stream (``client.stream(...)``) with the ``"disconnect"`` policy fell too far
     behind."""
+
+
+class RecordingError(FastmdError):
+    """A recording (docs/recording.md) cannot be written or read.
+
+    Attributes:
+        path: the folder or file concerned.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RecordingNotFound(RecordingError):
+    """The folder does not exist or holds no ``manifest.json``."""
+
+
+class RecordingCorrupt(RecordingError):
+    """A manifest or chunk is damaged: not JSON, another format version, corrupt compressed
+    data, a bad record, a chunk the manifest lists that is missing."""
+
+
+class RecordingTruncated(RecordingCorrupt):
+    """The last chunk ends in the middle (the open chunk of a recorder that was killed). Raised
+    after every record before the cut was delivered.
+
+    Attributes:
+        records: how many records were read before the cut (all chunks).
+    """
+
+    def __init__(self, message: str, *, path: str, records: int) -> None:
+        super().__init__(message, path=path)
+        self.records = records

@@ -31,6 +31,7 @@ AIO_IMPORTS: dict[str, set[str]] = {
     "recovery": {"reporting", "rest", "routes", "tasks"},
     "book": {"reporting", "rest", "subscriptions", "tasks"},
     "market": {"metrics", "rest", "subscriptions"},
+    "record": set(),
     "client": {
         "book",
         "connection",

@@ -33,6 +33,7 @@ MODULES = (
     "fastmd.aio.book",
     "fastmd.aio.rest",
     "fastmd.aio.market",
+    "fastmd.aio.record",
 )
 
 

@@ -23,7 +23,7 @@ from fastmd.aio.connection import Connection
 from fastmd.aio.gaps import GapLog
 from fastmd.aio.market import MarketData
 from fastmd.aio.metrics import Metrics
-from fastmd.aio.pool import DEFAULT_IDLE_TIMEOUT, ConnectionPool, PoolSettings
+from fastmd.aio.pool import DEFAULT_IDLE_TIMEOUT, ConnectionPool, FrameTap, PoolSettings
 from fastmd.aio.recovery import Backfiller, Fallback
 from fastmd.aio.reporting import Reporter
 from fastmd.aio.rest import RestClient, RestTimeouts, SymbolDirectory
@@ -125,6 +125,10 @@ class Client:
         rest_timeouts: timeouts of REST requests (:class:`fastmd.RestTimeouts`).
         max_response_size: REST bodies larger than this (bytes) are refused while being read.
         error_reporter: receives every :class:`fastmd.ErrorReport`.
+        frame_tap: ``tap(payload, binary)`` called with every complete message each socket
+            receives, exactly as received and before it is decoded (the payload is a memoryview
+            valid during the call only; the tap must not raise). What :func:`fastmd.record`
+            writes; ``None`` (the default) adds nothing to the hot path.
     """
 
     def __init__(
@@ -155,6 +159,7 @@ class Client:
         rest_timeouts: RestTimeouts | None = None,
         max_response_size: int = 16 * 1024 * 1024,
         error_reporter: ErrorReporter | None = None,
+        frame_tap: FrameTap | None = None,
     ) -> None:
         preset = _PRESETS.get(venue)
         if preset is None:
@@ -186,6 +191,7 @@ class Client:
             stale_after=stale_after,
             fallback_after=fallback_after,
             idle_timeout=idle_timeout,
+            frame_tap=frame_tap,
         )
         self._started_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

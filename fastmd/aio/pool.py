@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from picows import WSFrame, WSMsgType, WSTransport
+
 from fastmd.aio.connection import Connection
 from fastmd.aio.reporting import Reporter
 from fastmd.aio.router import frame_router
@@ -59,6 +61,10 @@ decoder's default, 10,000, let a peer grow it by about 40 MB)."""
 _LOST: Final = "the connection was lost before the audit's reply"
 
 
+FrameTap = Callable[[memoryview, bool], object]
+"""``tap(payload, binary)``: sees every received message exactly as it came (PoolSettings)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
     """How the pool shards, paces and keeps its connections (the client's options)."""
@@ -82,6 +88,10 @@ class PoolSettings:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     """Seconds a shard left without streams keeps its connection before closing it (a stream
     placed meanwhile reuses it, spending nothing from the connect budget); 0 closes at once."""
+    frame_tap: FrameTap | None = None
+    """Called with every complete text or binary message's payload (valid during the call
+    only) and whether it is binary, before it is decoded (``fastmd.record``); ``None``: the
+    frame handler is the router itself, nothing added per frame."""
 
 
 class FallbackSwitch(Protocol):
@@ -375,16 +385,17 @@ class ConnectionPool:
         decoder: Decoder,
         on_reply: Callable[[ControlReply], None],
     ) -> None:
-        conn.set_frame_router(
-            *frame_router(
-                decoder,
-                self._routes,
-                conn.handle_frame,
-                on_reply=on_reply,
-                on_unrouted=lambda message: self._unrouted(shard, message),
-                on_decode_error=self._decode_failed,
-            )
+        on_frame, consumed = frame_router(
+            decoder,
+            self._routes,
+            conn.handle_frame,
+            on_reply=on_reply,
+            on_unrouted=lambda message: self._unrouted(shard, message),
+            on_decode_error=self._decode_failed,
         )
+        if self.settings.frame_tap is not None:
+            on_frame = _tapped(on_frame, self.settings.frame_tap)
+        conn.set_frame_router(on_frame, consumed)
 
     def _ensure_connection(self, shard: Shard) -> None:
         if shard.conn is not None or self._closed:
@@ -753,3 +764,18 @@ class ConnectionPool:
         self.stop()
         closing = [*self._retired, *self.connections]
         await asyncio.gather(*(conn.close() for conn in closing), return_exceptions=True)
+
+
+def _tapped(
+    route_frame: Callable[[WSTransport, WSFrame], None], tap: FrameTap
+) -> Callable[[WSTransport, WSFrame], None]:
+    """``route_frame`` behind ``tap``: complete text and binary messages are shown to the tap
+    first (a fragmented message once, assembled); control frames and fragments are not."""
+
+    def on_frame(transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if frame.fin and (msg_type is WSMsgType.TEXT or msg_type is WSMsgType.BINARY):
+            tap(frame.get_payload_as_memoryview(), msg_type is WSMsgType.BINARY)
+        route_frame(transport, frame)
+
+    return on_frame

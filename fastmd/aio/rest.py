@@ -125,6 +125,9 @@ class RestClient:
         """The exchange's ``X-MBX-USED-WEIGHT-1M`` after the last response."""
         self.requests = 0
         self._decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+        self.on_response: Callable[[str, Mapping[str, str], bytes], object] | None = None
+        """``on_response(endpoint, query, body)`` for every 200 response, before it is decoded
+        (``fastmd.record`` keeps the depth snapshots and exchangeInfo); must not raise."""
 
     def set_weight_limit(self, limit: int) -> None:
         """Use the limit the exchange announced (``exchangeInfo.rateLimits``)."""
@@ -191,6 +194,8 @@ class RestClient:
                 self.breaker.record_success()  # it answered: a refusal of this request only
             raise error
         self.breaker.record_success()
+        if self.on_response is not None:
+            self.on_response(endpoint, query, body)
         try:
             return self._decoder(model).decode(body)
         except msgspec.MsgspecError as exc:

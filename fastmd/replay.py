@@ -1,0 +1,165 @@
+"""``fastmd.replay``: a recording's events offline, for backtests (docs/recording.md).
+
+``events(path)`` reads a folder written by ``fastmd record`` / :func:`fastmd.record` and yields
+every market-data message it holds as a :class:`fastmd.Message` (``.stream``, ``.event``), in
+recorded order, without sockets or an event loop: the chunks are decompressed as a stream (one
+block in memory at a time) and each frame is decoded once, from a view of the decompressed block,
+by one :class:`fastmd.Decoder`, the one the live client uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastmd.core.codec import Decoder, Message, PriceType
+from fastmd.core.events import ControlReply
+from fastmd.errors import (
+    DecodeError,
+    RecordingCorrupt,
+    RecordingNotFound,
+    RecordingTruncated,
+)
+from fastmd.sim.replay import (
+    KIND_FRAME,
+    KIND_GAP,
+    KIND_REST,
+    ChunkTruncated,
+    NotARecording,
+    RecordingDamaged,
+    iter_records,
+    read_manifest,
+)
+
+__all__ = ["RecordedRest", "events", "gaps", "manifest", "records", "rest_responses"]
+
+
+def manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The recording's manifest (venue, streams, versions, start and end, chunks, gaps...).
+
+    Raises:
+        RecordingNotFound: no such folder, or no ``manifest.json`` in it.
+        RecordingCorrupt: the manifest is damaged or of another format version.
+    """
+    try:
+        return read_manifest(path)
+    except NotARecording as exc:
+        raise RecordingNotFound(str(exc), path=str(path)) from exc
+    except RecordingDamaged as exc:
+        raise RecordingCorrupt(str(exc), path=str(exc.path)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRest:
+    """A REST response the recorder's client received: ``endpoint`` (``"depth"``,
+    ``"exchangeInfo"``), its query parameters, and the body exactly as received."""
+
+    time_ns: int
+    endpoint: str
+    params: dict[str, str]
+    body: bytes
+
+
+def records(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, memoryview]]:
+    """``(kind, time_ns, payload)`` of every record, in recorded order (kinds in
+    docs/recording.md: 1 text frame, 2 binary frame, 3 REST response, 4 gap). The payload is a
+    view valid until the next step.
+
+    Raises:
+        RecordingNotFound, RecordingCorrupt: as :func:`events`.
+        RecordingTruncated: after the last complete record of a truncated last chunk.
+    """
+    count = 0
+    try:
+        for record in iter_records(path):
+            count += 1
+            yield record
+    except NotARecording as exc:
+        raise RecordingNotFound(str(exc), path=str(path)) from exc
+    except ChunkTruncated as exc:
+        raise RecordingTruncated(str(exc), path=str(exc.path), records=count) from exc
+    except RecordingDamaged as exc:
+        raise RecordingCorrupt(str(exc), path=str(exc.path)) from exc
+
+
+def events(
+    path: str | os.PathLike[str],
+    *,
+    price_type: PriceType = float,
+    on_decode_error: Callable[[DecodeError], object] | None = None,
+) -> Iterator[Message[Any]]:
+    """Every market-data message of the recording at ``path``, in recorded order.
+
+    Control replies (``{"result": null, "id": 1}``) are left out; REST responses and gaps are
+    not events (read them with :func:`records` and :func:`rest_responses`).
+
+    Args:
+        path: the recording's folder.
+        price_type: ``float``, ``str`` or ``Decimal`` for prices and quantities.
+        on_decode_error: called with each frame that cannot be decoded, which is then skipped;
+            by default the :class:`fastmd.DecodeError` is raised.
+
+    Raises:
+        RecordingNotFound: no such folder, or no ``manifest.json`` in it (raised by the call
+            itself; the errors below while iterating).
+        RecordingCorrupt: a damaged manifest, a corrupt chunk, a chunk the manifest lists that
+            is missing.
+        RecordingTruncated: the last chunk is cut short (a killed recorder): raised after every
+            message before the cut was yielded.
+        DecodeError: a frame that cannot be decoded, without ``on_decode_error``.
+    """
+    info = manifest(path)
+    decoder = Decoder(info.get("venue", "binance-spot"), price_type=price_type)
+    decoder.register(str(name) for name in info.get("streams", ()))
+    return _decoded(path, decoder, on_decode_error)
+
+
+def _decoded(
+    path: str | os.PathLike[str],
+    decoder: Decoder,
+    on_decode_error: Callable[[DecodeError], object] | None,
+) -> Iterator[Message[Any]]:
+    decode = decoder.decode
+    control = ControlReply
+    for kind, _, payload in records(path):
+        if kind != KIND_FRAME:
+            continue
+        try:
+            message = decode(payload)
+        except DecodeError as error:
+            if on_decode_error is None:
+                raise
+            on_decode_error(error)
+            continue
+        if type(message) is not control:
+            yield message
+
+
+def rest_responses(path: str | os.PathLike[str]) -> Iterator[RecordedRest]:
+    """The REST responses of the recording (depth snapshots, exchangeInfo), in recorded order.
+
+    Raises:
+        as :func:`records`.
+    """
+    for kind, time_ns, payload in records(path):
+        if kind == KIND_REST:
+            request, _, body = bytes(payload).partition(b"\n")
+            endpoint, _, query = request.decode("utf-8", "replace").partition("?")
+            params = dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
+            yield RecordedRest(time_ns, endpoint, params, body)
+
+
+def gaps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The gaps the recorder's client reported, in recorded order (``stream``, ``expected``,
+    ``received``, ``missing``, ``reason``, ``time_ns``).
+
+    Raises:
+        as :func:`records`.
+    """
+    import json
+
+    for kind, _, payload in records(path):
+        if kind == KIND_GAP:
+            yield json.loads(bytes(payload))
