@@ -31,11 +31,13 @@ AIO_IMPORTS: dict[str, set[str]] = {
     "recovery": {"reporting", "rest", "routes", "tasks"},
     "book": {"reporting", "rest", "subscriptions", "tasks"},
     "market": {"metrics", "rest", "subscriptions"},
+    "health": {"clock", "pool", "recovery", "reporting", "rest", "routes", "tasks"},
     "record": set(),
     "client": {
         "book",
         "connection",
         "gaps",
+        "health",
         "market",
         "metrics",
         "pool",

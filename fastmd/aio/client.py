@@ -21,6 +21,7 @@ import aiohttp
 from fastmd.aio.book import BookKeeper, OrderBook
 from fastmd.aio.connection import Connection
 from fastmd.aio.gaps import GapLog
+from fastmd.aio.health import HealthMonitor
 from fastmd.aio.market import MarketData
 from fastmd.aio.metrics import Metrics
 from fastmd.aio.pool import DEFAULT_IDLE_TIMEOUT, ConnectionPool, FrameTap, PoolSettings
@@ -40,6 +41,7 @@ from fastmd.aio.tasks import Tasks, require_loop
 from fastmd.core.backoff import Backoff
 from fastmd.core.breaker import CircuitBreakerPolicy
 from fastmd.core.codec import PriceType
+from fastmd.core.health import Alert, Health, HealthConfig, check_stale_after
 from fastmd.core.lifecycle import ErrorReport, ErrorReporter, Severity
 from fastmd.core.liveness import Heartbeat
 from fastmd.core.selective import (
@@ -125,6 +127,8 @@ class Client:
         rest_timeouts: timeouts of REST requests (:class:`fastmd.RestTimeouts`).
         max_response_size: REST bodies larger than this (bytes) are refused while being read.
         error_reporter: receives every :class:`fastmd.ErrorReport`.
+        health: health thresholds, alerts and recovery of stale streams
+            (:class:`fastmd.HealthConfig`; docs/monitoring.md).
         frame_tap: ``tap(payload, binary)`` called with every complete message each socket
             receives, exactly as received and before it is decoded (the payload is a memoryview
             valid during the call only; the tap must not raise). What :func:`fastmd.record`
@@ -159,8 +163,11 @@ class Client:
         rest_timeouts: RestTimeouts | None = None,
         max_response_size: int = 16 * 1024 * 1024,
         error_reporter: ErrorReporter | None = None,
+        health: HealthConfig | None = None,
         frame_tap: FrameTap | None = None,
     ) -> None:
+        if health is not None and not isinstance(health, HealthConfig):
+            raise TypeError(f"health must be a fastmd.HealthConfig, not {health!r}")
         preset = _PRESETS.get(venue)
         if preset is None:
             raise ValueError(f"unknown venue {venue!r}; allowed: {', '.join(_PRESETS)}")
@@ -228,6 +235,16 @@ class Client:
             outcomes=self._apply_outcomes,
             changed=self._update_status,
         )
+        self._health = HealthMonitor(
+            venue,
+            health or HealthConfig(),
+            routes=self._routes,
+            pool=self._pool,
+            fallback=self._fallback,
+            reporter=self._reporter,
+            tasks=self._tasks,
+        )
+        self._gaps.on_gap(self._health.gap)
         self._books = BookKeeper(
             venue,
             subscribe=self.subscribe,
@@ -321,6 +338,7 @@ class Client:
             max_response_size=self.max_response_size,
         )
         self._symbols = SymbolDirectory(self._rest)
+        self._health.attach_rest(self._rest)
 
     async def close(self) -> None:
         """Close every connection and the HTTP session; idempotent.
@@ -338,6 +356,7 @@ class Client:
             if self._loop is not None:
                 self._check_thread()
             self._closed = True
+            self._health.stop()
             self._routes.silence()  # no callback from here on, whatever is still buffered
             for route in self._routes:
                 for sub in route.subscriptions:
@@ -393,6 +412,7 @@ class Client:
         backfill: bool | None = None,
         only_changes: bool | Sequence[str] = False,
         throttle: float | None = None,
+        stale_after: float | None = None,
     ) -> Subscription:
         """Call ``callback(event)`` for every event of ``streams``.
 
@@ -415,17 +435,23 @@ class Client:
         ``metrics()`` (``unchanged_skipped``, ``throttle_conflated``) and on the subscription,
         never reported as gaps.
 
+        ``stale_after``: seconds of silence after which :meth:`health` calls the streams
+        ``STALE`` (and recovers them), instead of what their kind's cadence or their learned
+        inter-arrival time says (docs/monitoring.md).
+
         Raises:
             StreamNameError: a stream name is invalid for the venue.
             TypeError: ``callback`` is not callable, or an option has the wrong type.
             ValueError: ``only_changes`` names an unknown field or the stream kind has no
-                defaults; ``throttle`` is not a positive number or not offered for the stream.
+                defaults; ``throttle`` is not a positive number or not offered for the stream;
+                ``stale_after`` is not a positive finite number.
             InvalidState: the client is not started or is closed.
 
         Nothing is subscribed when it raises.
         """
         self._check_open()
         _callable(callback)
+        stale_after = check_stale_after(stale_after)
         names = (streams,) if isinstance(streams, str) else tuple(dict.fromkeys(streams))
         if not names:
             raise StreamNameError("subscribe() needs at least one stream")
@@ -446,6 +472,7 @@ class Client:
                 fresh.append(name)
             route.subscriptions.append(subscription)
             self._routes.refresh(route)
+            self._health.watch(name, route, stale_after)
             if self._pool.acknowledged(route):
                 subscription.mark_acknowledged(name)
         if fresh:
@@ -703,6 +730,35 @@ class Client:
     def _overflowed(self, gap: Gap, dropped: int) -> None:
         self._gaps.overflowed(gap, dropped)
 
+    def health(self) -> Health:
+        """A :class:`fastmd.Health` snapshot: the overall status, every subscribed stream's
+        :class:`fastmd.StreamHealth` (status, last event age, rate, gaps, lag, reason) and every
+        connection's :class:`fastmd.ConnectionHealth`. No I/O: cheap enough for every loop
+        turn. A client not started or closed is ``DOWN``. The first call starts measuring the
+        clock offset lag is corrected by (``HealthConfig.clock_sync``).
+
+        Raises:
+            InvalidState: called from another thread than the client's event loop.
+        """
+        if self._loop is not None:
+            self._check_thread()
+            self._health.used()
+        running = self._started and not self._closed
+        return self._health.snapshot(running)
+
+    def on_alert(self, callback: Callable[[Alert], object]) -> Callable[[], None]:
+        """Call ``callback(alert)`` when an alert episode starts (``alert.firing``) and once
+        when it ends (see :class:`fastmd.Alert` and :class:`fastmd.HealthConfig` for kinds and
+        thresholds); returns a remover. A raising callback is reported (``callback_error``).
+
+        Raises:
+            TypeError: ``callback`` is not callable.
+        """
+        remove = self._health.on_alert(_callable(callback))
+        if self._loop is not None:
+            self._health.used()
+        return remove
+
     @property
     def status(self) -> Status:
         """The client's :class:`Status`."""
@@ -751,6 +807,10 @@ class Client:
             throttle_conflated=self._selection.conflated,
             unrouted_frames=self._pool.unrouted_frames,
             subscription_drift=self._pool.drift_found,
+            stale_resubscribes=self._health.resubscribes,
+            stale_replacements=self._health.replacements,
+            streams_not_revived=self._health.not_revived,
+            alerts_fired=self._health.alerts_fired,
         )
 
     @property

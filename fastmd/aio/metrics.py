@@ -48,6 +48,11 @@ class Metrics:
             reported as ``unrouted_frames`` and the connection is audited).
         subscription_drift: audits (``LIST_SUBSCRIPTIONS``) that found the server's
             subscriptions differing from the acknowledged ones (each reported and fixed).
+        stale_resubscribes: stale streams resubscribed by health (``stream_stale`` reports).
+        stale_replacements: connections replaced because a stream on them stayed stale.
+        streams_not_revived: stale streams given up on the socket (``stream_not_revived``;
+            served by REST polling where fallback is on).
+        alerts_fired: alert episodes raised (``on_alert``).
     """
 
     status: Status
@@ -77,3 +82,7 @@ class Metrics:
     throttle_conflated: int = 0
     unrouted_frames: int = 0
     subscription_drift: int = 0
+    stale_resubscribes: int = 0
+    stale_replacements: int = 0
+    streams_not_revived: int = 0
+    alerts_fired: int = 0

@@ -34,6 +34,7 @@ from fastmd.core.backoff import Backoff
 from fastmd.core.breaker import CircuitBreakerPolicy
 from fastmd.core.codec import Decoder, Message, PriceType
 from fastmd.core.events import ControlError, ControlReply, ServerShutdown
+from fastmd.core.health import ConnectionHealth, Link, connection_status
 from fastmd.core.lifecycle import ConnectionState, Severity
 from fastmd.core.liveness import Heartbeat
 from fastmd.core.pacing import Pacer
@@ -628,6 +629,79 @@ class ConnectionPool:
                 conn.send(frame)
             self._deliver(shard, outcomes)
             self._audited(shard)
+
+    # -- health -------------------------------------------------------------------------------
+
+    def link(self, route: Route) -> tuple[Link, object]:
+        """Where ``route``'s subscription stands, and the connection carrying it (health uses
+        it as a key: a stream moved to another socket is judged afresh)."""
+        shard = route.shard
+        if shard is None or self._shards.get(shard.key) is not shard:
+            return Link.UNPLACED, None
+        conn = shard.conn
+        if self._fallback.polling(shard):
+            return Link.POLLING, conn
+        if conn is None or conn.state is not ConnectionState.OPEN:
+            return (Link.DOWN if shard.ever_connected else Link.CONNECTING), conn
+        if not shard.channel.confirmed(route.name):
+            return Link.PENDING, conn
+        return Link.UP, conn
+
+    def resubscribe(self, route: Route) -> bool:
+        """UNSUBSCRIBE then SUBSCRIBE ``route``'s stream on its open connection, paced like any
+        control frame (the SUBSCRIBE leaves when the UNSUBSCRIBE is answered); False when its
+        connection is not open or being replaced."""
+        shard = route.shard
+        if shard is None or not shard.up or shard.rotating or self._closed:
+            return False
+        channel = shard.channel
+        if not channel.confirmed(route.name):
+            return False
+        channel.drop([route.name])
+        self._flush(shard)
+        channel.want([route.name])
+        return True
+
+    def replace(self, route: Route, why: str) -> bool:
+        """Replace ``route``'s connection make-before-break (in the background); False when
+        there is none to replace or a replacement already runs."""
+        shard = route.shard
+        if (
+            shard is None
+            or shard.rotating
+            or self._closed
+            or self._shards.get(shard.key) is not shard
+            or not shard.up
+        ):
+            return False
+        self._tasks.spawn(self._handover(shard, why))
+        return True
+
+    def connection_health(self) -> list[ConnectionHealth]:
+        """Each shard's connection as ``client.health()`` shows it."""
+        out = []
+        for shard in self._shards.values():
+            conn = shard.conn
+            polling = self._fallback.polling(shard)
+            state = conn.state if conn is not None else None
+            if conn is not None:
+                stats = conn.stats
+                rtt, uptime, reconnects = stats.latency.last, stats.uptime, stats.reconnects
+            else:
+                rtt, uptime, reconnects = None, 0.0, 0
+            out.append(
+                ConnectionHealth(
+                    url=shard.url,
+                    state=state,
+                    status=connection_status(state, polling),
+                    rtt=rtt,
+                    uptime=uptime,
+                    reconnects=reconnects,
+                    streams=tuple(sorted(shard.streams)),
+                    polling=polling,
+                )
+            )
+        return out
 
     # -- rotation and handovers ---------------------------------------------------------------
 

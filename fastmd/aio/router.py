@@ -94,6 +94,7 @@ def frame_router(
         check = route.check
         if check is not None and not check(event):
             return
+        route.events += 1
         countdown -= 1
         if countdown:
             single = route.single

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from fastmd.aio.reporting import Reporter
+from fastmd.core.clock import LagWindow
 from fastmd.core.lifecycle import Severity
 from fastmd.core.recovery import BACKFILLABLE
 from fastmd.core.sequence import Gap, Sequencer, sequencer_for
@@ -31,14 +32,18 @@ EventSource = Literal["ws", "rest"]
 
 TIMING_EVERY: Final = 16
 """One message in this many has its callbacks timed: slow callbacks show, the cost stays low."""
+MICROSECOND_TIMES: Final = 10**14
+"""Event times above this are microseconds (year 5138 in milliseconds)."""
+LAG_SAMPLES: Final = 256
+"""Lag samples kept per stream (the overall window keeps four times as many)."""
 
 
 class Route:
     """Everything the frame handler needs about one stream."""
 
     __slots__ = (
-        "backfill", "buffer", "callbacks", "check", "name", "parsed", "sequencer", "shard",
-        "single", "subscriptions", "targets",
+        "backfill", "buffer", "callbacks", "check", "events", "lags", "name", "parsed",
+        "rest_events", "sequencer", "shard", "single", "subscriptions", "targets",
     )  # fmt: skip
 
     def __init__(self, name: str, parsed: Stream, sequencer: Sequencer | None) -> None:
@@ -56,6 +61,13 @@ class Route:
         self.shard: Shard | None = None
         self.backfill = False
         self.buffer: deque[Any] | None = None  # live events held while a backfill runs
+        self.events = 0
+        """Events received on a socket past the sequence check (the frame router counts them:
+        health turns the counts into last-event times and rates, no clock read per event)."""
+        self.rest_events = 0
+        """Events delivered from REST (backfill, fallback polling)."""
+        self.lags = LagWindow(LAG_SAMPLES)
+        """Sampled lags, exchange event time to callback (seconds, uncorrected)."""
 
 
 class RouteTable:
@@ -112,6 +124,8 @@ class RouteTable:
         self.callback_samples = 0
         self.callback_max = 0.0
         self.slow_callbacks = 0
+        self.lags = LagWindow(4 * LAG_SAMPLES)
+        """Sampled lags of every stream (seconds, uncorrected)."""
 
     # -- the table ----------------------------------------------------------------------------
 
@@ -205,6 +219,8 @@ class RouteTable:
             self._backlog.append((route, event, source))
             self.deferred += 1
             return
+        if source == "rest":
+            route.rest_events += 1
         previous, self.source = self.source, source
         try:
             for callback in route.targets:
@@ -225,6 +241,8 @@ class RouteTable:
         over it, events wait and ``transport`` (the picows transport the message came on) stops
         reading."""
         waiting = self._deferring_since is not None  # the callbacks only queue the event
+        if not waiting:
+            self._sample_lag(route, event)
         started = time.perf_counter()
         for callback in route.callbacks:
             try:
@@ -243,6 +261,23 @@ class RouteTable:
                 self._defer(transport, ended)
         if not waiting:
             self._sample(route, ended - started)
+
+    def _sample_lag(self, route: Route, event: Any) -> None:
+        """Exchange event time (``E``) to now on our wall clock: one sample per timed message,
+        so measuring lag costs the hot path nothing more. The clock offset to the exchange is
+        added when the samples are read (a constant shift moves every percentile alike)."""
+        if type(event) is list:
+            if not event:
+                return
+            event = event[0]
+        event_time = getattr(event, "event_time", None)
+        if not event_time:
+            return
+        if event_time > MICROSECOND_TIMES:  # timeUnit=MICROSECOND
+            event_time //= 1000
+        lag = time.time() - event_time / 1000
+        route.lags.add(lag)
+        self.lags.add(lag)
 
     def _sample(self, route: Route, elapsed: float) -> None:
         self.callback_time += elapsed

@@ -229,6 +229,10 @@ class HealthConfig:
         reconnect_window: seconds over which reconnects are counted.
         resolve_after: seconds without a new gap, decode error or slow callback before their
             alert resolves.
+        clock_sync: seconds between measurements of the exchange's clock offset (a burst of
+            REST server-time requests, weight 1 each), which lag is corrected by; they start
+            with the first ``client.health()`` or ``client.on_alert()``. ``None``: never
+            measured, lag is read against our own clock.
     """
 
     interval: float = 0.25
@@ -243,6 +247,7 @@ class HealthConfig:
     reconnect_storm: int = 3
     reconnect_window: float = 60.0
     resolve_after: float = 10.0
+    clock_sync: float | None = 300.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -254,6 +259,8 @@ class HealthConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if self.clock_sync is not None:
+            _positive("clock_sync", self.clock_sync)
         if not isinstance(self.recover, bool):
             raise TypeError(f"recover must be a bool, not {self.recover!r}")
 
@@ -451,7 +458,7 @@ class StreamWatch:
             if learned is not None:
                 bound = max(bound, config.event_factor * learned)
             return bound
-        if learned is None:
+        if learned is None or self.stream.kind in _SPARSE:
             return None  # sparse, or nothing learned yet: silence is no evidence
         return max(config.event_floor, config.event_factor * learned)
 
@@ -469,23 +476,39 @@ class StreamWatch:
         threshold = self.threshold()
         return threshold is not None and self.silence(now) > threshold
 
+    def troubled(self, now: float) -> bool:
+        """In a staleness episode: stale now, or a recovery step was taken and no event has
+        arrived since (a resubscription gets the stream's whole threshold to work, and the
+        episode does not end meanwhile)."""
+        if self.is_stale(now):
+            return True
+        return self._stage is not RecoveryAction.NOTHING and not self._flowing(now)
+
     def status(self, now: float, *, degraded: str | None = None) -> tuple[HealthStatus, str | None]:
         """Its status and the reason; ``degraded`` is a reason the shell knows of (a high lag,
         a fresh gap, REST polling of this stream)."""
         link = self._link
         if link is Link.UP:
-            if self.is_stale(now):
-                expected = self.expected()
-                told = f" (expected every {expected:g} s)" if expected is not None else ""
-                return HealthStatus.STALE, f"silent for {self.silence(now):.1f} s{told}"
+            if self.troubled(now):
+                return HealthStatus.STALE, self._stale_reason(now)
             if degraded is not None:
                 return HealthStatus.DEGRADED, degraded
             return HealthStatus.HEALTHY, None
         if link is Link.POLLING:
             return HealthStatus.DEGRADED, link.value
         if link is Link.PENDING:
+            if self._stage is not RecoveryAction.NOTHING:
+                return HealthStatus.DEGRADED, f"{self._stale_reason(now)}; {link.value}"
             return HealthStatus.DEGRADED, degraded or link.value
         return HealthStatus.DOWN, link.value
+
+    def _stale_reason(self, now: float) -> str:
+        expected = self.expected()
+        told = f", expected every {expected:.3g} s" if expected is not None else ""
+        age = self.age(now)
+        quiet = f"silent for {age:.1f} s" if age is not None else "no event yet"
+        step = _STEPS.get(self._stage, "")
+        return f"{quiet}{told}{step}"
 
     def expected(self) -> float | None:
         """Seconds between events it expects: the cadence, or what it learned."""
@@ -511,15 +534,14 @@ class StreamWatch:
 
     def recovery(self, now: float) -> RecoveryAction:
         """The next recovery step, once per tick (rule 5)."""
-        stale = self.is_stale(now)
-        self._stale_now = stale
         stage = self._stage
-        if not stale:
-            if stage is not RecoveryAction.NOTHING and self._flowing(now):
-                self._stage = RecoveryAction.NOTHING
-                return RecoveryAction.RECOVERED
-            return RecoveryAction.NOTHING
-        if not self.config.recover or stage is RecoveryAction.GIVE_UP:
+        if stage is not RecoveryAction.NOTHING and self._flowing(now):
+            self._stage = RecoveryAction.NOTHING
+            self._stale_now = False
+            return RecoveryAction.RECOVERED
+        stale = self.is_stale(now)
+        self._stale_now = stale or stage is not RecoveryAction.NOTHING
+        if not stale or not self.config.recover or stage is RecoveryAction.GIVE_UP:
             return RecoveryAction.NOTHING
         if stage is RecoveryAction.NOTHING:
             step = RecoveryAction.RESUBSCRIBE
@@ -537,6 +559,21 @@ class StreamWatch:
         """Events arrived since the last step was taken."""
         last = self.last_event
         return last is not None and last >= self._judged_since and self._link is Link.UP
+
+
+_STEPS: Final = {
+    RecoveryAction.RESUBSCRIBE: "; resubscribed, waiting for events",
+    RecoveryAction.REPLACE: "; resubscribed, then its connection replaced, waiting for events",
+    RecoveryAction.GIVE_UP: "; not revived by resubscribing nor by a new connection",
+}
+
+
+def shift_lag(stats: LagStats, offset: float | None) -> LagStats:
+    """``stats`` of uncorrected samples (our clock minus event time) corrected by the clock
+    ``offset`` (what to add to our clock to read the exchange's; ``None``: unknown)."""
+    if not offset or stats.p50 is None or stats.p99 is None or stats.max is None:
+        return stats
+    return LagStats(stats.p50 + offset, stats.p99 + offset, stats.max + offset, stats.samples)
 
 
 # -- alerts -----------------------------------------------------------------------------------
