@@ -17,6 +17,7 @@ from typing import Any, Final, get_args
 
 from fastmd.cli.common import EXIT_USAGE
 from fastmd.cli.demo import run as run_demo
+from fastmd.cli.relay import run as run_relay
 from fastmd.cli.sim import run as run_sim
 from fastmd.cli.watch import run as run_watch
 from fastmd.core.streams import Venue, validate_stream, validate_symbol
@@ -203,6 +204,59 @@ def _parser() -> argparse.ArgumentParser:
     faults.add_argument("--rest-error", type=_http_status, metavar="STATUS")
     faults.add_argument("--rest-delay", type=_positive, metavar="S")
     faults.add_argument("--retry-after", type=_non_negative, metavar="S")
+    relay = sub.add_parser(
+        "relay",
+        help="publish the events, gaps and health of STREAMs to NATS (docs/nats.md)",
+        description="Run a client for STREAMs and publish every event (in batches), gap and "
+        "health change to NATS subjects fastmd.<venue>.ev|gap|health.... Without --url it "
+        "relays the embedded simulator. Needs the nats extra: pip install 'fastmd[nats]'.",
+    )
+    relay.add_argument("streams", nargs="+", metavar="STREAM", help="e.g. btcusdt@trade")
+    relay.add_argument(
+        "--nats", required=True, metavar="URL", type=_url("nats", "tls"),
+        help="the NATS server, e.g. nats://127.0.0.1:4222",
+    )  # fmt: skip
+    relay.add_argument("--venue", choices=VENUES, default="binance-spot")
+    relay.add_argument(
+        "--url", metavar="WS_URL", type=_url("ws", "wss"),
+        help="the exchange's WebSocket base URL (default: the embedded simulator)",
+    )  # fmt: skip
+    relay.add_argument(
+        "--rest-url", metavar="REST_URL", type=_url("http", "https"),
+        help="its REST base URL (default: the venue's)",
+    )  # fmt: skip
+    relay.add_argument(
+        "--workers", type=_int_within(1, 256), default=1,
+        help="processes, each relaying its own shard of the streams (default 1)",
+    )  # fmt: skip
+    relay.add_argument(
+        "--jetstream", action="store_true",
+        help="also keep the messages in a JetStream stream (replay for late consumers)",
+    )  # fmt: skip
+    relay.add_argument(
+        "--retention", type=_positive, default=3600.0, metavar="S",
+        help="seconds JetStream keeps messages (default 3600)",
+    )  # fmt: skip
+    relay.add_argument("--relay-id", metavar="ID", help="the relay's name (default: host)")
+    relay.add_argument(
+        "--batch-size", type=_int_within(1, 100_000), default=100,
+        help="events per batch at most (default 100)",
+    )  # fmt: skip
+    relay.add_argument(
+        "--batch-delay", type=_positive, default=1.0, metavar="MS",
+        help="ms an event waits for its batch at most (default 1)",
+    )  # fmt: skip
+    relay.add_argument(
+        "--max-buffered", type=_int_within(1), default=100_000, metavar="N",
+        help="events held while NATS is away; then dropped, counted, reported (100000)",
+    )  # fmt: skip
+    relay.add_argument("--prefix", default="fastmd", help="first subject token")
+    relay.add_argument(
+        "--rate", type=_non_negative, default=50.0,
+        help="simulator order-flow events/s, without --url (50)",
+    )  # fmt: skip
+    relay.set_defaults(symbols=[], command_parser=relay)
+
     for command in (demo, watch, sim):
         command.set_defaults(command_parser=command)
     return parser
@@ -239,6 +293,20 @@ def _check_args(args: argparse.Namespace) -> str | None:
         problem = _check_streams(args.streams, args.venue)
         if problem is not None:
             return f"argument STREAM: {problem}"
+    if args.command == "relay":
+        problem = _check_streams(args.streams, args.venue)
+        if problem is not None:
+            return f"argument STREAM: {problem}"
+        if args.max_buffered < args.batch_size:
+            return "argument --max-buffered: must be >= --batch-size"
+        if not args.prefix.replace("-", "").replace("_", "").isalnum():
+            return f"argument --prefix: letters, digits, '-' or '_' only, not {args.prefix!r}"
+    if args.command == "record":
+        problem = _check_streams(args.streams, args.venue)
+        if problem is not None:
+            return f"argument STREAM: {problem}"
+        if args.rest_url and not args.url:
+            return "argument --rest-url: needs --url (the simulator has its own REST URL)"
     if args.command == "sim" and args.skip:
         problem = _check_streams(args.skip, args.venue)
         if problem is not None:
@@ -252,6 +320,7 @@ _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, in
     "demo": run_demo,
     "watch": run_watch,
     "sim": run_sim,
+    "relay": run_relay,
 }
 
 
