@@ -2,7 +2,7 @@
 (before anything starts: a bad value is an argparse error naming the option, exit 2), the event
 loop, and the logging configuration. The CLI is the only place in fastmd that configures logging
 or picks the event loop; the commands themselves live in :mod:`fastmd.cli.demo`,
-:mod:`fastmd.cli.watch` and :mod:`fastmd.cli.sim`.
+:mod:`fastmd.cli.watch`, :mod:`fastmd.cli.sim` and :mod:`fastmd.cli.monitor`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Final, get_args
 
 from fastmd.cli.common import EXIT_USAGE
 from fastmd.cli.demo import run as run_demo
+from fastmd.cli.monitor import run as run_monitor
 from fastmd.cli.relay import run as run_relay
 from fastmd.cli.sim import run as run_sim
 from fastmd.cli.watch import run as run_watch
@@ -173,6 +174,39 @@ def _parser() -> argparse.ArgumentParser:
         "--ack-wait", type=_positive, default=10.0, help="seconds before a slow-ack warning"
     )
 
+    monitor = sub.add_parser(
+        "monitor",
+        help="live view of the client's health: streams, connections, alerts",
+        description="Subscribe to STREAMs (default: the demo's streams of --symbols) and show "
+        "client.health() live: every stream's status, rate, last event, lag and gaps, every "
+        "connection, and alerts as they fire and resolve; a summary at the end.",
+    )
+    monitor.add_argument(
+        "streams", nargs="*", metavar="STREAM",
+        help="e.g. btcusdt@trade (default: trades, 1m klines, book tickers, depth of --symbols)",
+    )  # fmt: skip
+    _add_target(monitor, rate=300.0)
+    monitor.add_argument(
+        "--duration", type=_positive, default=None, metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--plain", action="store_true", help="line-based output even on a terminal"
+    )
+    monitor.add_argument(
+        "--stale-after", type=_positive, default=None, metavar="S",
+        help="a stream silent for S seconds is STALE (default: judged by its kind)",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--prometheus-port", type=_port, default=None, metavar="N",
+        help="serve Prometheus metrics on --prometheus-host:N (0: any free port; needs "
+        "pip install 'fastmd[prometheus]')",
+    )  # fmt: skip
+    monitor.add_argument(
+        "--prometheus-host", default="127.0.0.1", metavar="HOST",
+        help="address the metrics endpoint binds (default 127.0.0.1)",
+    )  # fmt: skip
+
     sim = sub.add_parser("sim", help="run the exchange simulator until Ctrl-C")
     sim.add_argument("--venue", choices=VENUES, default="binance-spot")
     sim.add_argument("--symbols", type=_symbol_list, default=DEFAULT_SYMBOLS, metavar="SYMBOLS")
@@ -257,7 +291,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     relay.set_defaults(symbols=[], command_parser=relay)
 
-    for command in (demo, watch, sim):
+    for command in (demo, watch, sim, monitor):
         command.set_defaults(command_parser=command)
     return parser
 
@@ -289,7 +323,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
     problem = _check_symbols(args.symbols, args.venue)
     if problem is not None:
         return f"argument --symbols: {problem}"
-    if args.command == "watch":
+    if args.command in ("watch", "monitor"):
         problem = _check_streams(args.streams, args.venue)
         if problem is not None:
             return f"argument STREAM: {problem}"
@@ -311,7 +345,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
         problem = _check_streams(args.skip, args.venue)
         if problem is not None:
             return f"argument --skip: {problem}"
-    if args.command in ("demo", "watch") and args.rest_url and not args.url:
+    if args.command in ("demo", "watch", "monitor") and args.rest_url and not args.url:
         return "argument --rest-url: needs --url (the simulator has its own REST URL)"
     return None
 
@@ -321,6 +355,7 @@ _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, in
     "watch": run_watch,
     "sim": run_sim,
     "relay": run_relay,
+    "monitor": run_monitor,
 }
 
 
