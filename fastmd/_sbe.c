@@ -518,6 +518,10 @@ static PyObject *decode_frame(Decoder *self, const unsigned char *data, Py_ssize
 }
 
 static PyObject *Decoder_decode(Decoder *self, PyObject *frame) {
+    if (PyBytes_CheckExact(frame)) { /* what picows hands over most often: no buffer protocol */
+        return decode_frame(self, (const unsigned char *)PyBytes_AS_STRING(frame),
+                            PyBytes_GET_SIZE(frame));
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
