@@ -141,7 +141,7 @@ def rest_responses(path: str | os.PathLike[str]) -> Iterator[RecordedRest]:
     """The REST responses of the recording (depth snapshots, exchangeInfo), in recorded order.
 
     Raises:
-        as :func:`records`.
+        RecordingNotFound, RecordingCorrupt, RecordingTruncated: as :func:`records`.
     """
     for kind, time_ns, payload in records(path):
         if kind == KIND_REST:
@@ -156,7 +156,7 @@ def gaps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     ``received``, ``missing``, ``reason``, ``time_ns``).
 
     Raises:
-        as :func:`records`.
+        RecordingNotFound, RecordingCorrupt, RecordingTruncated: as :func:`records`.
     """
     import json
 
