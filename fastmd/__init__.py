@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {}
 _MODULE_ALL: dict[str, tuple[str, ...]] = {
     "fastmd.errors": (
+        "AuthenticationError",
         "BookNotSynced", "CallbackError", "ConnectError", "ConnectionClosed", "DecodeError",
         "DecodeErrorCategory", "FastmdError", "FastmdTimeoutError", "HandshakeError",
         "InvalidState", "ProtocolError", "RecordingCorrupt", "RecordingError",
@@ -225,6 +226,7 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
         SubscriptionAudit as SubscriptionAudit,
     )
     from fastmd.errors import (
+        AuthenticationError as AuthenticationError,
         BookNotSynced as BookNotSynced,
         CallbackError as CallbackError,
         ConnectError as ConnectError,

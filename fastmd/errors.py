@@ -10,6 +10,7 @@ Every error fastmd raises derives from :class:`FastmdError`; errors of the libra
     │                                       (``category`` says why)
     ├── ConnectError                        a connection attempt failed (the OS error is the cause)
     │   ├── HandshakeError                  the HTTP upgrade was refused (status, Retry-After)
+    │   │   └── AuthenticationError             ... for its API key (401/403): never retried
     │   └── TLSError                        certificate or TLS failure: a configuration problem
     ├── ConnectionClosed                    the socket closed (``code``, ``reason``)
     ├── FastmdTimeoutError (also TimeoutError)  an operation ran out of time
@@ -35,6 +36,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "AuthenticationError",
     "BookNotSynced",
     "CallbackError",
     "ConnectError",
@@ -145,6 +147,13 @@ class HandshakeError(ConnectError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+class AuthenticationError(HandshakeError):
+    """The server refused the WebSocket upgrade for its credentials: HTTP 401, or 403 to an
+    upgrade that carried an API key (Binance's SBE streams need an Ed25519 key in
+    ``X-MBX-APIKEY``). Retrying cannot fix it, so the connection stops trying and reports it
+    (the key itself is never part of the message)."""
 
 
 class TLSError(ConnectError):

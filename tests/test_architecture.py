@@ -27,7 +27,8 @@ AIO_IMPORTS: dict[str, set[str]] = {
     "status": {"metrics", "reporting"},
     "routes": {"reporting", "subscriptions", "pool"},  # the last two for type hints only
     "router": {"routes"},
-    "pool": {"connection", "reporting", "router", "routes", "tasks"},
+    "sbe_router": {"routes"},
+    "pool": {"connection", "reporting", "router", "routes", "sbe_router", "tasks"},
     "recovery": {"reporting", "rest", "routes", "tasks"},
     "book": {"reporting", "rest", "subscriptions", "tasks"},
     "market": {"metrics", "rest", "subscriptions"},

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from fastmd.aio.reporting import Reporter
 from fastmd.aio.rest import RestClient
@@ -50,6 +50,11 @@ if TYPE_CHECKING:
 __all__ = ["BookSnapshot", "OrderBook"]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_DIFF_STREAM: Final = "@depth@100ms"
+"""What follows ``<symbol>`` in the diff stream a JSON client's books sync from."""
+SBE_DIFF_STREAM: Final = "@depth"
+"""... and an SBE client's (Binance's SBE ``<symbol>@depth``: every 50 ms or faster)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +291,8 @@ class BookKeeper:
         tasks: where snapshot fetches run.
         reporter: where resyncs, failed snapshots and raising listeners are reported.
         weight_budget: REST weight per minute the snapshots may spend.
+        diff_stream: the diff stream after ``<symbol>``: :data:`DEFAULT_DIFF_STREAM`, or
+            :data:`SBE_DIFF_STREAM` on an SBE client.
     """
 
     def __init__(
@@ -298,8 +305,10 @@ class BookKeeper:
         tasks: Tasks,
         reporter: Reporter,
         weight_budget: int,
+        diff_stream: str = DEFAULT_DIFF_STREAM,
     ) -> None:
         self.venue = venue
+        self.diff_stream = diff_stream
         self._subscribe = subscribe
         self._rest = rest
         self._weight_limit = weight_limit
@@ -335,8 +344,9 @@ class BookKeeper:
     # -- the books' side ----------------------------------------------------------------------
 
     def subscribe_diffs(self, symbol: str, on_diff: Callable[[Any], object]) -> Subscription:
-        """Subscribe ``on_diff`` to ``symbol``'s 100 ms diff stream."""
-        return self._subscribe(f"{symbol.lower()}@depth@100ms", on_diff)
+        """Subscribe ``on_diff`` to ``symbol``'s diff stream (100 ms on JSON, ``@depth`` on
+        SBE)."""
+        return self._subscribe(f"{symbol.lower()}{self.diff_stream}", on_diff)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a book's background work."""

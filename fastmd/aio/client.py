@@ -18,7 +18,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import aiohttp
 
-from fastmd.aio.book import BookKeeper, OrderBook
+from fastmd.aio.book import DEFAULT_DIFF_STREAM, SBE_DIFF_STREAM, BookKeeper, OrderBook
 from fastmd.aio.connection import Connection
 from fastmd.aio.gaps import GapLog
 from fastmd.aio.health import HealthMonitor
@@ -44,6 +44,7 @@ from fastmd.core.codec import PriceType
 from fastmd.core.health import Alert, Health, HealthConfig, check_stale_after
 from fastmd.core.lifecycle import ErrorReport, ErrorReporter, Severity
 from fastmd.core.liveness import Heartbeat
+from fastmd.core.sbe_streams import parse_sbe_stream
 from fastmd.core.selective import (
     ChangeFilter,
     Throttle,
@@ -86,6 +87,28 @@ _PRESETS: Final[dict[str, _VenuePreset]] = {
 }
 
 
+SBE_WS_URL: Final = "wss://stream-sbe.binance.com:9443"
+"""Binance spot's SBE market-data endpoint (binance-protocol.md §8)."""
+
+
+def _check_encoding(venue: str, encoding: str, api_key: str | None) -> None:
+    """Refuse an encoding the venue does not serve, or SBE without its API key."""
+    if encoding not in ("json", "sbe"):
+        raise ValueError(f"unknown encoding {encoding!r}; allowed: 'json', 'sbe'")
+    if api_key is not None and not str(api_key).strip():  # str(): the input is unchecked
+        raise ValueError("api_key must be a non-empty string")
+    if api_key is not None and not isinstance(api_key, str):
+        raise TypeError(f"api_key must be a str, not {type(api_key).__name__}")
+    if encoding == "sbe":
+        if venue != "binance-spot":
+            raise ValueError(f"encoding='sbe' is Binance spot market data only, not {venue!r}")
+        if api_key is None:
+            raise ValueError(
+                "encoding='sbe' needs api_key=...: Binance's SBE streams require an Ed25519 API "
+                "key in the X-MBX-APIKEY header of the WebSocket upgrade"
+            )
+
+
 class Client:
     """The client most users hold (the seed's ``UnifiedWebSocketClient``).
 
@@ -100,6 +123,14 @@ class Client:
         venue: ``"binance-spot"`` or ``"binance-usdm"`` (Binance's real URLs by default).
         ws_url: base WebSocket URL (the simulator's ``ws_url``), overriding the venue's.
         rest_url: base REST URL (used to validate symbols), overriding the venue's.
+        encoding: ``"json"`` (default) or ``"sbe"``: Binance spot's binary market data
+            (``wss://stream-sbe.binance.com:9443`` by default; streams ``<symbol>@trade``,
+            ``@bestBidAsk``, ``@depth``, ``@depth20``, times in microseconds; see docs/sbe.md).
+            Needs ``api_key``; books then sync from ``<symbol>@depth``.
+        api_key: the API key (an Ed25519 key on Binance) sent as ``X-MBX-APIKEY`` on every
+            WebSocket upgrade; required by ``encoding="sbe"``. Never logged nor shown in reprs;
+            a refused upgrade (401/403) is reported as :class:`fastmd.AuthenticationError` and
+            not retried.
         max_streams_per_connection: 1024 spot, 200 futures by default.
         max_outgoing_per_second: 4 spot, 8 futures by default (Binance allows 5 and 10).
         max_params_per_request: streams per SUBSCRIBE/UNSUBSCRIBE.
@@ -141,6 +172,8 @@ class Client:
         *,
         ws_url: str | None = None,
         rest_url: str | None = None,
+        encoding: Literal["json", "sbe"] = "json",
+        api_key: str | None = None,
         max_streams_per_connection: int | None = None,
         max_outgoing_per_second: int | None = None,
         max_params_per_request: int = 200,
@@ -172,6 +205,11 @@ class Client:
         if preset is None:
             raise ValueError(f"unknown venue {venue!r}; allowed: {', '.join(_PRESETS)}")
         self.venue: Venue = venue
+        _check_encoding(venue, encoding, api_key)
+        self.encoding: Literal["json", "sbe"] = encoding
+        """``"json"`` or ``"sbe"`` (Binance spot's binary market data)."""
+        if encoding == "sbe" and ws_url is None:
+            ws_url = SBE_WS_URL
         self.ws_url = (ws_url or preset.ws_url).rstrip("/")
         self.rest_url = (rest_url or preset.rest_url).rstrip("/")
         self.validate_symbols = validate_symbols
@@ -181,6 +219,8 @@ class Client:
         self._settings = PoolSettings(
             venue=venue,
             ws_url=self.ws_url,
+            encoding=encoding,
+            api_key=api_key,
             routed=preset.routed,
             max_streams_per_connection=(
                 max_streams_per_connection or STREAMS_PER_CONNECTION[venue]
@@ -253,7 +293,14 @@ class Client:
             tasks=self._tasks,
             reporter=self._reporter,
             weight_budget=rest_weight_budget or DEFAULT_WEIGHT_LIMIT[venue] // 2,
+            diff_stream=SBE_DIFF_STREAM if encoding == "sbe" else DEFAULT_DIFF_STREAM,
         )
+
+    def _parse_stream(self, name: str) -> Stream:
+        """``name`` parsed by the grammar of this client's endpoint (JSON or SBE)."""
+        if self.encoding == "sbe":
+            return parse_sbe_stream(name)
+        return parse_stream(name, self.venue)
 
     # -- options kept as attributes -----------------------------------------------------------
 
@@ -455,7 +502,7 @@ class Client:
         names = (streams,) if isinstance(streams, str) else tuple(dict.fromkeys(streams))
         if not names:
             raise StreamNameError("subscribe() needs at least one stream")
-        parsed = [parse_stream(name, self.venue) for name in names]
+        parsed = [self._parse_stream(name) for name in names]
         selective = {
             name: delivery
             for name, stream in zip(names, parsed, strict=True)
@@ -499,7 +546,7 @@ class Client:
         events = EventStream(maxsize, overflow, self._overflowed)
         names = (streams,) if isinstance(streams, str) else tuple(streams)
         for name in names:  # all or nothing: a bad name or option subscribes none
-            stream = parse_stream(name, self.venue)
+            stream = self._parse_stream(name)
             change_fields(stream, name, self.venue, only_changes)
             check_throttle(stream, name, throttle)
         # One subscription per stream name so the queue knows where each event came from.

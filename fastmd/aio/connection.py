@@ -47,6 +47,7 @@ from fastmd.core.liveness import Heartbeat, Liveness, LivenessAction
 from fastmd.core.pacing import Pacer
 from fastmd.core.stats import ConnectionStats, LatencyTracker, RateMeter
 from fastmd.errors import (
+    AuthenticationError,
     CallbackError,
     ConnectError,
     ConnectionClosed,
@@ -541,8 +542,8 @@ class Connection:
                         break
                     self._attempt += 1
                     self._attempt_failed(error)
-                    if not self.auto_reconnect:
-                        break
+                    if not self.auto_reconnect or isinstance(error, AuthenticationError):
+                        break  # refused credentials stay refused: no retry loop
                     status = error.status if isinstance(error, HandshakeError) else None
                     retry = error.retry_after if isinstance(error, HandshakeError) else None
                     await self._backoff(handshake_status=status, retry_after=retry)
@@ -603,8 +604,11 @@ class Connection:
         code = "tls_error" if isinstance(error, TLSError) else "connect_failed"
         if isinstance(error, HandshakeError):
             code = "handshake_rejected"
+        if isinstance(error, AuthenticationError):
+            code = "authentication_failed"
+        critical = isinstance(error, TLSError | AuthenticationError)
         self._report(
-            Severity.ERROR if not isinstance(error, TLSError) else Severity.CRITICAL,
+            Severity.CRITICAL if critical else Severity.ERROR,
             code,
             f"connection attempt {self._flaps + self._attempt} to {self.url} failed: {error}",
             error,
@@ -1118,6 +1122,9 @@ class Connection:
                 self._listener_errors += 1
                 logger.exception("an error listener raised")
 
+    def _sends_api_key(self) -> bool:
+        return any(name.lower() == "x-mbx-apikey" for name in self.extra_headers or ())
+
     def _translate(self, exc: BaseException) -> Exception:
         """Foreign connect errors become fastmd errors (the original is the cause)."""
         error: Exception
@@ -1129,9 +1136,17 @@ class Connection:
                 header = response.headers.get("Retry-After")
                 with contextlib.suppress(TypeError, ValueError):
                     retry_after = float(header) if header is not None else None
-            error = HandshakeError(
-                f"upgrade refused with HTTP {status}", status=status, retry_after=retry_after
-            )
+            if status == 401 or (status == 403 and self._sends_api_key()):
+                error = AuthenticationError(
+                    f"upgrade refused with HTTP {status}: the API key (X-MBX-APIKEY) was "
+                    "missing or not accepted; not retried",
+                    status=status,
+                    retry_after=retry_after,
+                )
+            else:
+                error = HandshakeError(
+                    f"upgrade refused with HTTP {status}", status=status, retry_after=retry_after
+                )
         elif isinstance(exc, ssl.SSLError | ssl.CertificateError):
             error = TLSError(f"TLS failure: {exc}")
         elif isinstance(exc, TimeoutError):

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from picows import WSFrame, WSMsgType, WSTransport
@@ -29,20 +29,21 @@ from fastmd.aio.connection import Connection
 from fastmd.aio.reporting import Reporter
 from fastmd.aio.router import frame_router
 from fastmd.aio.routes import Route, RouteTable
+from fastmd.aio.sbe_router import sbe_frame_router
 from fastmd.aio.tasks import Tasks
 from fastmd.core.backoff import Backoff
 from fastmd.core.breaker import CircuitBreakerPolicy
-from fastmd.core.codec import Decoder, Message, PriceType
+from fastmd.core.codec import Decoder, Encoding, Message, PriceType
 from fastmd.core.events import ControlError, ControlReply, ServerShutdown
 from fastmd.core.health import ConnectionHealth, Link, connection_status
-from fastmd.core.lifecycle import ConnectionState, Severity
+from fastmd.core.lifecycle import ConnectionState, ErrorReport, Severity
 from fastmd.core.liveness import Heartbeat
 from fastmd.core.pacing import Pacer
 from fastmd.core.stats import ConnectionStats
 from fastmd.core.status import ShardView
 from fastmd.core.streams import Venue, futures_route
 from fastmd.core.subscriptions import ControlChannel, Outcome, SubscriptionAudit
-from fastmd.errors import DecodeError
+from fastmd.errors import AuthenticationError, DecodeError
 
 __all__: list[str] = []
 
@@ -93,6 +94,10 @@ class PoolSettings:
     """Called with every complete text or binary message's payload (valid during the call
     only) and whether it is binary, before it is decoded (``fastmd.record``); ``None``: the
     frame handler is the router itself, nothing added per frame."""
+    encoding: Encoding = "json"
+    """``"sbe"``: the sockets carry Binance's binary market data (SBE decoder and router)."""
+    api_key: str | None = field(default=None, repr=False)
+    """Sent as ``X-MBX-APIKEY`` on every upgrade; never shown (``repr=False``)."""
 
 
 class FallbackSwitch(Protocol):
@@ -222,7 +227,7 @@ class ConnectionPool:
             shard.streams.add(route.name)
             route.shard = shard
             shard.channel.want([route.name])
-            if shard.decoder is not None:
+            if shard.decoder is not None and self.settings.encoding == "json":
                 shard.decoder.register([route.name])
             touched[shard.key] = shard
         for shard in touched.values():
@@ -360,6 +365,8 @@ class ConnectionPool:
             options["heartbeat"] = settings.heartbeat
         if settings.circuit_breaker is not None:
             options["circuit_breaker"] = settings.circuit_breaker
+        if settings.api_key is not None:
+            options["extra_headers"] = {"X-MBX-APIKEY": settings.api_key}
         return Connection(
             shard.url,
             max_outgoing_per_second=settings.max_outgoing_per_second,
@@ -375,8 +382,10 @@ class ConnectionPool:
             settings.venue,
             price_type=settings.price_type,
             max_streams=ROUTES_PER_STREAM_SLOT * settings.max_streams_per_connection,
+            encoding=settings.encoding,
         )
-        decoder.register(streams)
+        if settings.encoding == "json":  # SBE frames name their stream: nothing to register
+            decoder.register(streams)
         return decoder
 
     def _install_router(
@@ -386,7 +395,8 @@ class ConnectionPool:
         decoder: Decoder,
         on_reply: Callable[[ControlReply], None],
     ) -> None:
-        on_frame, consumed = frame_router(
+        router = sbe_frame_router if self.settings.encoding == "sbe" else frame_router
+        on_frame, consumed = router(
             decoder,
             self._routes,
             conn.handle_frame,
@@ -413,6 +423,19 @@ class ConnectionPool:
         conn.on("disconnect", lambda code, reason: self._on_disconnect(shard, conn))
         conn.on("reconnecting", lambda attempt, delay: self._on_reconnecting(shard, conn, attempt))
         conn.on("circuit_open", lambda cooldown: self._on_circuit_open(shard, conn))
+        conn.on("error", lambda report: self._on_connection_error(shard, conn, report))
+
+    def _on_connection_error(self, shard: Shard, conn: Connection, report: ErrorReport) -> None:
+        """Refused credentials (:class:`fastmd.AuthenticationError`): the connection stopped
+        trying, so the shard's streams fail now, each with the refusal, instead of waiting
+        forever; a later subscribe tries again (once)."""
+        error = report.error
+        if shard.conn is not conn or self._closed or not isinstance(error, AuthenticationError):
+            return
+        failure = ControlError(error.status or 401, str(error))
+        self._outcomes([Outcome(s, "SUBSCRIBE", False, failure) for s in sorted(shard.streams)])
+        if self._shards.get(shard.key) is shard:  # its stopped connection goes with it
+            self._retire_shard(shard)
 
     def _on_reconnecting(self, shard: Shard, conn: Connection, attempt: int) -> None:
         if shard.conn is conn and attempt > self.settings.fallback_after and not self._closed:
