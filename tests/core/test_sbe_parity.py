@@ -5,6 +5,8 @@ entries, odd symbols) and mutates them (bytes flipped, cut, inserted; header fie
 both implementations must return equal messages or raise the same error category, in each number
 type. Float conversions are checked against ``float(Decimal(mantissa).scaleb(exponent))``, the
 correctly rounded value of the exact decimal; ``str``/``Decimal`` against the exact decimal.
+Last, frames written by the simulator's encoder (``fastmd.sim.sbe``, written from the schema on
+its own) decode to the values it was given, padded or not.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fastmd import DecodeError
 from fastmd.core.sbe import SbeDecoder, compiled_available
+from fastmd.sim import sbe
 
 pytestmark = pytest.mark.skipif(
     not compiled_available() and not os.environ.get("CI"),
@@ -187,3 +190,97 @@ def test_number_edges(mantissa: int, exponent: int) -> None:
     for compiled in (True, False):
         decoder = SbeDecoder(compiled=compiled)
         assert decoder.decode(bba(mantissa, exponent))[0].event.bid_price == float(exact)
+
+
+# -- frames the simulator's encoder writes (fastmd/sim/sbe.py, written from the schema) ----------
+
+LEVELS = st.lists(st.tuples(INT64, INT64), max_size=5)
+PADDING = st.integers(0, 7)
+TIMES = st.integers(0, 2**63 - 1)
+NAMES = st.sampled_from(["BTCUSDT", "ETHBTC", "1000SATSUSDT", "ÄBC"])
+
+
+def _exact(mantissa: int, exponent: int) -> float:
+    return float(Decimal(mantissa).scaleb(exponent))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=NAMES,
+    times=st.tuples(TIMES, TIMES),
+    exponents=st.tuples(EXPONENT, EXPONENT),
+    trades=st.lists(st.tuples(TIMES, INT64, INT64, st.booleans()), max_size=5),
+    padding=st.tuples(PADDING, PADDING),
+)
+def test_simulator_trades(
+    name: str,
+    times: tuple[int, int],
+    exponents: tuple[int, int],
+    trades: list[tuple[int, int, int, bool]],
+    padding: tuple[int, int],
+) -> None:
+    frame = sbe.encode_trades(
+        name, *times, *exponents, trades, root_padding=padding[0], entry_padding=padding[1]
+    )
+    for compiled in (True, False):
+        messages = SbeDecoder(compiled=compiled).decode(frame)
+        assert [m.stream for m in messages] == [f"{name.lower()}@trade"] * len(trades)
+        for message, (trade_id, price, qty, maker) in zip(messages, trades, strict=True):
+            event = message.event
+            assert (event.event_time, event.trade_time) == times
+            assert (event.symbol, event.trade_id, event.is_buyer_maker) == (name, trade_id, maker)
+            assert event.price == _exact(price, exponents[0])
+            assert event.quantity == _exact(qty, exponents[1])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=NAMES,
+    ids=st.tuples(TIMES, TIMES, TIMES),
+    exponents=st.tuples(EXPONENT, EXPONENT),
+    sides=st.tuples(LEVELS, LEVELS),
+    padding=st.tuples(PADDING, PADDING),
+)
+def test_simulator_books(
+    name: str,
+    ids: tuple[int, int, int],
+    exponents: tuple[int, int],
+    sides: tuple[list[tuple[int, int]], list[tuple[int, int]]],
+    padding: tuple[int, int],
+) -> None:
+    pads = {"root_padding": padding[0], "entry_padding": padding[1]}
+    price_exp, qty_exp = exponents
+    bids, asks = sides
+    exact_bids = [(_exact(p, price_exp), _exact(q, qty_exp)) for p, q in bids]
+    exact_asks = [(_exact(p, price_exp), _exact(q, qty_exp)) for p, q in asks]
+    bid, ask = (bids or [(1, 2)])[0], (asks or [(3, 4)])[0]
+    frames = {
+        "bestBidAsk": sbe.encode_best_bid_ask(
+            name, ids[0], ids[1], *exponents, bid, ask, root_padding=padding[0]
+        ),
+        "depth": sbe.encode_depth_diff(name, *ids, *exponents, bids, asks, **pads),
+        "depth20": sbe.encode_depth_snapshot(name, *ids[:2], *exponents, bids, asks, **pads),
+    }
+    for compiled in (True, False):
+        decoder = SbeDecoder(compiled=compiled)
+        decoded = {kind: decoder.decode(frame) for kind, frame in frames.items()}
+        for kind, (message,) in decoded.items():
+            assert message.stream == f"{name.lower()}@{kind}"
+            assert message.event.symbol == name
+            assert message.event.event_time == ids[0]
+        ticker = decoded["bestBidAsk"][0].event
+        assert ticker.update_id == ids[1]
+        assert (ticker.bid_price, ticker.bid_quantity) == (
+            _exact(bid[0], price_exp),
+            _exact(bid[1], qty_exp),
+        )
+        assert (ticker.ask_price, ticker.ask_quantity) == (
+            _exact(ask[0], price_exp),
+            _exact(ask[1], qty_exp),
+        )
+        diff = decoded["depth"][0].event
+        assert (diff.first_update_id, diff.final_update_id) == ids[1:]
+        assert (diff.bids, diff.asks) == (exact_bids, exact_asks)
+        snapshot = decoded["depth20"][0].event
+        assert snapshot.last_update_id == ids[1]
+        assert (snapshot.bids, snapshot.asks) == (exact_bids, exact_asks)
