@@ -10,7 +10,8 @@ private module) stay unlinked: under ``mkdocs build --strict`` a link whose targ
 reference does not render would fail the build.
 
 Grouped parameters (``backoff, heartbeat: ...`` in an ``Args:`` section) are written out as one
-item per name, so each is matched with its signature's annotation and default.
+item per name, so each is matched with its signature's annotation and default; reST's ``::``
+before a literal block becomes ``:`` (the indented block is a Markdown code block already).
 """
 
 from __future__ import annotations
@@ -85,6 +86,15 @@ def split_grouped_parameters(text: str) -> str:
     return "\n".join(out)
 
 
+LITERAL_BLOCK = re.compile(r"(?<=\S)::$", re.MULTILINE)
+
+
+def literal_blocks(text: str) -> str:
+    """reST's ``text::`` before an indented block becomes ``text:``; the indented block is
+    already a Markdown code block."""
+    return LITERAL_BLOCK.sub(":", text)
+
+
 class Docstrings(griffe.Extension):
     """Rewrites every docstring once griffe has built the object tree: Sphinx roles into
     Markdown, grouped parameters into one item each."""
@@ -92,4 +102,4 @@ class Docstrings(griffe.Extension):
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
             text = split_grouped_parameters(obj.docstring.value)
-            obj.docstring.value = convert_roles(text)
+            obj.docstring.value = literal_blocks(convert_roles(text))
