@@ -359,7 +359,34 @@ def test_decoder_encoding_validation() -> None:
 
 
 def test_routes_are_bounded() -> None:
+    # max_streams routes are kept for good, then a 1024-entry LRU: a peer sending endless
+    # symbols cannot grow the decoder (seen here as message classes made again once evicted)
     decoder = SbeDecoder(max_streams=2, compiled=False)
-    for i in range(1100):
-        decoder.decode(best_bid_ask_frame(raw_symbol=b"S%d" % i))
-    assert decoder.decode(best_bid_ask_frame(raw_symbol=b"S0"))[0].stream == "s0@bestBidAsk"
+
+    def message_class(name: bytes) -> type:
+        return type(decoder.decode(best_bid_ask_frame(raw_symbol=name))[0])
+
+    first = {name: message_class(name) for name in (b"S0", b"S1", b"S2")}
+    for i in range(3, 1100):
+        message_class(b"S%d" % i)
+    assert message_class(b"S0") is first[b"S0"]
+    assert message_class(b"S1") is first[b"S1"]
+    assert message_class(b"S2") is not first[b"S2"]
+    assert message_class(b"S1099") is message_class(b"S1099")
+
+
+def test_implementation_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTMD_PURE_PYTHON", "1")
+    assert SbeDecoder().compiled is False
+    assert SbeDecoder(compiled=False).compiled is False
+    monkeypatch.setenv("FASTMD_PURE_PYTHON", "0")
+    assert SbeDecoder().compiled is compiled_available()
+    monkeypatch.delenv("FASTMD_PURE_PYTHON")
+    assert SbeDecoder().compiled is compiled_available()
+    if compiled_available():
+        assert SbeDecoder(compiled=True).compiled is True
+    elif os.environ.get("CI"):
+        pytest.fail("the C extension fastmd._sbe is not built (pip install -e .)")
+    else:
+        with pytest.raises(ImportError, match="pip install"):
+            SbeDecoder(compiled=True)
