@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import os
 import re
@@ -60,7 +61,7 @@ def test_demo_reports_every_stream_and_every_gap_of_the_midway_drop() -> None:
     assert result.returncode == 0, out + result.stderr
     # Line mode: no terminal escape codes, a progress line a second, the injected fault.
     assert "\x1b[" not in out
-    assert len(re.findall(r"^\[ *\d+\.\d+s\] \w+ +events \d+", out, re.MULTILINE)) >= 3
+    assert len(re.findall(r"^\[ *\d+\.\d+s\] \w+ +health \w+ +events \d+", out, re.M)) >= 3
     assert "fault injected: the simulator reset 1 connection(s) (TCP RST)" in out
 
     summary = out[out.index("fastmd demo summary") :]
@@ -94,6 +95,9 @@ def test_demo_reports_every_stream_and_every_gap_of_the_midway_drop() -> None:
         assert "result: OK - 0 gaps" in summary
     assert re.search(r"^reconnects: [1-9]", summary, re.M)
     assert "RECONNECTING at" in summary
+    # The client's own verdict (client.health()) at the end, with why for each stream not
+    # healthy.
+    assert re.search(r"^health at the end: (HEALTHY|DEGRADED|STALE|DOWN)", summary, re.M)
     for label in ("duplicates dropped: ", "decode errors: 0", "status timeline: "):
         assert label in summary
 
@@ -355,14 +359,19 @@ def busy_demo() -> Demo:
     for i, market in enumerate(demo.markets.values()):
         market.last_price, market.bid, market.ask = 60_000.02 / (i + 1), 59_999.97, 60_000.02
         market.trades_per_second = 1_234.0
-    for health in demo.streams.values():
-        health.events, health.last_at = 1_234_567, time.monotonic()
-        health.ledger(1, 1_234_567)
+    for ledger in demo.streams.values():
+        ledger.record(1, 1_234_567)
+    gaps: dict[str, list[fastmd.Gap]] = {stream: [] for stream in demo.streams}
     for i in range(12):
         stream = DEMO_STREAMS[i % len(DEMO_STREAMS)]
         gap = fastmd.Gap(stream, 12_345_678_901, 12_345_679_001, fastmd.GapReason.RECONNECT)
         demo.on_gap(gap)
+        gaps[stream].append(gap)
         demo.streams[stream].ids -= gap.missing  # every id delivered or reported
+    # The client's health of each stream: what the views show beside the demo's ledgers.
+    demo.health = health_snapshot(
+        {stream: (fastmd.HealthStatus.HEALTHY, 1_234_567, found) for stream, found in gaps.items()}
+    )
     for i in range(8):
         demo.note(f"warning disconnected: ws://127.0.0.1:43811/stream closed ({i}); " * 3)
     demo.metrics = fastmd.Metrics(
@@ -375,6 +384,23 @@ def busy_demo() -> Demo:
     )  # fmt: skip
     demo.events_rate = 123_456.0
     return demo
+
+
+def health_snapshot(
+    streams: dict[str, tuple[fastmd.HealthStatus, int, list[fastmd.Gap]]],
+) -> fastmd.Health:
+    """A ``client.health()`` snapshot with these streams' status, events and gaps."""
+    table = {
+        name: fastmd.StreamHealth(
+            stream=name, status=status, reason=None if status == "HEALTHY" else "silent",
+            last_event_age=0.1 if events else None, rate=100.0, events=events, rest_events=0,
+            gaps=len(found), missing=sum(g.missing for g in found), lag=None,
+            expected_interval=None, stale_after=None, connection=None,
+        )
+        for name, (status, events, found) in streams.items()
+    }  # fmt: skip
+    worst = max((s.status for s in table.values()), key=list(fastmd.HealthStatus).index)
+    return fastmd.Health(status=worst, reason=None, streams=table, connections=())
 
 
 def render(view: object, width: int, height: int) -> list[str]:
@@ -396,12 +422,14 @@ def test_live_view_fits_the_terminal(width: int, height: int) -> None:
     assert len(lines) <= height - 1, "\n".join(lines)  # the last line stays free for the cursor
     assert max(cell_len(line) for line in lines) <= width, "\n".join(lines)
     assert lines[0].startswith("fastmd demo")
-    assert lines[1].startswith("status RECONNECTING   events 14,814,804 (123,456/s)   gaps 12")
+    assert lines[1].startswith(
+        "status RECONNECTING   health HEALTHY   events 14,814,804 (123,456/s)   gaps 12"
+    )
     if width >= 160:  # one status line at 160 columns, even with numbers this large
         assert "decode errors 12" in lines[1], lines[1]
         assert lines[2] == "", "\n".join(lines)
     elif width == 80:  # two at 80; pairs are never split
-        assert lines[2].startswith("ping RTT"), "\n".join(lines)
+        assert lines[2].startswith("reconnects 12   ping RTT"), "\n".join(lines)
         assert lines[3] == "" or lines[3].startswith(("symbol", "gaps")), "\n".join(lines)
     text = "\n".join(lines)
     assert "gaps reported: 12" in text, text
@@ -420,11 +448,15 @@ def test_live_view_shows_everything_when_there_is_room() -> None:
 
 def test_live_view_puts_the_streams_in_trouble_first() -> None:
     demo = busy_demo()
-    silent = demo.streams["bnbusdt@bookTicker"]
-    silent.events, silent.last_at = 0, None
+    assert demo.health is not None
+    streams = dict(demo.health.streams)
+    streams["bnbusdt@bookTicker"] = dataclasses.replace(
+        streams["bnbusdt@bookTicker"], status=fastmd.HealthStatus.STALE, reason="silent for 9 s"
+    )
+    demo.health = dataclasses.replace(demo.health, streams=streams)
     lines = render(live_view(demo, 20.0, 80, 24), 80, 24)
     text = "\n".join(lines)
-    assert "bnbusdt@bookTicker" in text, text
+    assert re.search(r"^bnbusdt@bookTicker +STALE ", text, re.M), text
     assert re.search(r"\+\d+ more: \d+ with gaps", text), text
 
 

@@ -1,9 +1,12 @@
 """The demo's state: what ``fastmd demo`` knows about each market and stream, fed by the
-client's callbacks, gap and status listeners and error reports.
+client's callbacks, gap and status listeners and error reports, and by :meth:`fastmd.Client.health`
+snapshots: each stream's status, event count, last event, gaps and missing events are the
+library's own (``client.health().streams``), not a count the demo keeps.
 
-Sequenced streams (trade ids, depth update ids) keep an id ledger: every id between the first and
-the last seen was either delivered or reported missing in a gap. That is the demo's proof that no
-loss was silent. The views (:mod:`fastmd.cli.view`) only read this state.
+What the demo adds is an id ledger of the sequenced streams (trade ids, depth update ids), kept
+from what its callbacks saw: every id between the first and the last seen was either delivered or
+reported missing in a gap. That is the demo's proof that no loss was silent. The views
+(:mod:`fastmd.cli.view`) only read this state.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from fastmd.cli.reports import Reachability, Repeats, fold_key
 from fastmd.core.streams import TRADE_KINDS, StreamKind, build_stream, parse_stream, trade_stream
 
 if TYPE_CHECKING:
-    from fastmd import Client, ErrorReport, Gap, Metrics, Status, Venue
+    from fastmd import Client, ErrorReport, Gap, Health, Metrics, Status, StreamHealth, Venue
 
-__all__ = ["Demo", "GapSeen", "Market", "Rate", "StreamHealth", "demo_streams"]
+__all__ = ["Demo", "GapSeen", "Market", "Rate", "StreamLedger", "demo_streams"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,21 +64,19 @@ class Rate:
 
 
 @dataclass
-class StreamHealth:
-    """What the demo knows about one stream.
+class StreamLedger:
+    """The demo's id ledger of one stream (its health is the client's: :meth:`Demo.health_of`).
 
-    Sequenced streams (trade ids, depth update ids) keep an id ledger: every id between the first
-    and the last seen was either delivered or reported missing in a gap. That is the demo's proof
-    that no loss was silent.
+    Sequenced streams (trade ids, depth update ids) count the ids their callback saw and the ids
+    reported missing through ``on_gap``: every id between the first and the last seen was either
+    delivered or reported missing. That is the demo's proof that no loss was silent.
     """
 
     name: str
     symbol: str
     kind: StreamKind
-    events: int = 0
-    last_at: float | None = None
-    gaps: int = 0
     missing: int = 0
+    """Ids reported missing through ``on_gap``."""
     first_id: int | None = None
     last_id: int | None = None
     ids: int = 0
@@ -84,7 +85,7 @@ class StreamHealth:
     def sequenced(self) -> bool:
         return self.kind in _LEDGER_KINDS
 
-    def ledger(self, first: int, last: int) -> None:
+    def record(self, first: int, last: int) -> None:
         """Count ids ``first..last`` as delivered."""
         if self.first_id is None:
             self.first_id = first
@@ -148,7 +149,7 @@ class Demo:
         """Error reports per code (gaps apart), shown or folded."""
         self.markets = {s: Market(s) for s in symbols}
         self.streams = {
-            name: StreamHealth(name, s, parse_stream(name, venue).kind)
+            name: StreamLedger(name, s, parse_stream(name, venue).kind)
             for s in symbols
             for name in demo_streams(s, venue)
         }
@@ -158,6 +159,8 @@ class Demo:
         self.recoveries = 0
         self.subscription_errors: list[str] = []
         self.metrics: Metrics | None = None
+        self.health: Health | None = None
+        """The latest :meth:`fastmd.Client.health` snapshot (taken by :meth:`sample`)."""
         self.message_rate = Rate()
         self.events_rate = 0.0
 
@@ -184,33 +187,24 @@ class Demo:
 
     # -- client hooks (called from the frame handler: keep them cheap) ------------------------
 
-    def callback(self, health: StreamHealth) -> Callable[[Any], None]:
-        """The subscription callback of one stream."""
-        market = self.markets[health.symbol]
-        clock = time.monotonic
-        is_trade = health.kind is StreamKind.TRADE
+    def callback(self, ledger: StreamLedger) -> Callable[[Any], None]:
+        """The subscription callback of one stream (events are counted by the client)."""
+        market = self.markets[ledger.symbol]
+        is_trade = ledger.kind is StreamKind.TRADE
 
         def on_trade(event: Any) -> None:
-            health.events += 1
-            health.last_at = clock()
             trade_id = event.trade_id if is_trade else event.agg_trade_id
-            health.ledger(trade_id, trade_id)
+            ledger.record(trade_id, trade_id)
             market.trades += 1
             market.last_price = event.price
 
         def on_depth(event: Any) -> None:
-            health.events += 1
-            health.last_at = clock()
-            health.ledger(event.first_update_id, event.final_update_id)
+            ledger.record(event.first_update_id, event.final_update_id)
 
         def on_book(event: Any) -> None:
-            health.events += 1
-            health.last_at = clock()
             market.bid, market.ask = event.bid_price, event.ask_price
 
         def on_kline(event: Any) -> None:
-            health.events += 1
-            health.last_at = clock()
             if market.last_price is None:
                 market.last_price = event.kline.close
 
@@ -221,7 +215,7 @@ class Demo:
             StreamKind.BOOK_TICKER: on_book,
             StreamKind.KLINE: on_kline,
         }
-        return callbacks[health.kind]
+        return callbacks[ledger.kind]
 
     def dispatcher(self) -> Callable[[Any], None]:
         """One callback for every stream, routing each event to its stream's callback by event
@@ -245,10 +239,9 @@ class Demo:
     def on_gap(self, gap: Gap) -> None:
         missing = gap.missing
         self.gaps.append(GapSeen(self.elapsed(), gap))
-        health = self.streams.get(gap.stream)
-        if health is not None:
-            health.gaps += 1
-            health.missing += missing
+        ledger = self.streams.get(gap.stream)
+        if ledger is not None:
+            ledger.missing += missing
         self.note(
             f"gap {gap.stream}: expected {gap.expected}, received {gap.received} "
             f"({missing} missing, reason {gap.reason.value})",
@@ -276,16 +269,28 @@ class Demo:
     # -- sampling -------------------------------------------------------------------------------
 
     def sample(self, client: Client) -> None:
-        """Refresh metrics and rates (called by the view, 4 times a second)."""
+        """Refresh metrics, health and rates (called by the view, 4 times a second)."""
         now = time.monotonic()
         self.metrics = client.metrics()
+        self.health = client.health()
         for market in self.markets.values():
             market.trades_per_second = market.rate.sample(now, market.trades)
         self.events_rate = self.message_rate.sample(now, self.total_events)
 
+    def health_of(self, name: str) -> StreamHealth | None:
+        """The client's health of stream ``name`` in the latest snapshot (``None``: none yet)."""
+        return self.health.streams.get(name) if self.health is not None else None
+
+    def events_of(self, name: str) -> int:
+        """Events of stream ``name`` delivered to its callback (the client's count: from the
+        socket and from REST)."""
+        health = self.health_of(name)
+        return 0 if health is None else health.events + health.rest_events
+
     @property
     def total_events(self) -> int:
-        return sum(h.events for h in self.streams.values())
+        """Events of the demo's streams, as of the latest health snapshot."""
+        return sum(self.events_of(name) for name in self.streams)
 
     @property
     def reconnects(self) -> int:
@@ -300,5 +305,5 @@ class Demo:
         return bool(self.total_events and not self.subscription_errors and not self.unaccounted)
 
     @property
-    def unaccounted(self) -> list[StreamHealth]:
+    def unaccounted(self) -> list[StreamLedger]:
         return [h for h in self.streams.values() if h.accounted is False]

@@ -1,17 +1,18 @@
 """What ``fastmd demo`` shows: the live view on a terminal (fitted to its size), the progress
 line a second otherwise, and the summary at the end. Everything here reads the demo's state
-(:class:`fastmd.cli.state.Demo`) and changes nothing in it but its samples."""
+(:class:`fastmd.cli.state.Demo`: its id ledgers, and the client's health snapshot for each
+stream's status, events, last event, gaps and missing events) and changes nothing in it but its
+samples."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastmd.cli.common import wait_until_set
-from fastmd.cli.state import Demo, StreamHealth
+from fastmd.cli.state import Demo
 
 if TYPE_CHECKING:
     from rich.box import Box
@@ -36,16 +37,43 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.2f} ms"
 
 
-def _age(health: StreamHealth) -> str:
-    if health.last_at is None:
-        return "-"
-    return f"{time.monotonic() - health.last_at:.1f} s"
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f} s"
+
+
+@dataclass(frozen=True)
+class _StreamRow:
+    """One stream as the views show it: the client's health of it and the demo's id ledger."""
+
+    name: str
+    status: str
+    events: int
+    age: float | None
+    gaps: int
+    missing: int
+    accounted: bool | None
+
+
+def _rows(demo: Demo) -> list[_StreamRow]:
+    rows = []
+    for name, ledger in demo.streams.items():
+        health = demo.health_of(name)
+        rows.append(
+            _StreamRow(
+                name, health.status.value if health is not None else "-",
+                demo.events_of(name), health.last_event_age if health is not None else None,
+                health.gaps if health is not None else 0,
+                health.missing if health is not None else 0, ledger.accounted,
+            )
+        )  # fmt: skip
+    return rows
 
 
 def progress_line(demo: Demo) -> str:
     """One line of the non-terminal view (printed once a second)."""
     m = demo.metrics
     status = m.status.value if m is not None else "CONNECTING"
+    health = demo.health.status.value if demo.health is not None else "-"
     trades = " ".join(
         f"{s.lower()} {mk.trades_per_second:.0f}/s @ {_price(mk.last_price)}"
         for s, mk in demo.markets.items()
@@ -53,7 +81,7 @@ def progress_line(demo: Demo) -> str:
     rtt = _ms(m.latency.last) if m is not None else "-"
     dups = m.duplicates_dropped if m is not None else 0
     return (
-        f"[{demo.elapsed():6.2f}s] {status:<12} events {demo.total_events} "
+        f"[{demo.elapsed():6.2f}s] {status:<12} health {health:<8} events {demo.total_events} "
         f"({demo.events_rate:.0f}/s)  trades: {trades}  gaps {len(demo.gaps)}  "
         f"dups {dups}  reconnects {demo.reconnects}  rtt {rtt}"
     )
@@ -149,8 +177,11 @@ def _status_lines(demo: Demo, width: int) -> list[Text]:
     m = demo.metrics
     status = m.status.value if m is not None else "CONNECTING"
     colour = {"CONNECTED": "green", "CLOSED": "red", "FALLBACK": "red"}.get(status, "yellow")
+    verdict = demo.health.status.value if demo.health is not None else "-"
+    tint = {"HEALTHY": "green", "DEGRADED": "yellow"}.get(verdict, "red")
     pairs: list[tuple[str, Text]] = [
         ("status", Text(status, style=f"bold {colour}")),
+        ("health", Text(verdict, style=f"bold {tint}")),
         ("events", Text(f"{demo.total_events:,} ({demo.events_rate:,.0f}/s)")),
         ("gaps", Text(str(len(demo.gaps)), style="bold yellow" if demo.gaps else "")),
         ("reconnects", Text(str(demo.reconnects))),
@@ -207,20 +238,21 @@ def _markets_section(demo: Demo) -> _Section:
     return _Section(fixed=2, least=min(count, 3), want=count, rank=1, render=render)
 
 
-def _trouble(health: StreamHealth) -> int:
-    """How much a stream needs to be seen: ids unaccounted for, no event yet, gaps."""
-    if health.accounted is False:
+def _trouble(row: _StreamRow) -> int:
+    """How much a stream needs to be seen: ids unaccounted for, not healthy or no event yet,
+    gaps."""
+    if row.accounted is False:
         return 3
-    if health.events == 0:
+    if row.status != "HEALTHY" or row.events == 0:
         return 2
-    return 1 if health.gaps else 0
+    return 1 if row.gaps else 0
 
 
-def _more_streams(hidden: list[StreamHealth]) -> str:
+def _more_streams(hidden: list[_StreamRow]) -> str:
     """The last row of a cut streams table: how many are not shown, and what is up with them."""
     troubles = {
         "ids unaccounted": sum(h.accounted is False for h in hidden),
-        "silent": sum(h.events == 0 for h in hidden),
+        "not healthy": sum(h.status != "HEALTHY" for h in hidden),
         "with gaps": sum(h.gaps > 0 for h in hidden),
     }
     said = ", ".join(f"{n} {what}" for what, n in troubles.items() if n)
@@ -233,9 +265,9 @@ def _streams_section(demo: Demo) -> _Section:
     from rich.text import Text
 
     def render(rows: int) -> RenderableType:
-        columns = ("stream", "events", "last event", "gaps", "missing", "ids accounted")
-        table = _table(box.SIMPLE_HEAD, None, columns, left=("stream",))
-        streams = list(demo.streams.values())
+        columns = ("stream", "health", "events", "last event", "gaps", "missing", "ids ok")
+        table = _table(box.SIMPLE_HEAD, None, columns, left=("stream", "health"))
+        streams = _rows(demo)
         if rows < len(streams):  # the streams in trouble first, the rest in order
             chosen = sorted(streams, key=_trouble, reverse=True)[: rows - 1]
             shown = [h for h in streams if h in chosen]
@@ -244,8 +276,9 @@ def _streams_section(demo: Demo) -> _Section:
         for h in shown:
             ledger = {None: Text("n/a", style="dim"), True: Text("yes", style="green"),
                       False: Text("NO", style="bold red")}[h.accounted]  # fmt: skip
+            tint = {"HEALTHY": "green", "DEGRADED": "yellow", "-": "dim"}.get(h.status, "bold red")
             table.add_row(
-                h.name, f"{h.events:,}", _age(h),
+                h.name, Text(h.status, style=tint), f"{h.events:,}", _age(h.age),
                 Text(str(h.gaps), style="yellow" if h.gaps else ""), str(h.missing), ledger,
             )  # fmt: skip
         hidden = [h for h in streams if h not in shown]
@@ -322,7 +355,8 @@ def summary(demo: Demo, *, duration: float) -> str:
     lines = [f"fastmd demo summary: {duration:.1f} s against {demo.source}", ""]
     lines.append("events per stream:")
     lines.append(f"  {'stream':<24}{'events':>9}{'gaps':>6}{'missing':>9}  ids accounted")
-    for h in demo.streams.values():
+    rows = _rows(demo)
+    for h in rows:
         accounted = h.accounted
         if h.events == 0:
             ledger = "n/a (no event)"
@@ -332,6 +366,14 @@ def summary(demo: Demo, *, duration: float) -> str:
             ledger = "yes: every id delivered or reported missing" if accounted else "NO"
         lines.append(f"  {h.name:<24}{h.events:>9,}{h.gaps:>6}{h.missing:>9}  {ledger}")
     lines.append(f"  {'total':<24}{demo.total_events:>9,}")
+    if demo.health is not None:
+        health = demo.health
+        reason = f" ({health.reason})" if health.reason else ""
+        lines.append(f"health at the end: {health.status.value}{reason}")
+        for h in rows:
+            stream = health.streams.get(h.name)
+            if stream is not None and stream.reason is not None:
+                lines.append(f"  {h.name}: {stream.status.value}, {stream.reason}")
     lines.append("")
     lines.append(f"gaps reported: {len(demo.gaps)}")
     for seen in demo.gaps[:50]:
