@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from fastmd.core.codec import Decoder, Message, PriceType
 from fastmd.core.events import ControlReply
@@ -33,7 +34,9 @@ from fastmd.sim.replay import (
     read_manifest,
 )
 
-__all__ = ["RecordedRest", "events", "gaps", "manifest", "records", "rest_responses"]
+__all__ = [
+    "RecordedRest", "convert", "events", "gaps", "manifest", "records", "rest_responses",
+]  # fmt: skip
 
 
 def manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -163,3 +166,75 @@ def gaps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     for kind, _, payload in records(path):
         if kind == KIND_GAP:
             yield json.loads(bytes(payload))
+
+
+def convert(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    compression: Literal["zstd", "gzip"] = "zstd",
+) -> int:
+    """Write a recording of the older layout (``meta.json``, ``stream.jsonl``,
+    ``snapshots/<SYMBOL>.json``; tests/data/README.md) as a session in the format of
+    ``fastmd record``, at ``target``; returns the number of frames written.
+
+    Frames and snapshots keep their receive times and are merged in time order; each frame is
+    its envelope as compact JSON (the old layout kept parsed JSON, not the bytes received).
+
+    Raises:
+        RecordingNotFound: ``source`` is not a recording of the older layout.
+        RecordingError: ``target`` already holds a recording or cannot be written.
+    """
+    import json
+
+    from fastmd.aio.record import SessionWriter
+
+    folder = Path(source)
+    meta_file, stream_file = folder / "meta.json", folder / "stream.jsonl"
+    if not meta_file.is_file() or not stream_file.is_file():
+        raise RecordingNotFound(
+            f"{folder} is not a recording of the older layout: meta.json and stream.jsonl needed",
+            path=str(folder),
+        )
+    meta = json.loads(meta_file.read_text())
+    items: list[tuple[float, int, str, dict[str, str], bytes]] = []
+    streams: dict[str, None] = {}
+    for number, line in enumerate(stream_file.read_bytes().splitlines()):
+        if line.strip():
+            record = json.loads(line)
+            streams[record["msg"]["stream"]] = None
+            frame = json.dumps(record["msg"], separators=(",", ":")).encode()
+            items.append((float(record["ts"]), number, "", {}, frame))
+    for file in sorted((folder / "snapshots").glob("*.json")):
+        snapshot = json.loads(file.read_text())
+        query = snapshot["url"].partition("?")[2]
+        params = dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
+        body = json.dumps(snapshot["body"], separators=(",", ":")).encode()
+        items.append((float(snapshot["ts"]), -1, "depth", params, body))
+    items.sort(key=lambda item: (item[0], item[1]))
+    url = str(meta.get("url", ""))
+    subscribed = url.partition("streams=")[2]
+    if subscribed:  # every stream subscribed, also those that sent nothing
+        streams = dict.fromkeys([*subscribed.split("/"), *streams])
+    now = [0]
+    writer = SessionWriter(
+        target,
+        venue=meta.get("venue", "binance-spot"),
+        streams=list(streams),
+        compression=compression,
+        clock_ns=lambda: now[0],
+        extra={
+            "source": meta.get("source"),
+            "converted_from": f"{folder.name}: the older layout (meta.json, stream.jsonl)",
+        },
+    )
+    now[0] = int(items[0][0] * 1e9) if items else 0
+    writer.open(url.partition("/stream?")[0], "https://api.binance.com")
+    for ts, _, endpoint, params, payload in items:
+        now[0] = int(ts * 1e9)
+        if endpoint:
+            writer.rest_response(endpoint, params, payload)
+        else:
+            writer.frame(memoryview(payload), False)
+    writer.close()
+    return sum(1 for item in items if not item[2])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -140,6 +141,7 @@ class SessionWriter:
         rotate_seconds: ... or once it is this old.
         buffer_size: bytes buffered before they are compressed and written (the memory bound).
         clock_ns: receive-time clock (ns since the epoch).
+        extra: more manifest keys (where a converted recording came from...).
         monotonic: the clock of ``rotate_seconds``.
 
     Raises:
@@ -159,6 +161,7 @@ class SessionWriter:
         buffer_size: int = 256 << 10,
         clock_ns: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], float] = time.monotonic,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         folder = str(self.path)
@@ -206,6 +209,7 @@ class SessionWriter:
             "snapshots": 0,
             "gaps_total": 0,
             "gaps": [],
+            **(extra or {}),
         }
         self._buffer = bytearray()
         self._chunk_number = 0
@@ -375,7 +379,7 @@ class SessionWriter:
             return
         try:
             if self._compressor is None:
-                self._open_chunk()
+                self._open_chunk(_HEADER.unpack_from(self._buffer)[1])
             assert self._compressor is not None
             raw = len(self._buffer)
             data = self._compressor.compress(self._buffer)
@@ -393,12 +397,12 @@ class SessionWriter:
     def _chunk_name(self) -> str:
         return f"chunk-{self._chunk_number:06d}.fmr.{_SUFFIX[self.compression]}"
 
-    def _open_chunk(self) -> None:
+    def _open_chunk(self, first_ns: int) -> None:
         self._chunk_number += 1
         self._file = (self.path / (self._chunk_name() + ".part")).open("wb")
         self._compressor = _Compressor(self.compression, self.level)
         self._chunk_opened = self._monotonic()
-        self._chunk_first_ns = self._last_ns
+        self._chunk_first_ns = first_ns
         self._chunk_raw = len(CHUNK_MAGIC)
         data = self._compressor.compress(CHUNK_MAGIC)
         self._file.write(data)
@@ -487,6 +491,7 @@ async def record(
     flush_interval: float = 1.0,
     stop: asyncio.Event | None = None,
     on_progress: Callable[[RecordingStats], object] | None = None,
+    on_start: Callable[[fastmd.Client], object] | None = None,
     error_reporter: fastmd.ErrorReporter | None = None,
 ) -> RecordingStats:
     """Record ``streams`` into the folder ``out`` (docs/recording.md) until ``duration``
@@ -512,6 +517,9 @@ async def record(
             what a killed recorder can lose at most.
         stop: set it to end the recording.
         on_progress: called with :class:`RecordingStats` after every flush.
+        on_start: called with the recording :class:`fastmd.Client` once it started, before it
+            subscribes: subscribe your own callbacks to see what is being recorded. If it
+            returns an awaitable, that runs alongside the recording (cancelled at its end).
         error_reporter: the client's error reporter (default: logging).
 
     Returns:
@@ -557,6 +565,10 @@ async def record(
         async with client:
             client.rest.on_response = writer.rest_response
             client.on_gap(writer.gap)
+            if on_start is not None:
+                started = on_start(client)
+                if inspect.isawaitable(started):
+                    tasks.append(asyncio.ensure_future(started))
             symbols = sorted({s.upper() for n in names if (s := parse_stream(n, venue).symbol)})
             tasks.append(asyncio.create_task(_exchange_info(client, symbols)))
             client.subscribe(names, _ignore)
@@ -577,10 +589,13 @@ async def record(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # No await between closing the writer and the client's close(), which silences
+            # every callback before it awaits: the recording holds exactly what was delivered.
+            writer.close()
     finally:
         for task in tasks:
             task.cancel()
-        writer.close()  # after the client closed: every message it received is in
+        writer.close()
     if writer.failed is not None:
         raise RecordingError(
             f"recording to {writer.path} stopped: {writer.failed}", path=str(writer.path)

@@ -17,6 +17,8 @@ from typing import Any, Final, get_args
 
 from fastmd.cli.common import EXIT_USAGE
 from fastmd.cli.demo import run as run_demo
+from fastmd.cli.record import run as run_record
+from fastmd.cli.replay import run as run_replay
 from fastmd.cli.monitor import run as run_monitor
 from fastmd.cli.relay import run as run_relay
 from fastmd.cli.sim import run as run_sim
@@ -207,6 +209,62 @@ def _parser() -> argparse.ArgumentParser:
         help="address the metrics endpoint binds (default 127.0.0.1)",
     )  # fmt: skip
 
+    record = sub.add_parser(
+        "record",
+        help="record STREAMs to a folder: every frame as received, snapshots, gaps",
+        description="Record a session (docs/recording.md): every frame of STREAMs exactly as "
+        "received with its receive time, the REST depth snapshots of their order books, "
+        "exchangeInfo, gaps and a manifest, in compressed chunks. Without --url it records "
+        "the embedded simulator.",
+    )
+    record.add_argument("streams", nargs="+", metavar="STREAM", help="e.g. btcusdt@trade")
+    record.add_argument("--out", required=True, metavar="DIR", help="the recording's folder")
+    _add_target(record, rate=300.0)
+    record.add_argument(
+        "--duration", type=_positive, default=None, metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )  # fmt: skip
+    record.add_argument(
+        "--compression", choices=("zstd", "gzip"), default="zstd",
+        help="chunk compression (default zstd: docs/recording.md has the measurement)",
+    )  # fmt: skip
+    record.add_argument(
+        "--rotate-mb", type=_positive, default=64.0, metavar="MB",
+        help="start a new chunk after MB uncompressed (default 64)",
+    )  # fmt: skip
+    record.add_argument(
+        "--rotate-seconds", type=_positive, default=3600.0, metavar="S",
+        help="start a new chunk after S seconds (default 3600)",
+    )  # fmt: skip
+    record.add_argument(
+        "--flush-interval", type=_positive, default=1.0, metavar="S",
+        help="flush the open chunk every S seconds: what a killed recorder loses at most",
+    )  # fmt: skip
+    record.add_argument("--plain", action="store_true", help="plain progress lines on a terminal")
+    record.set_defaults(command_parser=record)
+
+    replay = sub.add_parser(
+        "replay",
+        help="serve a recording (fastmd record's folder) with the simulator",
+        description="Serve the recorded frames to the clients that subscribe to them, at the "
+        "recorded pace (or --speed X, or --fast), and REST depth with the recorded snapshots.",
+    )
+    replay.add_argument("dir", metavar="DIR", help="the recording's folder")
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed", type=_positive, default=1.0, metavar="X",
+        help="X times the recorded pace (default 1)",
+    )  # fmt: skip
+    pace.add_argument("--fast", action="store_true", help="as fast as possible")
+    replay.add_argument("--host", default="127.0.0.1")
+    replay.add_argument("--port", type=_port, default=0, help="WebSocket port (0: any free port)")
+    replay.add_argument("--rest-port", type=_port, default=0, help="REST port (0: any free port)")
+    replay.add_argument(
+        "--linger", type=_non_negative, default=1.0, metavar="S",
+        help="keep serving S seconds after the last frame (default 1)",
+    )  # fmt: skip
+    replay.set_defaults(command_parser=replay, symbols=[], venue="binance-spot")
+
     sim = sub.add_parser("sim", help="run the exchange simulator until Ctrl-C")
     sim.add_argument("--venue", choices=VENUES, default="binance-spot")
     sim.add_argument("--symbols", type=_symbol_list, default=DEFAULT_SYMBOLS, metavar="SYMBOLS")
@@ -341,6 +399,12 @@ def _check_args(args: argparse.Namespace) -> str | None:
             return f"argument STREAM: {problem}"
         if args.rest_url and not args.url:
             return "argument --rest-url: needs --url (the simulator has its own REST URL)"
+    if args.command == "record":
+        problem = _check_streams(args.streams, args.venue)
+        if problem is not None:
+            return f"argument STREAM: {problem}"
+        if args.rest_url and not args.url:
+            return "argument --rest-url: needs --url (the simulator has its own REST URL)"
     if args.command == "sim" and args.skip:
         problem = _check_streams(args.skip, args.venue)
         if problem is not None:
@@ -354,6 +418,8 @@ _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, in
     "demo": run_demo,
     "watch": run_watch,
     "sim": run_sim,
+    "record": run_record,
+    "replay": run_replay,
     "relay": run_relay,
     "monitor": run_monitor,
 }

@@ -320,6 +320,8 @@ class Recording:
         self.exchange_info: bytes | None = None
         self.truncated: str | None = None
         """Why the last chunk ended early, or ``None``."""
+        if not self.path.is_dir():
+            raise NotARecording(f"{self.path} is not a recording: no such folder")
         if (self.path / "manifest.json").is_file():
             self._load_session()
         else:
