@@ -154,6 +154,7 @@ class Collector(_CollectorBase):
         # Decode errors by category come from the client's error reports (rare events,
         # counted on the loop's thread; a scrape reads them there too).
         self._removers = [client.on_error(self._on_report)]
+        self._loop = _running_loop()  # the client's, when made on its loop (the usual way)
 
     def close(self) -> None:
         """Stop listening to the client's error reports (unregister the collector from its
@@ -183,12 +184,9 @@ class Collector(_CollectorBase):
         return iter(())
 
     def _families_on_loop(self) -> list[Metric]:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:  # on a loop's thread: the client's (it is not thread-safe, so it lives there)
-            return self._families()
+        running = _running_loop()
+        if running is not None and (self._loop is None or running is self._loop):
+            return self._families()  # on the client's loop (it is not thread-safe: it lives there)
         done: concurrent.futures.Future[list[Metric]] = concurrent.futures.Future()
 
         def build() -> None:
@@ -432,6 +430,13 @@ class Collector(_CollectorBase):
             reconnects.add_metric(labels, float(connection.reconnects))
             streams.add_metric(labels, float(len(connection.streams)))
         yield from (up, rtt, uptime, reconnects, streams)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _lag_families(

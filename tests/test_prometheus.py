@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -281,6 +282,28 @@ async def test_exposition_passes_promtool_and_names_only_known_metrics() -> None
     assert len(names) == len(families)
     assert all(f.documentation for f in families)
     await _promtool_accepts(promtool, text.encode())
+
+
+async def test_a_scrape_waits_for_a_blocked_loop_at_most_snapshot_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A scrape from another thread takes its snapshot on the client's loop; a loop blocked
+    past ``snapshot_timeout`` gives an empty scrape and a warning, and the late snapshot is
+    never taken. A free loop answers the same thread at once."""
+    async with (
+        Exchange("binance-spot", SYMBOLS, seed=7, rate=0) as exchange,
+        fastmd.Client(ws_url=exchange.ws_url, rest_url=exchange.rest_url) as client,
+    ):
+        collector = Collector(client, snapshot_timeout=0.2)
+        scrapes: list[list[Any]] = []
+        scraper = threading.Thread(target=lambda: scrapes.append(list(collector.collect())))
+        scraper.start()
+        time.sleep(0.6)  # noqa: ASYNC251 - the loop is blocked on purpose
+        scraper.join(5)
+        assert scrapes == [[]]
+        assert "did not take a snapshot within 0.2 s" in caplog.text
+        free = await asyncio.to_thread(lambda: list(collector.collect()))
+        assert {family.name for family in free} >= {"fastmd_events", "fastmd_health_status"}
 
 
 def test_bad_arguments_are_value_errors() -> None:
