@@ -76,12 +76,35 @@ def test_monitor_against_the_simulator_prints_health_lines_and_a_summary() -> No
     assert re.search(r"^result: OK - [\d,]+ events; health \w+$", out, re.M), out
 
 
+def test_a_muted_stream_goes_stale_fires_an_alert_and_resolves_when_it_flows_again() -> None:
+    """--mute: the simulator stops sending one stream while the other flows on the same socket;
+    the monitor shows it STALE with why, the stale alert fires, and resolves once it flows."""
+    depth, quotes = "btcusdt@depth@100ms", "btcusdt@bookTicker"
+    result = fastmd_cli(
+        "monitor", depth, quotes, "--symbols", "BTCUSDT", "--mute", depth, "--mute-at", "1",
+        "--mute-for", "3", "--duration", "7",
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert f"fault injected: the simulator mutes {depth} for 3 s" in out
+    assert re.search(
+        rf"^\[ *[\d.]+s\] STALE +.*not healthy: {re.escape(depth)} STALE \(", out, re.M
+    )
+    fired = re.search(rf"^\[ *([\d.]+)s\] ALERT firing warning stream_stale {depth}: ", out, re.M)
+    resolved = re.search(rf"^\[ *([\d.]+)s\] ALERT resolved stream_stale {depth} after ", out, re.M)
+    assert fired is not None, out
+    assert resolved is not None, out
+    assert 1.0 < float(fired[1]) < float(resolved[1]), out
+    assert f"stream_stale {quotes}" not in out, out
+
+
 def _args(exchange: Exchange, streams: list[str], **options: object) -> argparse.Namespace:
     values: dict[str, object] = {
         "streams": streams, "venue": "binance-spot", "url": exchange.ws_url,
         "rest_url": exchange.rest_url, "symbols": ["BTCUSDT", "ETHUSDT"], "seed": 0,
         "rate": 0.0, "give_up_after": 10.0, "duration": 6.0, "plain": True,
         "stale_after": None, "prometheus_port": None, "prometheus_host": "127.0.0.1",
+        "mute": None, "mute_at": 2.0, "mute_for": 5.0,
     }  # fmt: skip
     values.update(options)
     return argparse.Namespace(**values)
@@ -166,6 +189,11 @@ def test_monitor_serves_prometheus_metrics_while_it_runs() -> None:
         (["monitor", "--rest-url", "http://127.0.0.1:1"], "argument --rest-url: needs --url"),
         (["monitor", "--duration", "0"], "argument --duration: must be > 0"),
         (["monitor", "--stale-after", "nan"], "argument --stale-after: must be a finite number"),
+        (["monitor", "--mute", "btcusdt@nope"], "argument --mute: invalid stream name"),
+        (
+            ["monitor", "--mute", "btcusdt@trade", "--url", "ws://127.0.0.1:1"],
+            "argument --mute: needs the simulator (no --url)",
+        ),
     ],
 )
 def test_monitor_usage_errors_exit_2_before_anything_starts(args: list[str], needle: str) -> None:

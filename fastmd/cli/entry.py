@@ -17,10 +17,10 @@ from typing import Any, Final, get_args
 
 from fastmd.cli.common import EXIT_USAGE
 from fastmd.cli.demo import run as run_demo
-from fastmd.cli.record import run as run_record
-from fastmd.cli.replay import run as run_replay
 from fastmd.cli.monitor import run as run_monitor
+from fastmd.cli.record import run as run_record
 from fastmd.cli.relay import run as run_relay
+from fastmd.cli.replay import run as run_replay
 from fastmd.cli.sim import run as run_sim
 from fastmd.cli.watch import run as run_watch
 from fastmd.core.streams import Venue, validate_stream, validate_symbol
@@ -208,6 +208,14 @@ def _parser() -> argparse.ArgumentParser:
         "--prometheus-host", default="127.0.0.1", metavar="HOST",
         help="address the metrics endpoint binds (default 127.0.0.1)",
     )  # fmt: skip
+    muting = monitor.add_argument_group("fault (simulator only)")
+    muting.add_argument(
+        "--mute", action="append", metavar="STREAM",
+        help="the simulator stops sending STREAM's data (its socket stays up) at --mute-at for "
+        "--mute-for seconds: watch it go STALE, the alert fire, recovery, the alert resolve",
+    )  # fmt: skip
+    muting.add_argument("--mute-at", type=_non_negative, default=2.0, metavar="S")
+    muting.add_argument("--mute-for", type=_positive, default=5.0, metavar="S")
 
     record = sub.add_parser(
         "record",
@@ -385,6 +393,12 @@ def _check_args(args: argparse.Namespace) -> str | None:
         problem = _check_streams(args.streams, args.venue)
         if problem is not None:
             return f"argument STREAM: {problem}"
+    if args.command == "monitor" and args.mute:
+        problem = _check_streams(args.mute, args.venue)
+        if problem is not None:
+            return f"argument --mute: {problem}"
+        if args.url:
+            return "argument --mute: needs the simulator (no --url)"
     if args.command == "relay":
         problem = _check_streams(args.streams, args.venue)
         if problem is not None:

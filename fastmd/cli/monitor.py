@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fastmd import Alert, ErrorReport, Health
     from fastmd.core.clock import LagStats
     from fastmd.core.health import StreamHealth
+    from fastmd.sim import Exchange
 
 __all__ = ["Monitor", "monitor_view", "run", "status_line", "summary"]
 
@@ -436,6 +437,7 @@ async def run(args: argparse.Namespace) -> int:
         name for symbol in args.symbols for name in demo_streams(symbol, args.venue)
     ]
     async with contextlib.AsyncExitStack() as stack:
+        exchange: Exchange | None = None
         if args.url is None:
             exchange = Exchange(args.venue, args.symbols, args.seed, rate=args.rate)
             await stack.enter_async_context(exchange)
@@ -466,11 +468,11 @@ async def run(args: argparse.Namespace) -> int:
         client.subscribe(streams, monitor.on_event, stale_after=args.stale_after)
 
         stop = asyncio.Event()
-        timer = (
-            asyncio.get_running_loop().call_later(duration, stop.set)
-            if duration is not None
-            else None
-        )
+        loop = asyncio.get_running_loop()
+        timers = [loop.call_later(duration, stop.set)] if duration is not None else []
+        if exchange is not None:
+            for name in args.mute or ():
+                timers.append(loop.call_later(args.mute_at, _mute, exchange, name, args, monitor))
 
         async def give_up() -> None:
             verdict = await until_unreachable(reach, lambda: monitor.delivered > 0, stop)
@@ -487,13 +489,18 @@ async def run(args: argparse.Namespace) -> int:
                 else:
                     await _live(monitor, client, stop, duration)
         finally:
-            if timer is not None:
+            for timer in timers:  # after Ctrl-C, no fault on a stopping simulator
                 timer.cancel()
             await cancel_all([watchdog])
         monitor.sample(client)
         elapsed = monitor.elapsed()
     print(summary(monitor, duration=elapsed), flush=True)
     return 0 if monitor.ok else 1
+
+
+def _mute(exchange: Exchange, stream: str, args: argparse.Namespace, monitor: Monitor) -> None:
+    exchange.faults.mute_stream(stream, args.mute_for)
+    monitor.note(f"fault injected: the simulator mutes {stream} for {args.mute_for:g} s")
 
 
 async def _plain(monitor: Monitor, client: fastmd.Client, stop: asyncio.Event) -> None:
