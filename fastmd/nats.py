@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
@@ -121,6 +122,11 @@ class Source:
         prefix: the subjects' first token (the relays' ``prefix``).
         pending_limit: messages NATS holds for this source per stream before it drops them
             (a slow consumer): each drop comes back as an ``overflow`` gap.
+        replay_from: read from the relays' JetStream stream (``fastmd relay --jetstream``)
+            instead of live subjects, starting at this JetStream sequence number (``int``, 1:
+            everything retained) or time (an aware ``datetime``); the consumer then follows
+            live, and resumes where it was after a reconnect (ordered consumer). ``None``:
+            live subjects only.
         error_reporter: receives every :class:`fastmd.ErrorReport` (logging by default).
 
     A NATS server that cannot be reached is retried in the background (reported); a
@@ -135,6 +141,7 @@ class Source:
         price_type: PriceType = float,
         prefix: str = wire.DEFAULT_PREFIX,
         pending_limit: int = 65_536,
+        replay_from: int | datetime | None = None,
         error_reporter: ErrorReporter | None = None,
     ) -> None:
         from fastmd.relay import import_nats
@@ -149,6 +156,14 @@ class Source:
         if type(pending_limit) is not int or pending_limit < 1:
             raise ValueError(f"pending_limit must be an int >= 1, not {pending_limit!r}")
         self.pending_limit = pending_limit
+        if replay_from is not None:
+            if isinstance(replay_from, bool) or not isinstance(replay_from, int | datetime):
+                raise TypeError(f"replay_from must be an int or a datetime, not {replay_from!r}")
+            if isinstance(replay_from, int) and replay_from < 1:
+                raise ValueError(f"replay_from must be a sequence >= 1, not {replay_from!r}")
+            if isinstance(replay_from, datetime) and replay_from.tzinfo is None:
+                raise ValueError("replay_from must be an aware datetime (tzinfo set)")
+        self.replay_from = replay_from
         self._decoder = Decoder(venue, price_type=price_type)
         self._reporter = Reporter(error_reporter)
         self._routes: dict[str, _Route] = {}
@@ -410,12 +425,16 @@ class Source:
         nc = self._nc
         assert nc is not None
         subject = wire.event_subject(self.venue, route.stream, self.prefix)
-        route.nats_sub = await nc.subscribe(
-            subject,
-            cb=self._handler(route),
-            pending_msgs_limit=self.pending_limit,
-            pending_bytes_limit=max(self.pending_limit * 65_536, 64 * 1024 * 1024),
-        )
+        pending_bytes = max(self.pending_limit * 65_536, 64 * 1024 * 1024)
+        if self.replay_from is None:
+            route.nats_sub = await nc.subscribe(
+                subject,
+                cb=self._handler(route),
+                pending_msgs_limit=self.pending_limit,
+                pending_bytes_limit=pending_bytes,
+            )
+        else:
+            route.nats_sub = await self._replay(nc, subject, route, pending_bytes)
         with contextlib.suppress(Exception):
             await nc.flush(timeout=5)
         if self._routes.get(route.stream) is not route:  # unsubscribed meanwhile
@@ -423,6 +442,43 @@ class Source:
             return
         for subscription in route.subscriptions:
             subscription.mark_acknowledged(route.stream)
+
+    async def _replay(
+        self, nc: NatsClient, subject: str, route: _Route, pending_bytes: int
+    ) -> NatsSubscription:
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        from fastmd.relay import jetstream_name
+
+        start = self.replay_from
+        if isinstance(start, datetime):
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=start.astimezone(UTC),
+            )
+        else:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+            )
+        while True:
+            try:
+                sub: NatsSubscription = await nc.jetstream().subscribe(
+                    subject,
+                    cb=self._handler(route),
+                    stream=jetstream_name(self.venue, self.prefix),
+                    config=config,
+                    ordered_consumer=True,
+                    pending_msgs_limit=self.pending_limit,
+                    pending_bytes_limit=pending_bytes,
+                )
+                return sub
+            except Exception as exc:  # no stream yet (the relay not started): retry
+                self._reporter.report(
+                    Severity.WARNING, "jetstream_unavailable",
+                    f"{route.stream}: JetStream replay not available yet ({exc!r}); retrying",
+                    None, stream=route.stream,
+                )  # fmt: skip
+                await asyncio.sleep(1.0)
 
     def _handler(self, route: _Route) -> Callable[[Msg], Any]:
         decode = route.decoder.decode

@@ -79,3 +79,14 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def jetstream_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A started nats-server with JetStream (its store in the test's temporary folder)."""
+    server = NatsServer(nats_binary(), tmp_path)
+    server.start(jetstream=True)
+    try:
+        yield server
+    finally:
+        server.stop()
