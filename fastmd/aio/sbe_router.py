@@ -62,19 +62,22 @@ def sbe_frame_router(
     def on_frame(transport: WSTransport, frame: WSFrame) -> None:
         nonlocal countdown, consumed
         msg_type = frame.msg_type
-        if not frame.fin or frame.rsv1 or frame.rsv2 or frame.rsv3:
-            handle_frame(transport, frame)
-            return
         if msg_type is _BINARY:
-            consumed += 1
             try:
                 messages = decode_sbe(frame.get_payload_as_memoryview())
             except DecodeError as error:
+                # The frame header is read only now: a first fragment (or reserved bits) goes
+                # back to the connection, which assembles the message and hands it back whole.
+                if not frame.fin or frame.rsv1 or frame.rsv2 or frame.rsv3:
+                    handle_frame(transport, frame)
+                    return
+                consumed += 1
                 on_decode_error(error)
                 return
+            consumed += 1
             if not messages:
                 return  # a trades message with an empty group
-        elif msg_type is _TEXT:
+        elif msg_type is _TEXT and frame.fin and not (frame.rsv1 or frame.rsv2 or frame.rsv3):
             consumed += 1
             try:
                 message = decode_json(frame.get_payload_as_memoryview())
