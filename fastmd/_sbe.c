@@ -58,6 +58,26 @@ typedef struct {
     Route cache[4][CACHE_SLOTS];
 } Decoder;
 
+/* Little-endian reads: one unaligned load on little-endian machines, bytes assembled elsewhere. */
+#if PY_LITTLE_ENDIAN
+static inline uint16_t read_u16(const unsigned char *p) {
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline uint32_t read_u32(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline int64_t read_i64(const unsigned char *p) {
+    int64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+#else
 static inline uint16_t read_u16(const unsigned char *p) {
     return (uint16_t)(p[0] | (p[1] << 8));
 }
@@ -73,6 +93,7 @@ static inline int64_t read_i64(const unsigned char *p) {
     }
     return (int64_t)v;
 }
+#endif
 
 /* Raise the error the Python side builds for `category`; always returns NULL. */
 static PyObject *fail(Decoder *self, const char *category, PyObject *stream, const char *format,
@@ -177,12 +198,15 @@ static PyObject *number(Decoder *self, int64_t mantissa, int exponent) {
     return result;
 }
 
+/* A cache slot from the symbol's length and its first and last (up to) 8 bytes: symbols are
+ * short, and a collision only costs a call to route(). */
 static uint32_t symbol_hash(const unsigned char *p, Py_ssize_t n) {
-    uint32_t h = 2166136261u;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h = (h ^ p[i]) * 16777619u;
-    }
-    return h;
+    uint64_t head = 0, tail = 0;
+    Py_ssize_t k = n < 8 ? n : 8;
+    memcpy(&head, p, (size_t)k);
+    memcpy(&tail, p + n - k, (size_t)k);
+    uint64_t h = (head * 0x9E3779B97F4A7C15ull) ^ (tail * 0xC2B2AE3D27D4EB4Full) ^ (uint64_t)n;
+    return (uint32_t)(h >> 40) ^ (uint32_t)h;
 }
 
 /* The route of `template`'s stream for the symbol bytes: from the cache, else from Python. */
