@@ -260,6 +260,10 @@ async def test_streams_past_max_streams_are_summed_into_other() -> None:
         missing = _samples(text, "fastmd_missing_events_total")
         assert missing[f'{{stream="{OTHER_STREAMS}"}}'] == 5.0
         assert _samples(text, "fastmd_streams_aggregated") == {"": 2.0}
+        ages = _samples(text, "fastmd_stream_last_event_age_seconds")
+        assert set(ages) == {f'{{stream="{first}"}}', f'{{stream="{OTHER_STREAMS}"}}'}
+        assert set(_samples(text, "fastmd_stream_healthy").values()) <= {0.0, 1.0}
+        assert sum(_samples(text, "fastmd_streams").values()) == 3.0  # every stream counted
         everything = _exposition(Collector(client, max_streams=0))
         assert _samples(everything, "fastmd_events_total") == {
             f'{{stream="{OTHER_STREAMS}"}}': float(sum(seen.events.values()))
@@ -304,6 +308,37 @@ async def test_a_scrape_waits_for_a_blocked_loop_at_most_snapshot_timeout(
         assert "did not take a snapshot within 0.2 s" in caplog.text
         free = await asyncio.to_thread(lambda: list(collector.collect()))
         assert {family.name for family in free} >= {"fastmd_events", "fastmd_health_status"}
+
+
+async def test_decode_errors_are_counted_by_category() -> None:
+    async with (
+        Exchange("binance-spot", SYMBOLS, seed=7, rate=0) as exchange,
+        fastmd.Client(ws_url=exchange.ws_url, rest_url=exchange.rest_url) as client,
+    ):
+        collector = Collector(client)
+        await client.subscribe(TRADES[0], lambda event: None).wait_active(10)
+        sent = {"not_json": 2, "wrong_types": 1}
+        for kind, count in sent.items():
+            for _ in range(count):
+                assert exchange.faults.malformed(kind, stream=TRADES[0]) == 1  # type: ignore[arg-type]
+
+        async def counted() -> bool:
+            return client.metrics().decode_errors == 3
+
+        await _until(counted, 10, "three decode errors")
+        decode = _samples(_exposition(collector), "fastmd_decode_errors_total")
+    assert decode['{category="not_json"}'] == 2.0
+    assert decode['{category="wrong_type"}'] == 1.0
+    assert sum(decode.values()) == 3.0
+    assert set(decode) == {f'{{category="{c.value}"}}' for c in fastmd.DecodeErrorCategory}
+
+
+def test_a_client_not_started_is_down_with_no_stream() -> None:
+    text = _exposition(Collector(fastmd.Client()))
+    assert _samples(text, "fastmd_health_status")['{status="DOWN"}'] == 1.0
+    assert _samples(text, "fastmd_health_status")['{status="HEALTHY"}'] == 0.0
+    assert _samples(text, "fastmd_events_total") == {}
+    assert _samples(text, "fastmd_streams_aggregated") == {"": 0.0}
 
 
 def test_bad_arguments_are_value_errors() -> None:
