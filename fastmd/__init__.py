@@ -255,6 +255,8 @@ if TYPE_CHECKING:  # explicit "as" re-exports: mypy --strict users see the publi
 def __getattr__(name: str) -> Any:
     if name == "sim":  # the simulator is a submodule; it loads asyncio, picows and aiohttp
         return importlib.import_module("fastmd.sim")
+    if name in ("nats", "relay"):  # NATS fan-out (docs/nats.md): loaded on use, needs nats-py
+        return importlib.import_module(f"fastmd.{name}")
     if name == "replay":  # a submodule too: fastmd.replay.events(DIR) after a bare import fastmd
         return importlib.import_module("fastmd.replay")
     module = _EXPORTS.get(name)

@@ -386,8 +386,19 @@ class Source:
             self._connected.set()
             logger.warning("NATS connection back")
 
+        unreachable = False
+
         async def error(exc: Exception) -> None:
-            logger.debug("NATS: %r", exc)
+            # nats-py retries the first connection itself (forever): say so once.
+            nonlocal unreachable
+            if not self._ready.is_set() and not unreachable and not self._closed:
+                unreachable = True
+                self._reporter.report(
+                    Severity.WARNING, "nats_unreachable",
+                    f"NATS at {', '.join(self.servers)} unreachable ({exc!r}); retrying", None,
+                )  # fmt: skip
+            else:
+                logger.debug("NATS: %r", exc)
 
         delay = 0.1
         while True:

@@ -395,8 +395,19 @@ class Relay:
             if self._buffer is not None:
                 self._buffer.wake.set()
 
+        unreachable = False
+
         async def error(exc: Exception) -> None:
-            logger.debug("relay %s: NATS: %r", self.relay_id, exc)
+            # nats-py retries the first connection itself (forever): say so once.
+            nonlocal unreachable
+            if self._nc is None and not unreachable and not self._closing:
+                unreachable = True
+                logger.warning(
+                    "relay %s: NATS at %s unreachable (%r); buffering and retrying",
+                    self.relay_id, ", ".join(self.servers), exc,
+                )  # fmt: skip
+            else:
+                logger.debug("relay %s: NATS: %r", self.relay_id, exc)
 
         delay = 0.1
         while True:

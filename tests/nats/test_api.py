@@ -1,0 +1,161 @@
+"""The public surface of fastmd.nats, fastmd.relay and the relay CLI: bad input, unsubscribing,
+event streams, health, and an ``import fastmd`` that loads no NATS client."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from conftest import NatsServer
+
+pytest.importorskip("nats", reason="nats-py is not installed: pip install 'fastmd[nats]'")
+
+import fastmd
+import fastmd.core.wire
+import fastmd.nats
+import fastmd.relay
+from fastmd.cli import main
+from fastmd.nats import Source
+from fastmd.relay import Relay
+from fastmd.sim import Exchange
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _until(condition: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polls state owned by other objects
+            await asyncio.sleep(0.02)
+
+
+def test_import_fastmd_loads_no_nats_client() -> None:
+    code = (
+        "import sys, fastmd, fastmd.core.wire; fastmd.Client; fastmd.Gap\n"
+        "assert 'nats' not in sys.modules, 'nats imported'\n"
+        "assert fastmd.nats.Source and fastmd.relay.Relay  # loaded on use\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("module", [fastmd.nats, fastmd.relay, fastmd.core.wire])
+def test_public_names_exist_and_have_docstrings(module: Any) -> None:
+    for name in module.__all__:
+        value = getattr(module, name)
+        if callable(value):
+            assert value.__doc__, f"{module.__name__}.{name} has no docstring"
+
+
+async def test_bad_input_is_refused_with_typed_errors() -> None:
+    with pytest.raises(ValueError, match="servers"):
+        Source([])
+    with pytest.raises(ValueError, match="prefix"):
+        Source(prefix="a.b")
+    with pytest.raises(ValueError, match="pending_limit"):
+        Source(pending_limit=0)
+    source = Source("nats://127.0.0.1:1")
+    with pytest.raises(fastmd.InvalidState, match="not started"):
+        source.subscribe("btcusdt@trade", print)
+    with pytest.raises(fastmd.StreamNameError):
+        Relay(["BTCUSDT@trade"])
+    with pytest.raises(ValueError, match="at least one"):
+        Relay([])
+    with pytest.raises(ValueError, match="batch_size"):
+        Relay(["btcusdt@trade"], batch_size=0)
+    with pytest.raises(ValueError, match="max_buffered"):
+        Relay(["btcusdt@trade"], batch_size=10, max_buffered=5)
+    with pytest.raises(ValueError, match="batch_delay"):
+        Relay(["btcusdt@trade"], batch_delay=0)
+
+
+async def test_misuse_of_a_started_source(nats_server: NatsServer) -> None:
+    async with Source(nats_server.url) as source:
+        with pytest.raises(fastmd.StreamNameError):
+            source.subscribe("BTCUSDT@trade", print)
+        with pytest.raises(fastmd.StreamNameError):
+            source.subscribe([], print)
+        with pytest.raises(TypeError, match="callable"):
+            source.subscribe("btcusdt@trade", "print")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="callable"):
+            source.on_gap(42)  # type: ignore[arg-type]
+    with pytest.raises(fastmd.InvalidState, match="closed"):
+        source.subscribe("btcusdt@trade", print)
+
+
+async def test_an_unreachable_nats_is_reported_not_raised() -> None:
+    reports: list[fastmd.ErrorReport] = []
+    source = Source("nats://127.0.0.1:1", error_reporter=reports.append)
+    await source.start(timeout=0.5)
+    sub = source.subscribe("btcusdt@trade", print)
+    await _until(lambda: any(r.code == "nats_unreachable" for r in reports))
+    assert sub.state == "pending"
+    assert not source.health().connected
+    await source.close()
+    assert sub.state == "closed"
+
+
+async def test_stream_unsubscribe_and_health(nats_server: NatsServer) -> None:
+    async with (
+        Exchange("binance-spot", ["BTCUSDT"], rate=500.0) as ex,
+        Relay(["btcusdt@trade", "btcusdt@bookTicker"], nats=nats_server.url, ws_url=ex.ws_url,
+              rest_url=ex.rest_url, relay_id="r1", health_interval=0.1) as relay,
+        Source(nats_server.url) as source,
+    ):  # fmt: skip
+        trades: list[Any] = []
+        sub = source.subscribe("btcusdt@trade", trades.append)
+        await sub.wait_active(5)
+        events = source.stream("btcusdt@bookTicker", maxsize=100)
+        first = await asyncio.wait_for(anext(aiter(events)), 10)
+        assert isinstance(first, fastmd.BookTicker)
+        await _until(lambda: len(trades) > 3)
+        assert all(isinstance(t, fastmd.Trade) for t in trades)
+        sub.unsubscribe()
+        count = len(trades)
+        await asyncio.sleep(0.3)
+        assert len(trades) == count  # nothing after unsubscribe
+        await _until(lambda: "r1" in source.health().relays)
+        said = source.health().relays["r1"]
+        assert said.epoch == relay.epoch
+        assert said.streams == ["btcusdt@trade", "btcusdt@bookTicker"]
+        assert said.status == "CONNECTED"
+        assert "client" in said.detail  # the client's own health report travels along
+        health = source.health()
+        assert health.connected
+        assert health.streams["btcusdt@bookTicker"].relay == "r1"
+        assert health.streams["btcusdt@bookTicker"].events >= 1
+        assert relay.stats.events >= relay.stats.published > 0
+
+
+def test_cli_relay_checks_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in (
+        (["relay", "btcusdt@trade"], "--nats"),
+        (["relay", "BTCUSDT@trade", "--nats", "nats://127.0.0.1:4222"], "STREAM"),
+        (["relay", "btcusdt@trade", "--nats", "http://x"], "--nats"),
+        (["relay", "btcusdt@trade", "--nats", "nats://h:1", "--workers", "0"], "--workers"),
+        (["relay", "btcusdt@trade", "--nats", "nats://h:1", "--batch-size", "100",
+          "--max-buffered", "10"], "--max-buffered"),
+        (["relay", "btcusdt@trade", "--nats", "nats://h:1", "--prefix", "a.b"], "--prefix"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+async def test_cli_relay_publishes_the_simulator_without_url(nats_server: NatsServer) -> None:
+    async with Source(nats_server.url) as source:
+        got: list[Any] = []
+        await source.subscribe("btcusdt@trade", got.append).wait_active(5)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fastmd", "relay", "btcusdt@trade", "--nats", nats_server.url,
+            "--rate", "300", stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await _until(lambda: len(got) > 3, 20)
+        finally:
+            process.terminate()
+            _, err = await asyncio.wait_for(process.communicate(), 15)
+        assert process.returncode == 0
+        assert b"published in" in err  # the closing summary
