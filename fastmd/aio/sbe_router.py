@@ -102,6 +102,7 @@ def sbe_frame_router(
             event = message.event
             if check is not None and not check(event):
                 continue
+            route.events += 1  # the stream's health counts delivered events
             countdown -= 1
             if countdown:
                 single = route.single  # read per event: a timed run may switch it (backlog)

@@ -102,6 +102,10 @@ async def test_every_stream_delivers_typed_events_of_the_simulated_market() -> N
         assert all(len(d.bids) == len(d.asks) == 20 for d in depth20)
         metrics = client.metrics()
         assert (metrics.gaps, metrics.decode_errors, metrics.callback_errors) == (0, 0, 0)
+        health = client.health()
+        assert set(health.streams) == set(names)
+        assert health.streams["btcusdt@trade"].events >= len(trades)  # counted per trade
+        assert all(health.streams[n].events > 0 for n in names)
 
 
 async def test_decimal_prices_are_exact() -> None:
