@@ -242,7 +242,8 @@ def busy_monitor(streams: int = 40) -> Monitor:
     names = [f"sym{i:03d}usdt@depth@100ms" for i in range(streams)]
     table = {name: _stream(name, HealthStatus.HEALTHY) for name in names}
     stale = names[-1]
-    table[stale] = _stream(stale, HealthStatus.STALE, "silent for 3.2 s (expected every 0.1 s)")
+    reason = "silent for 3.2 s, expected every 0.1 s; resubscribed, then its connection replaced"
+    table[stale] = _stream(stale, HealthStatus.STALE, reason)
     alert = Alert(AlertKind.STREAM_STALE, True, stale, fastmd.Severity.WARNING,
                   f"{stale} is stale", 1_000.0, 1_000.0)  # fmt: skip
     monitor.health = Health(
@@ -269,7 +270,7 @@ def render(view: object, width: int, height: int) -> list[str]:
     return str(text).rstrip("\n").split("\n")
 
 
-@pytest.mark.parametrize(("width", "height"), [(80, 24), (160, 50), (80, 12), (200, 80)])
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (100, 30), (160, 50), (80, 12), (200, 80)])
 def test_the_view_fits_the_terminal_and_shows_the_stale_stream(width: int, height: int) -> None:
     from rich.cells import cell_len
 
@@ -280,6 +281,13 @@ def test_the_view_fits_the_terminal_and_shows_the_stale_stream(width: int, heigh
     assert lines[0].startswith("fastmd monitor"), text
     assert lines[1].startswith("health STALE"), text
     assert "sym039usdt@depth@100ms" in text, text  # in trouble: shown first when cut
+    # A long reason is cut, never the numbers: every column the width allows is there.
+    header = next(line for line in lines if line.startswith("stream "))
+    wanted = ["status", "events", "last event", "gaps", "reason"]
+    wanted += ["rate/s", "lag p99"] if width >= 100 else []
+    wanted += ["lag p50", "missing"] if width >= 130 else []
+    assert all(f" {name}" in header for name in wanted), header
+    assert re.search(r"^sym039usdt@depth@100ms +STALE +1,234,567 ", text, re.M), text
     if height >= 24:
         assert "#0 ws://127.0.0.1:40000" in text, text
         assert "ALERT firing warning stream_stale sym039usdt@depth@100ms" in text, text

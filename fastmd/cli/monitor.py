@@ -305,6 +305,10 @@ def _streams_table(shown: list[StreamHealth], width: int) -> Table:
     for column in table.columns[:-1]:  # all but the reason keep their width
         header = str(column.header)
         column.min_width = max([len(header), *(len(str(row[header])) for row in rows)])
+    # The reason gets what is left: rich shrinks every column alike when a table is too wide,
+    # which would squeeze the numbers away to leave room for a long reason.
+    taken = sum(c.min_width or 0 for c in table.columns[:-1]) + 2 * (len(columns) - 1)
+    table.columns[-1].max_width = max(width - taken - 1, len("reason"))
     for row in rows:
         table.add_row(*(row[c] for c in columns))
     return table
