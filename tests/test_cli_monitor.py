@@ -9,6 +9,7 @@ import asyncio
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -305,3 +306,46 @@ def test_status_line_and_summary_name_the_stream_in_trouble() -> None:
     assert re.search(r"^  sym002usdt@depth@100ms +STALE +1,234,567 ", text, re.M), text
     assert "alerts: 1 fired, 0 resolved, 1 firing now" in text, text
     assert "clock offset to the exchange: +2.00 ms" in text, text
+
+
+def test_the_view_in_a_real_terminal() -> None:
+    """``fastmd monitor`` in tmux (100x30 asked) with a muted stream: the screen holds the whole
+    view (nothing scrolled), the muted stream shows its status with the number columns."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    session = f"fastmd-monitor-test-{os.getpid()}"
+    command = (
+        # COLUMNS and LINES from the test's environment would override the window's size
+        f"cd {REPO} && unset COLUMNS LINES && PYTHONPATH={REPO} {sys.executable} -m fastmd "
+        "monitor --duration 6 --mute btcusdt@depth@100ms --mute-at 0.5 --mute-for 4; sleep 10"
+    )
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", command], check=True
+    )
+    try:
+        screen: list[str] = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:  # until the stale alert is on screen
+            time.sleep(0.5)
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+                check=True,
+            ).stdout.rstrip("\n").split("\n")  # fmt: skip
+            if any("ALERT firing" in line for line in screen):
+                break
+        size = subprocess.run(
+            ["tmux", "display-message", "-p", "-t", session, "#{window_width}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    shown = "\n".join(screen)
+    assert screen[0].startswith("fastmd monitor"), shown
+    assert screen[1].startswith("health "), shown
+    assert len(screen) <= 29, shown
+    header = next(line for line in screen if line.startswith("stream "))
+    # tmux may keep its own window size: the columns are those of the width it gave
+    wanted = ("events", "rate/s", "lag p99", "gaps") if int(size) >= 100 else ("events", "gaps")
+    assert all(f" {name}" in header for name in wanted), shown
+    assert re.search(r"^btcusdt@depth@100ms +(STALE|DEGRADED) +\d", shown, re.M), shown
+    assert "ALERT firing warning stream_stale btcusdt@depth@100ms" in shown, shown
