@@ -25,6 +25,7 @@ from fastmd.errors import (
 )
 from fastmd.sim.replay import (
     KIND_FRAME,
+    KIND_FRAME_BINARY,
     KIND_GAP,
     KIND_REST,
     ChunkTruncated,
@@ -111,7 +112,8 @@ def events(
             is missing.
         RecordingTruncated: the last chunk is cut short (a killed recorder): raised after every
             message before the cut was yielded.
-        DecodeError: a frame that cannot be decoded, without ``on_decode_error``.
+        DecodeError: a frame that cannot be decoded (a binary frame too: category
+            ``binary_frame``), without ``on_decode_error``.
     """
     info = manifest(path)
     decoder = Decoder(info.get("venue", "binance-spot"), price_type=price_type)
@@ -128,6 +130,11 @@ def _decoded(
     control = ControlReply
     for kind, _, payload in records(path):
         if kind != KIND_FRAME:
+            if kind == KIND_FRAME_BINARY:  # said, not skipped silently: as the live client does
+                error = decoder.reject_binary(payload)
+                if on_decode_error is None:
+                    raise error
+                on_decode_error(error)
             continue
         try:
             message = decode(payload)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import signal
 import sys
@@ -338,6 +339,7 @@ async def test_decode_errors_raise_or_go_to_the_handler(tmp_path: Path) -> None:
     )
     for payload in (good, b'{"stream":"btcusdt@trade","data":{"e":"trade"}}', good):
         writer.frame(memoryview(payload), False)
+    writer.frame(memoryview(b"\x01\x02"), True)
     writer.close()
     with pytest.raises(fastmd.DecodeError):
         list(fastmd.replay.events(tmp_path / "rec"))
@@ -345,7 +347,7 @@ async def test_decode_errors_raise_or_go_to_the_handler(tmp_path: Path) -> None:
     messages = list(fastmd.replay.events(tmp_path / "rec", on_decode_error=errors.append,
                                          price_type=str))  # fmt: skip
     assert len(messages) == 2
-    assert len(errors) == 1
+    assert [e.category for e in errors] == ["missing_field", "binary_frame"]
     assert messages[0].stream == "btcusdt@trade"
     assert messages[0].event.price == "1.5"
     assert msgspec.json.decode(msgspec.json.encode(messages[0]))["stream"] == "btcusdt@trade"
@@ -394,3 +396,30 @@ def test_the_repository_session_in_the_new_format(tmp_path: Path) -> None:
     assert again == [(k, t, bytes(p)) for k, t, p in fastmd.replay.records(SESSION)]
     with pytest.raises(fastmd.RecordingNotFound, match="older layout"):
         fastmd.replay.convert(SESSION, tmp_path / "x")
+
+
+async def test_gaps_the_client_reports_are_recorded(market: Exchange, tmp_path: Path) -> None:
+    reported: list[fastmd.Gap] = []
+
+    async def skip_trades(client: fastmd.Client) -> None:
+        client.on_gap(reported.append)
+        subscription = client.subscribe("btcusdt@trade", lambda event: None)
+        await subscription.wait_active(5)
+        await asyncio.sleep(0.3)
+        market.faults.skip("btcusdt@trade", 3)
+
+    await _record(market, tmp_path / "rec", duration=1.5, on_start=skip_trades)
+    assert [gap.stream for gap in reported] == ["btcusdt@trade"]
+    recorded = list(fastmd.replay.gaps(tmp_path / "rec"))
+    assert len(recorded) == 1
+    assert recorded[0]["stream"] == "btcusdt@trade"
+    assert recorded[0]["missing"] == reported[0].missing == 3
+    assert recorded[0]["reason"] == "server_skip"
+    manifest = fastmd.replay.manifest(tmp_path / "rec")
+    assert manifest["gaps_total"] == 1
+    assert manifest["gaps"] == recorded
+    # The gap is in the frames too: the replay shows the same jump in trade ids.
+    trades = [m.event.trade_id for m in fastmd.replay.events(tmp_path / "rec")
+              if m.stream == "btcusdt@trade"]  # fmt: skip
+    jumps = [b - a for a, b in itertools.pairwise(trades) if b - a != 1]
+    assert jumps == [4]
