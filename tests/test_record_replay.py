@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -423,3 +424,21 @@ async def test_gaps_the_client_reports_are_recorded(market: Exchange, tmp_path: 
               if m.stream == "btcusdt@trade"]  # fmt: skip
     jumps = [b - a for a, b in itertools.pairwise(trades) if b - a != 1]
     assert jumps == [4]
+
+
+async def test_a_write_error_stops_the_recording_with_a_typed_error(
+    market: Exchange, tmp_path: Path
+) -> None:
+    out = tmp_path / "rec"
+
+    async def remove_the_folder(client: fastmd.Client) -> None:
+        await asyncio.sleep(0.3)
+        shutil.rmtree(out)  # the next chunk or manifest cannot be written: a real OSError
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(fastmd.RecordingError, match="stopped") as error:
+        await _record(market, out, duration=10.0, rotate_seconds=0.2, flush_interval=0.1,
+                      on_start=remove_the_folder)  # fmt: skip
+    assert isinstance(error.value.__cause__, OSError)
+    assert loop.time() - started < 5  # it stopped at the error, not at the duration

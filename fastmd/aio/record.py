@@ -372,6 +372,10 @@ class SessionWriter:
             logger.error("recording to %s stopped: %s", self.path, exc)
         self._buffer.clear()  # nothing more can be written: memory stays bounded
         self._open = False
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = self._compressor = None
 
     def _drain(self) -> None:
         """Compress the buffer into the open chunk (opened now if there is none)."""
