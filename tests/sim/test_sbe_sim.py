@@ -237,3 +237,51 @@ async def test_flood_sends_one_trade_a_frame() -> None:
         assert ids == list(range(ids[0], ids[0] + 500))
         assert {len(f) for f in frames.binary()} == {65}
         transport.disconnect()
+
+
+# -- the recorded session through fastmd's SBE decoder ----------------------------------------
+
+
+@pytest.mark.parametrize("pure_python", [False, True])
+@pytest.mark.parametrize("price_type", [float, str, Decimal])
+def test_recorded_frames_decode_to_what_their_json_decodes_to(
+    monkeypatch: pytest.MonkeyPatch, pure_python: bool, price_type: Any
+) -> None:
+    """The simulator's encoder against fastmd's decoder (C and Python): every recorded event,
+    SBE-encoded, decodes to the JSON event's values (exact as Decimal and str, equal floats)."""
+    import fastmd
+
+    if pure_python:
+        monkeypatch.setenv("FASTMD_PURE_PYTHON", "1")
+    sbe = fastmd.Decoder(encoding="sbe", price_type=price_type)
+    frames = recorded_sbe_frames()
+    assert len(frames) > 100
+    for f in frames:
+        (message,) = sbe.decode(f.frame)
+        event = message.event
+        assert message.stream == f.sbe_stream
+        assert event.symbol == f.data["s"]
+
+        def same(value: Any, text: str) -> bool:
+            return Decimal(str(value)) == Decimal(text) if price_type is not float else (
+                value == float(text)
+            )  # fmt: skip
+
+        if f.sbe_stream.endswith("@trade"):
+            assert event.trade_id == f.data["a"]
+            assert (event.event_time, event.trade_time) == (f.data["E"] * 1000, f.data["T"] * 1000)
+            assert same(event.price, f.data["p"])
+            assert same(event.quantity, f.data["q"])
+            assert event.is_buyer_maker is f.data["m"]
+        elif f.sbe_stream.endswith("@bestBidAsk"):
+            assert event.update_id == f.data["u"]
+            assert same(event.bid_price, f.data["b"])
+            assert same(event.ask_quantity, f.data["A"])
+        else:
+            assert (event.first_update_id, event.final_update_id) == (f.data["U"], f.data["u"])
+            for got, sent in ((event.bids, f.data["b"]), (event.asks, f.data["a"])):
+                assert len(got) == len(sent)
+                for (price, qty), (text_price, text_qty) in zip(got, sent, strict=True):
+                    assert same(price, text_price)
+                    assert same(qty, text_qty)
+    assert sbe.error_counts.total() == 0
