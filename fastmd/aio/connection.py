@@ -390,7 +390,8 @@ class Connection:
         """Start the connection and wait until it is open.
 
         Returns True once open; False if ``timeout`` passed first or attempts stopped (circuit
-        open, or ``auto_reconnect=False`` after a failure). Failures are reported through the
+        open, ``auto_reconnect=False`` after a failure, or the upgrade refused for its credentials:
+        :class:`fastmd.AuthenticationError`, never retried). Failures are reported through the
         ``error`` event, never raised; the connection keeps trying in the background unless
         ``auto_reconnect`` is off.
 

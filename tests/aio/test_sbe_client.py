@@ -180,6 +180,20 @@ async def test_the_key_is_sent_on_every_upgrade_and_never_logged(
     assert KEY not in caplog.text
 
 
+async def test_a_bare_connection_stops_at_a_refused_upgrade_and_opens_with_the_key() -> None:
+    async with Exchange(sbe=True, rate=0, api_keys=[KEY]) as ex:
+        reports: list[fastmd.ErrorReport] = []
+        url = ex.ws_url + "/ws/btcusdt@trade"
+        refused = fastmd.Connection(url, error_reporter=reports.append)
+        assert not await refused.connect(timeout=3)
+        assert refused.state is fastmd.ConnectionState.CLOSED  # stopped, not retrying
+        assert [r.code for r in reports] == ["authentication_failed"]
+        keyed = fastmd.Connection(url, extra_headers={"X-MBX-APIKEY": KEY}, error_reporter=quiet)
+        assert await keyed.connect(timeout=3)
+        await keyed.close()
+        await refused.close()
+
+
 # -- sequencing, handovers, faults --------------------------------------------------------------
 
 
