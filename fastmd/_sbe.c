@@ -527,22 +527,34 @@ static PyObject *decode_frame(Decoder *self, const unsigned char *data, Py_ssize
         return fail(self, "truncated", NULL,
                     "symbol of %zd bytes runs past the frame's %zd bytes", length, size);
     }
-    const Route *route = find_route(self, index, template_id, data + position, length);
-    if (route == NULL) {
+    const Route *slot = find_route(self, index, template_id, data + position, length);
+    if (slot == NULL) {
         return NULL;
     }
+    /* Own references for the rest of the decode: an allocation below may run a finalizer that
+     * lets another thread decode with this decoder and replace the cache slot. */
+    Route route = {NULL, Py_NewRef(slot->symbol), Py_NewRef(slot->message_cls),
+                   Py_NewRef(slot->event_cls)};
+    PyObject *result;
     switch (template_id) {
     case TEMPLATE_TRADES:
-        return decode_trades(self, data, route, &groups[0]);
+        result = decode_trades(self, data, &route, &groups[0]);
+        break;
     case TEMPLATE_BEST_BID_ASK:
-        return decode_best_bid_ask(self, data, route);
+        result = decode_best_bid_ask(self, data, &route);
+        break;
     default:
-        return decode_depth(self, data, template_id, route, &groups[0], &groups[1]);
+        result = decode_depth(self, data, template_id, &route, &groups[0], &groups[1]);
+        break;
     }
+    Py_DECREF(route.symbol);
+    Py_DECREF(route.message_cls);
+    Py_DECREF(route.event_cls);
+    return result;
 }
 
 static PyObject *Decoder_decode(Decoder *self, PyObject *frame) {
-    if (PyBytes_CheckExact(frame)) { /* what picows hands over most often: no buffer protocol */
+    if (PyBytes_CheckExact(frame)) { /* immutable and contiguous: no buffer to export */
         return decode_frame(self, (const unsigned char *)PyBytes_AS_STRING(frame),
                             PyBytes_GET_SIZE(frame));
     }
