@@ -463,9 +463,12 @@ class Source:
 
         start = self.replay_from
         if isinstance(start, datetime):
+            start_time: Any = start.astimezone(UTC)
+            if "datetime" not in str(ConsumerConfig.__dataclass_fields__["opt_start_time"].type):
+                # nats-py < 2.14 sends the value as given: the server wants RFC 3339
+                start_time = start_time.isoformat().replace("+00:00", "Z")
             config = ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_TIME,
-                opt_start_time=start.astimezone(UTC),
+                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start_time
             )
         else:
             config = ConsumerConfig(
