@@ -211,7 +211,10 @@ class SbeDecoder:
         self.error_counts: Counter[Cat] = Counter() if error_counts is None else error_counts
         """Errors raised so far, per :class:`fastmd.DecodeErrorCategory`."""
         self._number = _NUMBERS[price_type]
-        self._routes: dict[tuple[int, bytes], Route] = {}
+        # routes kept for good, one table per template (indexed by templateId - 10000), then
+        # an LRU shared by all templates
+        self._routes: tuple[dict[bytes, Route], ...] = ({}, {}, {}, {})
+        self._kept = 0
         self._overflow: OrderedDict[tuple[int, bytes], Route] = OrderedDict()
         module = None
         if compiled is None:
@@ -248,7 +251,7 @@ class SbeDecoder:
         return self.fast_decode(frame)
 
     def _decode_buffer(self, frame: bytes | bytearray | memoryview) -> list[Message[Any]]:
-        return self._decode(memoryview(frame).cast("B"))
+        return self._decode(frame if type(frame) is bytes else bytes(frame))
 
     # -- shared by both implementations -------------------------------------------------------
 
@@ -265,10 +268,11 @@ class SbeDecoder:
         Raises:
             DecodeError: the symbol is not UTF-8, or makes no valid stream name.
         """
-        key = (template, raw_symbol)
-        known = self._routes.get(key)
+        table = self._routes[template - TEMPLATE_TRADES]
+        known = table.get(raw_symbol)
         if known is not None:
             return known
+        key = (template, raw_symbol)
         known = self._overflow.get(key)
         if known is not None:
             self._overflow.move_to_end(key)
@@ -285,8 +289,9 @@ class SbeDecoder:
         except StreamNameError as bad:
             raise self._error("unroutable", f"the frame's symbol makes no stream: {bad}") from bad
         route = self._new_route(template, symbol)
-        if len(self._routes) < self.max_streams:
-            self._routes[key] = route
+        if self._kept < self.max_streams:
+            table[raw_symbol] = route
+            self._kept += 1
         else:
             self._overflow[key] = route
             if len(self._overflow) > _OVERFLOW_ROUTES:
@@ -327,7 +332,7 @@ class SbeDecoder:
 
     # -- the pure-Python implementation ---------------------------------------------------------
 
-    def _decode(self, view: memoryview) -> list[Message[Any]]:
+    def _decode(self, view: bytes) -> list[Message[Any]]:
         size = len(view)
         if size < HEADER_SIZE:
             raise self._error(
@@ -370,17 +375,21 @@ class SbeDecoder:
             raise self._error(
                 "truncated", f"symbol of {length} bytes runs past the frame's {size} bytes"
             )
-        symbol, message_cls, event_cls = self._route(template, bytes(view[position:][:length]))
+        raw_symbol = view[position : position + length]
+        route = self._routes[template - TEMPLATE_TRADES].get(raw_symbol)
+        symbol, message_cls, event_cls = route or self._route(template, raw_symbol)
         stream: str = message_cls.stream
         number = self._number
         if template == TEMPLATE_TRADES:
             event_time, transact_time, price_exp, qty_exp = _TRADES_ROOT.unpack_from(view, 8)
-            self._check_ids(stream, ("eventTime", event_time), ("transactTime", transact_time))
+            if event_time < 0 or transact_time < 0:
+                self._negative(stream, ("eventTime", event_time), ("transactTime", transact_time))
             offset, step, count = groups[0]
             messages: list[Message[Any]] = []
             for at in range(offset, offset + step * count, step):
                 trade_id, price, qty, maker = _TRADE.unpack_from(view, at)
-                self._check_ids(stream, ("trade id", trade_id))
+                if trade_id < 0:
+                    self._negative(stream, ("trade id", trade_id))
                 if maker > 1:
                     raise self._error("wrong_type", f"isBuyerMaker is {maker}, not 0 or 1", stream)
                 event = event_cls(
@@ -398,7 +407,8 @@ class SbeDecoder:
             event_time, update_id, price_exp, qty_exp, bid, bid_qty, ask, ask_qty = (
                 _BEST_BID_ASK_ROOT.unpack_from(view, 8)
             )
-            self._check_ids(stream, ("eventTime", event_time), ("bookUpdateId", update_id))
+            if event_time < 0 or update_id < 0:
+                self._negative(stream, ("eventTime", event_time), ("bookUpdateId", update_id))
             event = event_cls(
                 update_id,
                 symbol,
@@ -411,17 +421,19 @@ class SbeDecoder:
             return [message_cls(event)]
         if template == TEMPLATE_DEPTH_SNAPSHOT:
             event_time, update_id, price_exp, qty_exp = _SNAPSHOT_ROOT.unpack_from(view, 8)
-            self._check_ids(stream, ("eventTime", event_time), ("bookUpdateId", update_id))
+            if event_time < 0 or update_id < 0:
+                self._negative(stream, ("eventTime", event_time), ("bookUpdateId", update_id))
             bids = self._levels(view, groups[0], price_exp, qty_exp)
             asks = self._levels(view, groups[1], price_exp, qty_exp)
             return [message_cls(event_cls(update_id, bids, asks, event_time))]
         event_time, first_id, last_id, price_exp, qty_exp = _DIFF_ROOT.unpack_from(view, 8)
-        self._check_ids(
-            stream,
-            ("eventTime", event_time),
-            ("firstBookUpdateId", first_id),
-            ("lastBookUpdateId", last_id),
-        )
+        if event_time < 0 or first_id < 0 or last_id < 0:
+            self._negative(
+                stream,
+                ("eventTime", event_time),
+                ("firstBookUpdateId", first_id),
+                ("lastBookUpdateId", last_id),
+            )
         bids = self._levels(view, groups[0], price_exp, qty_exp)
         asks = self._levels(view, groups[1], price_exp, qty_exp)
         event = event_cls(event_time, symbol, first_id, last_id, bids, asks)
@@ -429,7 +441,7 @@ class SbeDecoder:
 
     def _group(
         self,
-        view: memoryview,
+        view: bytes,
         position: int,
         header: struct.Struct,
         entry_size: int,
@@ -457,18 +469,32 @@ class SbeDecoder:
         groups.append((position, step, count))
         return position + step * count
 
-    def _check_ids(self, stream: str, *values: tuple[str, int]) -> None:
+    def _negative(self, stream: str, *values: tuple[str, int]) -> None:
+        """Raise the error of the first negative one of ``values`` (ids and times)."""
         for name, value in values:
             if value < 0:
                 raise self._error("out_of_range", f"{name} is negative ({value})", stream)
 
     def _levels(
-        self, view: memoryview, group: tuple[int, int, int], price_exp: int, qty_exp: int
+        self, view: bytes, group: tuple[int, int, int], price_exp: int, qty_exp: int
     ) -> list[tuple[Any, Any]]:
         offset, step, count = group
+        if step == LEVEL_ENTRY_SIZE:
+            pairs: Any = _LEVEL.iter_unpack(view[offset : offset + step * count])
+        else:
+            pairs = (
+                _LEVEL.unpack_from(view, at) for at in range(offset, offset + step * count, step)
+            )
         number = self._number
-        levels = []
-        for at in range(offset, offset + step * count, step):
-            price, qty = _LEVEL.unpack_from(view, at)
-            levels.append((number(price, price_exp), number(qty, qty_exp)))
-        return levels
+        if number is _float and -22 <= price_exp <= 0 and -22 <= qty_exp <= 0:
+            # _float inlined for the usual exponents: the same exact divisions, same results
+            price_scale, qty_scale = _EXACT_POWERS[-price_exp], _EXACT_POWERS[-qty_exp]
+            low, high = -_INT53, _INT53
+            return [
+                (
+                    price / price_scale if low < price < high else _float(price, price_exp),
+                    qty / qty_scale if low < qty < high else _float(qty, qty_exp),
+                )
+                for price, qty in pairs
+            ]
+        return [(number(price, price_exp), number(qty, qty_exp)) for price, qty in pairs]
