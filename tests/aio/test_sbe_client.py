@@ -253,12 +253,21 @@ async def test_order_book_syncs_from_sbe_depth_diffs() -> None:
         assert _streams(ex) == {"btcusdt@depth"}
         ex.faults.skip("btcusdt@depth")
         await until(lambda: book.resyncs == 1 and book.synced, timeout=10)
-        ex.rate = 0
-        await asyncio.sleep(0.3)  # the last diff window closes
+        ex.rate = 0  # the market stops; its last diff window closes within 100 ms
         sim = ex.market.books["BTCUSDT"]
-        bid, ask = sim.best_bid(), sim.best_ask()
-        assert book.best_bid() == (float(sim.price(bid)), float(sim.qty(sim.bids[bid])))
-        assert book.best_ask() == (float(sim.price(ask)), float(sim.qty(sim.asks[ask])))
+
+        def tops() -> tuple[Any, Any]:
+            bid, ask = sim.best_bid(), sim.best_ask()
+            return (
+                (float(sim.price(bid)), float(sim.qty(sim.bids[bid]))),
+                (float(sim.price(ask)), float(sim.qty(sim.asks[ask]))),
+            )
+
+        await until(lambda: book.update_id == sim.update_id)
+        assert (book.best_bid(), book.best_ask()) == tops()
+        assert book.bids(20) == [
+            (float(sim.price(p)), float(sim.qty(q))) for p, q in sim.levels("b", 20)
+        ]
 
 
 def _streams(ex: Exchange) -> set[str]:
