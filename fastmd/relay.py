@@ -33,7 +33,7 @@ from fastmd.errors import FastmdError
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
 
-    from fastmd.aio.client import Client
+    from fastmd import Client
 
 __all__ = ["Relay", "RelayStats"]
 

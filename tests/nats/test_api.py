@@ -159,3 +159,14 @@ async def test_cli_relay_publishes_the_simulator_without_url(nats_server: NatsSe
             _, err = await asyncio.wait_for(process.communicate(), 15)
         assert process.returncode == 0
         assert b"published in" in err  # the closing summary
+
+
+@pytest.mark.parametrize("module", ["nats.py", "relay.py", "core/wire.py", "cli/relay.py"])
+def test_no_private_reach_ins(module: str) -> None:
+    import ast
+    from pathlib import Path
+
+    import test_architecture
+
+    path = Path(fastmd.__file__).resolve().parent / module
+    assert test_architecture._reach_ins(ast.parse(path.read_text())) == []
