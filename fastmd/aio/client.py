@@ -44,7 +44,7 @@ from fastmd.core.codec import PriceType
 from fastmd.core.health import Alert, Health, HealthConfig, check_stale_after
 from fastmd.core.lifecycle import ErrorReport, ErrorReporter, Severity
 from fastmd.core.liveness import Heartbeat
-from fastmd.core.sbe_streams import parse_sbe_stream
+from fastmd.core.sbe_streams import in_microseconds, parse_sbe_stream
 from fastmd.core.selective import (
     ChangeFilter,
     Throttle,
@@ -259,6 +259,8 @@ class Client:
         self._routes = RouteTable(
             venue, self._reporter, self._gap_detected, slow_callback, loop_budget=loop_budget
         )
+        if encoding == "sbe":  # REST speaks milliseconds; the SBE streams microseconds
+            self._routes.from_rest = in_microseconds
         self._backfiller = Backfiller(
             self._routes, self._rest_or_none, self._tasks, self._reporter, self._gaps.report
         )

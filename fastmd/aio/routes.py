@@ -119,6 +119,9 @@ class RouteTable:
         """Events that waited in the backlog instead of reaching their callbacks at once."""
         self.source: EventSource = "ws"
         """Where the event being delivered right now comes from."""
+        self.from_rest: Callable[[Any], Any] | None = None
+        """Applied once to every event recovered or polled from REST before delivery (an SBE
+        client's REST events get its streams' microsecond times); ``None``: as decoded."""
         self._duplicates_retired = 0
         self.callback_time = 0.0
         self.callback_samples = 0
@@ -212,6 +215,8 @@ class RouteTable:
     def call(self, route: Route, event: Any, source: EventSource) -> None:
         """Call ``route``'s callbacks with an event already sequenced (after the events waiting
         in the backlog, if any)."""
+        if source == "rest" and self.from_rest is not None:
+            event = self.from_rest(event)
         if route.buffer is not None:  # a backfill runs: after what it recovers
             route.buffer.append(event)
             return

@@ -21,12 +21,16 @@ treat them alike; no speed suffix is accepted (Binance's SBE depth streams have 
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 from fastmd.core.streams import Stream, StreamKind, validate_symbol
 from fastmd.errors import StreamNameError
 
-__all__ = ["SBE_STREAM_TYPES", "parse_sbe_stream"]
+__all__ = ["SBE_STREAM_TYPES", "in_microseconds", "parse_sbe_stream"]
+
+_TIME_FIELDS: Final = ("event_time", "trade_time", "transaction_time")
 
 SBE_STREAM_TYPES: Final[dict[str, Stream]] = {
     "trade": Stream(StreamKind.TRADE),
@@ -59,3 +63,16 @@ def parse_sbe_stream(name: str) -> Stream:
         raise StreamNameError(f"invalid SBE stream name {name!r}: the symbol must be lowercase")
     validate_symbol(symbol, "binance-spot")
     return Stream(template.kind, symbol=symbol, levels=template.levels)
+
+
+def in_microseconds(event: Any) -> Any:
+    """``event`` (decoded from REST, in milliseconds) with its event, trade and transaction times
+    in microseconds, as the SBE streams give them: what an SBE client delivers for the trades it
+    backfills and the events its REST fallback polls. Times that are ``None`` stay ``None``;
+    other events are returned as they are."""
+    changes = {
+        name: value * 1000
+        for name in _TIME_FIELDS
+        if isinstance(value := getattr(event, name, None), int)
+    }
+    return msgspec.structs.replace(event, **changes) if changes else event

@@ -244,6 +244,30 @@ async def test_a_malformed_binary_frame_is_a_counted_decode_error_and_the_socket
         assert client.metrics().reconnects == 0
 
 
+async def test_events_served_from_rest_have_the_streams_microseconds() -> None:
+    """While the socket cannot be kept up, the REST fallback serves trades and best bid/ask
+    with times in microseconds, like the SBE streams (REST itself says milliseconds)."""
+    backoff = fastmd.Backoff(initial_delay=0.05, max_delay=0.1, max_attempts=None)
+    async with (
+        Exchange(sbe=True, rate=300, seed=3) as ex,
+        sbe_client(ex, fallback_after=1, backoff=backoff) as client,
+    ):
+        seen: list[tuple[str, Any]] = []
+        names = ["btcusdt@trade", "btcusdt@bestBidAsk"]
+        sub = client.subscribe(names, lambda e: seen.append((client.event_source, e)))
+        await sub.wait_active(5)
+        ex.faults.refuse_upgrades(503)
+        ex.faults.drop_connections()
+        await until(lambda: any(src == "rest" and type(e) is fastmd.Trade for src, e in seen),
+                    timeout=15)  # fmt: skip
+        now_us = time.time() * 1e6
+        for source, event in seen:  # polled trades may be minutes old: the order of magnitude
+            times = [event.event_time] + ([event.trade_time] if type(event) is fastmd.Trade else [])
+            for value in times:
+                if value is not None:
+                    assert now_us / 10 < value < now_us * 10, (source, event)
+
+
 # -- order books --------------------------------------------------------------------------------
 
 
