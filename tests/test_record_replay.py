@@ -184,6 +184,7 @@ def test_writer_rotates_by_age_and_a_killed_writer_leaves_completed_chunks(tmp_p
         clock[0] = float(second)
         writer.frame(memoryview(b'{"s":%d}' % second), False)
         writer.flush()
+    writer.sync()  # the writer thread has written all of it
     # No close(): as if the process died here. Three chunks completed, the fourth is open.
     manifest = fastmd.replay.manifest(tmp_path / "rec")
     assert [c["frames"] for c in manifest["chunks"]] == [11, 11, 11]  # 0-10, 11-21, 22-32

@@ -23,7 +23,9 @@ import json
 import logging
 import os
 import platform
+import queue
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -55,6 +57,7 @@ KIND_GAP: Final = 4
 _SUFFIX: Final[dict[str, str]] = {"zstd": "zst", "gzip": "gz"}
 _DEFAULT_LEVEL: Final[dict[str, int]] = {"zstd": 3, "gzip": 6}
 _RECORDED_ENDPOINTS: Final = frozenset({"depth", "exchangeInfo"})
+_DATA, _FLUSH, _CLOSE = 0, 1, 2  # the writer thread's commands
 MAX_GAPS_LISTED: Final = 1000
 """Gaps listed one by one in the manifest; beyond, only counted (every gap is a chunk record)."""
 
@@ -129,8 +132,15 @@ class _Compressor:
 
 
 class SessionWriter:
-    """Writes one recording folder (docs/recording.md). Not thread-safe: call it from the event
-    loop that runs the client.
+    """Writes one recording folder (docs/recording.md).
+
+    The recording thread (the event loop's) only appends records to a buffer; a writer thread of
+    its own compresses full buffers, writes, flushes, fsyncs, renames and rewrites the manifest,
+    so neither compression nor the disk ever holds up the event loop. At most ``queue_limit``
+    buffers wait for the writer thread; when the disk cannot keep up, the recording thread waits
+    for it (memory stays bounded, the client's reading pauses) rather than growing.
+
+    Call every method from one thread (the event loop's).
 
     Args:
         path: the folder; created if missing, refused if it already holds a recording.
@@ -138,14 +148,15 @@ class SessionWriter:
         compression: ``"zstd"`` (default) or ``"gzip"``.
         level: compression level (zstd 3, gzip 6 by default).
         rotate_bytes: a chunk is completed once it holds this many uncompressed bytes.
-        rotate_seconds: ... or once it is this old.
-        buffer_size: bytes buffered before they are compressed and written (the memory bound).
+        rotate_seconds: ... or once it is this old (checked at each :meth:`flush`).
+        buffer_size: bytes buffered before they go to the writer thread.
+        queue_limit: buffers waiting for the writer thread at most.
         clock_ns: receive-time clock (ns since the epoch).
-        extra: more manifest keys (where a converted recording came from...).
         monotonic: the clock of ``rotate_seconds``.
+        extra: more manifest keys (where a converted recording came from...).
 
     Raises:
-        RecordingError: a bad option, or ``path`` holds a recording or is not a folder.
+        RecordingError: a bad option, or the zstandard package is missing for ``"zstd"``.
     """
 
     def __init__(
@@ -159,6 +170,7 @@ class SessionWriter:
         rotate_bytes: int = 64 << 20,
         rotate_seconds: float = 3600.0,
         buffer_size: int = 256 << 10,
+        queue_limit: int = 16,
         clock_ns: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], float] = time.monotonic,
         extra: Mapping[str, Any] | None = None,
@@ -168,9 +180,10 @@ class SessionWriter:
         if compression not in _SUFFIX:
             raise RecordingError(f"compression must be 'zstd' or 'gzip', not {compression!r}",
                                  path=folder)  # fmt: skip
-        if not rotate_bytes > 0 or not rotate_seconds > 0 or not buffer_size > 0:
+        if not (rotate_bytes > 0 and rotate_seconds > 0 and buffer_size > 0 and queue_limit > 0):
             raise RecordingError(
-                "rotate_bytes, rotate_seconds and buffer_size must be positive", path=folder
+                "rotate_bytes, rotate_seconds, buffer_size and queue_limit must be positive",
+                path=folder,
             )
         if compression == "zstd":
             try:
@@ -187,6 +200,8 @@ class SessionWriter:
         self.buffer_size = buffer_size
         self._clock_ns = clock_ns
         self._monotonic = monotonic
+        # Written by the writer thread only (the recording thread's counts are copied in when
+        # it writes the manifest): json.dump never sees it change under it.
         self._manifest: dict[str, Any] = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -211,7 +226,22 @@ class SessionWriter:
             "gaps": [],
             **(extra or {}),
         }
+        self._queue: queue.Queue[tuple[int, Any]] = queue.Queue(queue_limit)
+        self._thread: threading.Thread | None = None
         self._buffer = bytearray()
+        self._last_ns = 0
+        self._started = 0.0
+        self._open = False
+        self._closing = False
+        # recording thread's counts
+        self._frames = 0
+        self._others = 0  # records that are not frames
+        self._frame_bytes = 0
+        self._rest_responses = 0
+        self._snapshots = 0
+        self._gaps_total = 0
+        self._gaps: list[dict[str, Any]] = []
+        # writer thread's state
         self._chunk_number = 0
         self._file: Any = None
         self._compressor: _Compressor | None = None
@@ -220,21 +250,19 @@ class SessionWriter:
         self._chunk_records = 0
         self._chunk_frames = 0
         self._chunk_first_ns = 0
+        self._chunk_last_ns = 0
         self._chunk_opened = 0.0
-        self._last_ns = 0
+        self._frames_before = self._others_before = 0  # totals already in chunks
         self._written = 0
-        self._started = 0.0
-        self._frames = 0
-        self._frame_bytes = 0
-        self._records = 0
-        self._open = False
+        self._chunks = 0
         self.failed: OSError | None = None
         """The write error that stopped the recording, if one did."""
 
-    # -- lifecycle ----------------------------------------------------------------------------
+    # -- lifecycle (recording thread) ---------------------------------------------------------
 
     def open(self, ws_url: str, rest_url: str) -> None:
-        """Create the folder and write the first manifest (naming the URLs recorded).
+        """Create the folder, write the first manifest (naming the URLs recorded) and start the
+        writer thread.
 
         Raises:
             RecordingError: the folder holds a recording, or cannot be created or written.
@@ -249,36 +277,44 @@ class SessionWriter:
                 path=str(self.path),
             )
         now = self._clock_ns()
-        self._manifest["ws_url"] = ws_url
-        self._manifest["rest_url"] = rest_url
-        self._manifest["started"] = _iso(now)
-        self._manifest["started_ns"] = now
+        self._manifest.update(ws_url=ws_url, rest_url=rest_url, started=_iso(now), started_ns=now)
         self._started = self._monotonic()
         try:
             self._write_manifest()
         except OSError as exc:
             raise RecordingError(f"cannot write {self.path}: {exc}", path=str(self.path)) from exc
         self._open = True
+        self._thread = threading.Thread(
+            target=self._work, name=f"fastmd-record {self.path.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Take no more records; the writer thread completes the open chunk and writes the
+        final manifest (``complete: true`` unless a write failed). Returns at once; idempotent."""
+        if not self._open and self._closing:
+            return
+        was_open, self._open = self._open, False
+        if self._thread is None or self._closing:
+            return
+        self._closing = True
+        if was_open and self.failed is None:
+            self._submit()
+        self._queue.put((_CLOSE, self._clock_ns()))
 
     def close(self) -> None:
-        """Complete the open chunk and write the final manifest; idempotent. The manifest says
-        ``complete: true`` unless a write failed."""
-        if not self._open:
-            return
-        self._open = False
-        try:
-            if self.failed is None:
-                self._drain()
-                self._finish_chunk()
-            now = self._clock_ns()
-            self._manifest["ended"] = _iso(now)
-            self._manifest["ended_ns"] = now
-            self._manifest["complete"] = self.failed is None
-            self._write_manifest()
-        except OSError as exc:
-            self._fail(exc)
+        """:meth:`stop`, then wait until the writer thread finished (the last chunk fsynced and
+        renamed, the manifest written); idempotent."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join()
 
-    # -- records (called by the client) --------------------------------------------------------
+    def sync(self) -> None:
+        """Wait until the writer thread has handled everything submitted so far."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.join()
+
+    # -- records (recording thread) -----------------------------------------------------------
 
     def frame(self, payload: memoryview, binary: bool) -> None:
         """The client's frame tap: append one received message (never raises)."""
@@ -290,10 +326,8 @@ class SessionWriter:
         buffer += payload
         self._frames += 1
         self._frame_bytes += len(payload)
-        self._chunk_frames += 1
-        self._chunk_records += 1
         if len(buffer) >= self.buffer_size:
-            self._drain()
+            self._submit()
 
     def rest_response(self, endpoint: str, query: Mapping[str, str], body: bytes) -> None:
         """The REST client's response tap: depth snapshots and exchangeInfo are recorded."""
@@ -301,17 +335,16 @@ class SessionWriter:
             return
         request = endpoint + "?" + "&".join(f"{key}={value}" for key, value in query.items())
         self._append(KIND_REST, request.encode() + b"\n" + body)
-        self._manifest["rest_responses"] += 1
+        self._rest_responses += 1
         if endpoint == "depth":
-            self._manifest["snapshots"] += 1
+            self._snapshots += 1
 
     def gap(self, gap: Gap) -> None:
         """A gap the client reported: a record in the chunk and a line in the manifest."""
         if not self._open:
             return
-        now = self._clock_ns()
         entry = {
-            "time_ns": now,
+            "time_ns": self._clock_ns(),
             "stream": gap.stream,
             "expected": gap.expected,
             "received": gap.received,
@@ -319,27 +352,18 @@ class SessionWriter:
             "reason": str(gap.reason),
         }
         self._append(KIND_GAP, json.dumps(entry, separators=(",", ":")).encode())
-        self._manifest["gaps_total"] += 1
-        if len(self._manifest["gaps"]) < MAX_GAPS_LISTED:
-            self._manifest["gaps"].append(entry)
+        self._gaps_total += 1
+        if len(self._gaps) < MAX_GAPS_LISTED:
+            self._gaps.append(entry)
 
     def flush(self) -> None:
-        """Write what is buffered and flush the compressed stream, so the open chunk is
-        readable up to here; complete the chunk if it is due (size or age). Never raises."""
-        if not self._open or self.failed is not None:
+        """Hand what is buffered to the writer thread and have it flush the compressed stream,
+        so the open chunk is readable up to here, and complete the chunk if it is due (size or
+        age). Returns at once; never raises."""
+        if not self._open:
             return
-        try:
-            self._drain()
-            if self._compressor is not None:
-                data = self._compressor.flush()
-                self._file.write(data)
-                self._file.flush()
-                self._chunk_written += len(data)
-                self._written += len(data)
-                if self._monotonic() - self._chunk_opened >= self.rotate_seconds:
-                    self._finish_chunk()
-        except OSError as exc:
-            self._fail(exc)
+        self._submit()
+        self._queue.put((_FLUSH, self._monotonic()))
 
     def stats(self) -> RecordingStats:
         """What the recording holds so far."""
@@ -348,107 +372,151 @@ class SessionWriter:
             frames=self._frames,
             frame_bytes=self._frame_bytes,
             written_bytes=self._written,
-            chunks=len(self._manifest["chunks"]),
-            snapshots=self._manifest["snapshots"],
-            gaps=self._manifest["gaps_total"],
+            chunks=self._chunks,
+            snapshots=self._snapshots,
+            gaps=self._gaps_total,
             elapsed=self._monotonic() - self._started if self._started else 0.0,
             complete=bool(self._manifest["complete"]),
         )
-
-    # -- machinery ----------------------------------------------------------------------------
 
     def _append(self, kind: int, payload: bytes) -> None:
         now = self._last_ns = self._clock_ns()
         self._buffer += _HEADER.pack(kind, now, len(payload))
         self._buffer += payload
-        self._chunk_records += 1
-        self._records += 1
+        self._others += 1
         if len(self._buffer) >= self.buffer_size:
-            self._drain()
+            self._submit()
+
+    def _submit(self) -> None:
+        if not self._buffer:
+            return
+        if self.failed is not None:
+            self._buffer.clear()  # nothing more can be written: memory stays bounded
+            return
+        full, self._buffer = self._buffer, bytearray()
+        # waits when queue_limit buffers are pending
+        handed = (full, self._frames, self._others, self._last_ns, self._monotonic())
+        self._queue.put((_DATA, handed))
+
+    # -- the writer thread --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            command, argument = self._queue.get()
+            try:
+                if self.failed is None:
+                    if command == _DATA:
+                        self._compress(*argument)
+                    elif command == _FLUSH:
+                        self._flush_chunk(argument)
+                    else:
+                        self._finish_chunk()
+                        self._manifest.update(
+                            ended=_iso(argument), ended_ns=argument, complete=True
+                        )
+                        self._write_manifest()
+            except OSError as exc:
+                self._fail(exc)
+            finally:
+                self._queue.task_done()
+            if command == _CLOSE:
+                return
 
     def _fail(self, exc: OSError) -> None:
-        if self.failed is None:
-            self.failed = exc
-            logger.error("recording to %s stopped: %s", self.path, exc)
-        self._buffer.clear()  # nothing more can be written: memory stays bounded
-        self._open = False
+        self.failed = exc
+        self._open = False  # the recording thread stops appending
+        logger.error("recording to %s stopped: %s", self.path, exc)
         if self._file is not None:
             with contextlib.suppress(OSError):
                 self._file.close()
             self._file = self._compressor = None
 
-    def _drain(self) -> None:
-        """Compress the buffer into the open chunk (opened now if there is none)."""
-        if not self._buffer or self.failed is not None:
+    def _compress(
+        self, data: bytearray, frames: int, others: int, last_ns: int, handed: float
+    ) -> None:
+        """Compress ``data`` (whole records; the recording's frame and other record totals,
+        last receive time and monotonic time when it was handed over) into the open chunk
+        (opened now if none: its age counts from ``handed``)."""
+        if self._compressor is None:
+            self._open_chunk(_HEADER.unpack_from(data)[1], handed)
+        assert self._compressor is not None
+        added = frames - self._frames_before
+        self._chunk_frames += added
+        self._chunk_records += added + others - self._others_before
+        self._frames_before, self._others_before = frames, others
+        self._chunk_last_ns = last_ns
+        self._chunk_raw += len(data)
+        self._write(self._compressor.compress(data))
+        if self._chunk_raw >= self.rotate_bytes:
+            self._finish_chunk()
+
+    def _flush_chunk(self, now: float) -> None:
+        if self._compressor is None:
             return
-        try:
-            if self._compressor is None:
-                self._open_chunk(_HEADER.unpack_from(self._buffer)[1])
-            assert self._compressor is not None
-            raw = len(self._buffer)
-            data = self._compressor.compress(self._buffer)
-            self._buffer.clear()
-            self._chunk_raw += raw
-            if data:
-                self._file.write(data)
-                self._chunk_written += len(data)
-                self._written += len(data)
-            if self._chunk_raw >= self.rotate_bytes:
-                self._finish_chunk()
-        except OSError as exc:
-            self._fail(exc)
+        self._write(self._compressor.flush())
+        self._file.flush()
+        if now - self._chunk_opened >= self.rotate_seconds:
+            self._finish_chunk()
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self._file.write(data)
+            self._chunk_written += len(data)
+            self._written += len(data)
 
     def _chunk_name(self) -> str:
         return f"chunk-{self._chunk_number:06d}.fmr.{_SUFFIX[self.compression]}"
 
-    def _open_chunk(self, first_ns: int) -> None:
+    def _open_chunk(self, first_ns: int, opened: float) -> None:
         self._chunk_number += 1
         self._file = (self.path / (self._chunk_name() + ".part")).open("wb")
         self._compressor = _Compressor(self.compression, self.level)
-        self._chunk_opened = self._monotonic()
+        self._chunk_opened = opened
         self._chunk_first_ns = first_ns
         self._chunk_raw = len(CHUNK_MAGIC)
-        data = self._compressor.compress(CHUNK_MAGIC)
-        self._file.write(data)
-        self._chunk_written = len(data)
-        self._written += len(data)
+        self._chunk_written = 0
+        self._write(self._compressor.compress(CHUNK_MAGIC))
 
     def _finish_chunk(self) -> None:
         """Complete the open chunk: end its stream, fsync, rename, record it in the manifest."""
         if self._compressor is None:
             return
-        data = self._compressor.finish()
-        self._file.write(data)
-        self._chunk_written += len(data)
-        self._written += len(data)
+        self._write(self._compressor.finish())
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         name = self._chunk_name()
         os.replace(self.path / (name + ".part"), self.path / name)
         _fsync_dir(self.path)
-        records = self._chunk_records
         self._manifest["chunks"].append(
             {
                 "name": name,
-                "records": records,
+                "records": self._chunk_records,
                 "frames": self._chunk_frames,
                 "raw_bytes": self._chunk_raw,
                 "bytes": self._chunk_written,
                 "first_ns": self._chunk_first_ns,
-                "last_ns": self._last_ns,
+                "last_ns": self._chunk_last_ns,
             }
         )
+        self._chunks += 1
         self._file = self._compressor = None
         self._chunk_raw = self._chunk_written = self._chunk_records = self._chunk_frames = 0
         self._write_manifest()
 
     def _write_manifest(self) -> None:
-        self._manifest["frames"] = self._frames
-        self._manifest["frame_bytes"] = self._frame_bytes
+        manifest = self._manifest
+        manifest.update(
+            frames=self._frames,
+            frame_bytes=self._frame_bytes,
+            rest_responses=self._rest_responses,
+            snapshots=self._snapshots,
+            gaps_total=self._gaps_total,
+            gaps=self._gaps[: len(self._gaps)],
+        )
         temp = self.path / "manifest.json.tmp"
         with temp.open("w") as file:
-            json.dump(self._manifest, file, indent=1)
+            json.dump(manifest, file, indent=1)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, self.path / "manifest.json")
@@ -593,13 +661,14 @@ async def record(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            # No await between closing the writer and the client's close(), which silences
+            # No await between stopping the writer and the client's close(), which silences
             # every callback before it awaits: the recording holds exactly what was delivered.
-            writer.close()
+            writer.stop()
     finally:
         for task in tasks:
             task.cancel()
-        writer.close()
+        writer.stop()
+        await asyncio.to_thread(writer.close)  # the last chunk fsynced, off the event loop
     if writer.failed is not None:
         raise RecordingError(
             f"recording to {writer.path} stopped: {writer.failed}", path=str(writer.path)
