@@ -7,12 +7,16 @@ file was made, when, and on which commit), never measures anything itself:
 
 - ``e2e.json``: ``python -m benchmarks.e2e.run --json`` (throughput, malloc, RSS);
 - ``e2e-latency-rt.json``: the latency stage again, clients under ``chrt -f 10``;
+- ``e2e-events.json``: ``python -m benchmarks.e2e.events --json`` (throughput per event type);
 - ``decode.json``: ``pytest benchmarks/test_decode.py --benchmark-json`` (in-process decodes).
 
 and writes PNGs (matplotlib's Agg backend, no display needed):
 
 - ``e2e-throughput.png``: messages/s of each client over loopback, median of the repetitions with
   their range, and each client's ratio to fastmd;
+- ``e2e-events.png``: client CPU per message of fastmd, bare picows + msgspec, aiohttp + orjson
+  and websockets + json per event type, with the throughput ratio it implies for fastmd
+  against each (steadier than messages/s on a shared machine: docs/benchmarks.md);
 - ``e2e-latency.png``: send-to-callback latency percentiles of fastmd and bare picows + msgspec at
   each rate;
 - ``decode-per-event.png``: per event type, the decode each client stack runs on one frame:
@@ -137,6 +141,76 @@ def plot_throughput(e2e: dict[str, Any], out: Path) -> Path:
     return path
 
 
+EVENT_CLIENTS = {
+    "picows_msgspec": ("bare picows + msgspec", OTHER_COLOUR),
+    "fastmd": ("fastmd.Client", FASTMD_COLOUR),
+    "aiohttp_orjson": ("aiohttp + orjson", "#40c057"),
+    "websockets_json": ("websockets + json", "#868e96"),
+}
+
+
+def plot_events(runs_file: dict[str, Any], out: Path) -> Path:
+    """Per event type, grouped bars of each client's CPU per message (median of the
+    repetitions), and above each group the throughput ratio that CPU implies for fastmd
+    against each other client (their CPU / fastmd's)."""
+    runs = runs_file["runs"]
+    events = list(dict.fromkeys(r["event"] for r in runs))
+    kinds = [k for k in EVENT_CLIENTS if any(r["kind"] == k for r in runs)]
+
+    def cpu(event: str, kind: str) -> float:
+        return statistics.median(
+            r["cpu_us_per_msg"] for r in runs if r["event"] == event and r["kind"] == kind
+        )
+
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    width = 0.8 / len(kinds)
+    for i, kind in enumerate(kinds):
+        label, colour = EVENT_CLIENTS[kind]
+        xs = [x + (i - (len(kinds) - 1) / 2) * width for x in range(len(events))]
+        ax.bar(xs, [cpu(e, kind) for e in events], width, label=label, color=colour)
+    for x, event in enumerate(events):
+        fast = cpu(event, "fastmd")
+        ratios = "\n".join(
+            f"{cpu(event, kind) / fast:.2f}x {short}"
+            for kind, short in (
+                ("picows_msgspec", "(b)"),
+                ("aiohttp_orjson", "(e)"),
+                ("websockets_json", "(d)"),
+            )
+            if kind in kinds
+        )
+        ax.annotate(
+            "fastmd:\n" + ratios,
+            (x, max(cpu(event, kind) for kind in kinds)),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            fontsize=7,
+        )
+    top = max(cpu(e, k) for e in events for k in kinds)
+    ax.set_ylim(0, top * 1.3)
+    ax.set_xticks(range(len(events)), [e.replace(" (", "\n(") for e in events], fontsize=8)
+    ax.set_ylabel("client CPU µs per message (lower is better)")
+    args = runs_file["args"]
+    ax.set_title(
+        f"End to end over loopback, per event type: client CPU per message (median of "
+        f"{args['repeat']} runs)"
+    )
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    _footnote(
+        fig,
+        "above each group: fastmd's throughput as implied by CPU per message, against (b) bare "
+        "picows + msgspec, (e) aiohttp + orjson, (d) websockets + json; "
+        f"{args['messages']:,} measured frames per run; {_machine(runs_file)}",
+    )
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path = out / "e2e-events.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_latency(latency: dict[str, Any], out: Path) -> Path:
     """Grouped bars: the median over repetitions of each percentile, per rate and client."""
     runs = [r for r in latency["latency"] if "latency_us" in r]
@@ -246,6 +320,7 @@ def draw(results: Path, out: Path) -> list[Path]:
     made = [
         plot_throughput(e2e, out),
         plot_latency(latency, out),
+        plot_events(_read_json(results / "e2e-events.json"), out),
         plot_decode(results / "decode.json", out),
     ]
     return made
