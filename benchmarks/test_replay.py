@@ -31,7 +31,6 @@ from benchmarks.frames import load_recording
 from fastmd.aio.record import SessionWriter
 
 COPIES = 40
-pytestmark = pytest.mark.benchmark(group="replay")
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +50,10 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[byte
 
 
 def _run(benchmark: Any, function: Any) -> Any:
-    return benchmark.pedantic(function, rounds=15, iterations=1, warmup_rounds=2)
+    return benchmark.pedantic(function, rounds=40, iterations=1, warmup_rounds=2)
 
 
+@pytest.mark.benchmark(group="replay")
 def test_fastmd_replay_events(benchmark: Any, recording: tuple[Path, list[bytes]]) -> None:
     folder, frames = recording
 
@@ -66,6 +66,7 @@ def test_fastmd_replay_events(benchmark: Any, recording: tuple[Path, list[bytes]
     assert _run(benchmark, read) == len(frames)
 
 
+@pytest.mark.benchmark(group="replay")
 def test_records_then_json_loads(benchmark: Any, recording: tuple[Path, list[bytes]]) -> None:
     folder, frames = recording
     loads = json.loads
@@ -81,6 +82,7 @@ def test_records_then_json_loads(benchmark: Any, recording: tuple[Path, list[byt
     assert _run(benchmark, read) == len(frames)
 
 
+@pytest.mark.benchmark(group="replay")
 def test_json_loads_loop(benchmark: Any, recording: tuple[Path, list[bytes]]) -> None:
     _, frames = recording
     loads = json.loads
@@ -95,6 +97,7 @@ def test_json_loads_loop(benchmark: Any, recording: tuple[Path, list[bytes]]) ->
     assert _run(benchmark, read) == len(frames)
 
 
+@pytest.mark.benchmark(group="replay")
 def test_jsonl_json_loads(
     benchmark: Any, recording: tuple[Path, list[bytes]], tmp_path: Path
 ) -> None:
@@ -110,5 +113,46 @@ def test_jsonl_json_loads(
                 loads(line)
                 count += 1
         return count
+
+    assert _run(benchmark, read) == len(frames)
+
+
+@pytest.mark.benchmark(group="record")
+def test_record_frames(benchmark: Any, recording: tuple[Path, list[bytes]], tmp_path: Path) -> None:
+    """What recording costs per frame on the client's hot path: ``SessionWriter.frame`` (the
+    client's frame tap) for every frame, its buffer compressed into zstd chunks as it fills."""
+    _, frames = recording
+    views = [memoryview(frame) for frame in frames]
+    writers: list[SessionWriter] = []
+
+    def setup() -> tuple[tuple[SessionWriter], dict[str, Any]]:
+        writer = SessionWriter(tmp_path / str(len(writers)), venue="binance-spot", streams=[])
+        writer.open("ws://bench", "http://bench")
+        writers.append(writer)
+        return (writer,), {}
+
+    def record(writer: SessionWriter) -> SessionWriter:
+        tap = writer.frame
+        for view in views:
+            tap(view, False)
+        return writer
+
+    writer = benchmark.pedantic(record, setup=setup, rounds=40, iterations=1, warmup_rounds=2)
+    for each in writers:
+        each.close()
+    assert writer.stats().frames == len(frames)
+
+
+@pytest.mark.benchmark(group="record")
+def test_decode_frames(benchmark: Any, recording: tuple[Path, list[bytes]]) -> None:
+    """The reference for the above: the client's one decode pass over the same frames."""
+    _, frames = recording
+    views = [memoryview(frame) for frame in frames]
+    decode = fastmd.Decoder().decode
+
+    def read() -> int:
+        for view in views:
+            decode(view)
+        return len(views)
 
     assert _run(benchmark, read) == len(frames)
