@@ -175,7 +175,8 @@ class Relay:
         batch_delay: seconds an event waits for its batch to fill at most.
         max_buffered: events held while NATS is slow or away; past it new events are dropped
             and counted.
-        health_interval: seconds between health messages (also sent on every status change).
+        health_interval: seconds between health messages (also sent on every status change
+            and every alert of the client's health, firing or resolved).
         prefix: the first subject token.
         jetstream: also keep the venue's subjects in a JetStream stream (see ``retention``).
         retention: seconds JetStream keeps messages (with ``jetstream``).
@@ -290,6 +291,7 @@ class Relay:
         await client.start()
         client.on_gap(self._exchange_gap)
         client.on_status(lambda status, metrics: self._status_changed(str(status)))
+        client.on_alert(lambda alert: self._health_now())  # the report carries the alerts
         self._tasks.append(asyncio.create_task(self._publish_loop(), name="fastmd-relay-publish"))
         self._tasks.append(asyncio.create_task(self._health_loop(), name="fastmd-relay-health"))
         for name in self.streams:
@@ -374,9 +376,14 @@ class Relay:
     def _status_changed(self, status: str) -> None:
         if status != self._status:
             self._status = status
-            task = asyncio.create_task(self._publish_health())
-            self._health_tasks.add(task)
-            task.add_done_callback(self._health_tasks.discard)
+            self._health_now()
+
+    def _health_now(self) -> None:
+        if self._closing:
+            return
+        task = asyncio.create_task(self._publish_health())
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
 
     # -- the NATS side ---------------------------------------------------------------------
 

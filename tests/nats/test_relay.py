@@ -223,3 +223,31 @@ async def test_a_slow_consumer_slows_neither_the_relay_nor_other_consumers(
     ids = _trade_ids(got)
     assert ids == list(range(ids[0], ids[0] + len(ids)))  # every trade, in order
     assert len(ids) >= stats.published - stats.buffered - 100
+
+
+async def test_an_exchange_gap_the_relay_sees_reaches_the_consumer_with_exchange_ids(
+    nats_server: NatsServer,
+) -> None:
+    stream = "btcusdt@trade"
+    got: list[Any] = []
+    gaps: list[Gap] = []
+    async with (
+        Exchange("binance-spot", ["BTCUSDT"], rate=1000.0) as ex,
+        Relay([stream], nats=nats_server.url, ws_url=ex.ws_url, rest_url=ex.rest_url) as relay,
+        Source(nats_server.url) as source,
+    ):
+        source.on_gap(gaps.append)
+        await source.subscribe(stream, got.append).wait_active(5)
+        await _until(lambda: len(got) > 5)
+        ex.faults.skip(stream, 3)
+        await _until(lambda: len(gaps) >= 1)
+        await asyncio.sleep(0.2)
+        assert relay.stats.gaps == 1
+    assert len(gaps) == 1  # once: the consumer does not report it again from the event ids
+    (gap,) = gaps
+    assert gap.reason is GapReason.SERVER_SKIP
+    assert gap.missing == 3
+    ids = _trade_ids(got)
+    assert gap.expected in range(ids[0], ids[-1])
+    assert gap.received in ids
+    assert gap.expected not in ids
