@@ -170,3 +170,18 @@ def test_no_private_reach_ins(module: str) -> None:
 
     path = Path(fastmd.__file__).resolve().parent / module
     assert test_architecture._reach_ins(ast.parse(path.read_text())) == []
+
+
+async def test_a_relay_without_nats_bounds_its_buffer_and_never_blocks_the_client() -> None:
+    async with Exchange("binance-spot", ["BTCUSDT"], rate=2000.0) as ex:
+        relay = Relay(["btcusdt@trade"], nats="nats://127.0.0.1:1", ws_url=ex.ws_url,
+                      rest_url=ex.rest_url, batch_size=10, max_buffered=50)  # fmt: skip
+        async with asyncio.timeout(20):
+            await relay.start()
+            await _until(lambda: relay.stats.dropped > 100)  # the client kept receiving
+            stats = relay.stats
+            assert stats.buffered == 50  # bounded: the rest dropped and counted
+            assert stats.events == stats.buffered + stats.dropped
+            assert stats.published == 0
+            assert not relay.nats_connected
+            await relay.close()  # promptly, with NATS still away
