@@ -939,7 +939,7 @@ class WsServer:
 
     def _check_api_key(self, request: WSUpgradeRequest) -> None:
         """SBE upgrades carry ``X-MBX-APIKEY`` (§8); the key itself is never logged."""
-        key = request.headers.get("X-MBX-APIKEY") or request.headers.get("x-mbx-apikey")
+        key = next((v for k, v in request.headers.items() if k.lower() == "x-mbx-apikey"), None)
         if not key:
             raise _Refused(401, "Missing X-MBX-APIKEY header: SBE market data needs an API key")
         if self._api_keys is not None and key not in self._api_keys:

@@ -146,8 +146,9 @@ async def test_upgrade_needs_the_api_key_header() -> None:
             with pytest.raises(WSInvalidStatusError) as info:
                 await connect(ex.ws_url + "/ws/btcusdt@trade", headers)
             assert info.value.response.status == 401
-        transport, _ = await connect(ex.sbe_url + "/ws/btcusdt@trade", {"X-MBX-APIKEY": "good"})
-        transport.disconnect()
+        for name in ("X-MBX-APIKEY", "x-mbx-apikey", "X-Mbx-Apikey"):  # header names: any case
+            transport, _ = await connect(ex.sbe_url + "/ws/btcusdt@trade", {name: "good"})
+            transport.disconnect()
 
 
 async def test_sbe_is_spot_only_and_json_exchanges_have_no_sbe_url() -> None:
