@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from fastmd.aio.reporting import Reporter
 from fastmd.aio.subscriptions import EventStream, Subscription, SubscriptionGroup
 from fastmd.core import wire
 from fastmd.core.codec import Decoder, PriceType
+from fastmd.core.health import HealthStatus
 from fastmd.core.lifecycle import ErrorReporter, Severity
 from fastmd.core.sequence import Gap, GapReason, Sequencer, sequencer_for
 from fastmd.core.streams import Venue, parse_stream
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription as NatsSubscription
 
-__all__ = ["Source", "SourceHealth", "StreamCounters"]
+__all__ = ["RELAY_SILENT_AFTER", "Source", "SourceHealth", "StreamCounters", "judge"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +71,17 @@ class StreamCounters(msgspec.Struct, kw_only=True):
     epoch: int | None = None
 
 
+RELAY_SILENT_AFTER: Final = 5.0
+"""Seconds without a health message after which a relay counts as gone (it sends one a
+second)."""
+
+
 class SourceHealth(msgspec.Struct, kw_only=True):
     """:meth:`Source.health`: the NATS connection, each stream, and what each relay last said.
 
     Attributes:
+        status: the overall :class:`fastmd.HealthStatus` (see :func:`judge`).
+        reason: why it is not ``HEALTHY``.
         connected: whether the NATS connection is up.
         outages: NATS disconnects since the source started.
         streams: per subscribed stream, its :class:`StreamCounters`.
@@ -80,11 +89,57 @@ class SourceHealth(msgspec.Struct, kw_only=True):
         decode_errors: messages that could not be read (reported, dropped).
     """
 
+    status: HealthStatus
+    reason: str | None
     connected: bool
     outages: int
     streams: dict[str, StreamCounters]
     relays: dict[str, wire.HealthMessage]
     decode_errors: int
+
+
+def judge(
+    connected: bool,
+    streams: Iterable[str],
+    relays: dict[str, wire.HealthMessage],
+    heard: dict[str, float],
+    now: float,
+) -> tuple[HealthStatus, str | None]:
+    """The overall status of a source, worst first: ``DOWN`` when its NATS connection is down;
+    ``STALE`` when a subscribed stream's relay has been silent for :data:`RELAY_SILENT_AFTER`
+    seconds or said it is stopping; ``DEGRADED`` when no relay publishes a subscribed stream, or
+    its relay's client is not connected or not healthy; else ``HEALTHY``. ``heard`` holds when
+    each relay's last health message arrived, on the clock that gives ``now``."""
+    if not connected:
+        return HealthStatus.DOWN, "the NATS connection is down"
+    order = list(HealthStatus)
+    worst: tuple[HealthStatus, str | None] = (HealthStatus.HEALTHY, None)
+    for name in streams:
+        found: tuple[HealthStatus, str | None] = (HealthStatus.HEALTHY, None)
+        owners = [r for r in relays.values() if name in r.streams]
+        if not owners:
+            found = HealthStatus.DEGRADED, f"{name}: no relay says it publishes it"
+        for relay in owners:
+            silent = now - heard.get(relay.relay, -math.inf)
+            client = relay.detail.get("client")
+            client_status = client.get("status") if isinstance(client, dict) else None
+            if silent > RELAY_SILENT_AFTER:
+                found = HealthStatus.STALE, f"{name}: relay {relay.relay} silent for {silent:.0f} s"
+            elif relay.status == "stopping":
+                found = HealthStatus.STALE, f"{name}: relay {relay.relay} stopped"
+            elif relay.status != "CONNECTED":
+                found = HealthStatus.DEGRADED, f"{name}: relay {relay.relay} is {relay.status}"
+            elif client_status not in (None, "HEALTHY"):
+                found = (
+                    HealthStatus.DEGRADED,
+                    f"{name}: relay {relay.relay}'s client is {client_status}",
+                )
+            else:
+                found = (HealthStatus.HEALTHY, None)
+                break  # one healthy publisher is enough
+        if order.index(found[0]) > order.index(worst[0]):
+            worst = found
+    return worst
 
 
 class _Route:
@@ -169,6 +224,8 @@ class Source:
         self._routes: dict[str, _Route] = {}
         self._gap_listeners: list[Callable[[Gap], object]] = []
         self._relays: dict[str, wire.HealthMessage] = {}
+        self._heard: dict[str, float] = {}
+        self._clock = time.monotonic
         self._nc: NatsClient | None = None
         self._connected = asyncio.Event()
         self._ready = asyncio.Event()
@@ -297,8 +354,12 @@ class Source:
 
     def health(self) -> SourceHealth:
         """A snapshot of the connection, every subscribed stream and the relays' last health."""
+        connected = self._connected.is_set() and not self._closed
+        status, reason = judge(connected, self._routes, self._relays, self._heard, self._clock())
         return SourceHealth(
-            connected=self._connected.is_set(),
+            status=status,
+            reason=reason,
+            connected=connected,
             outages=self._outages,
             streams={
                 name: msgspec.structs.replace(route.counters)
@@ -576,6 +637,7 @@ class Source:
             logger.error("a health message on %s could not be read: %s", msg.subject, exc)
             return
         self._relays[message.relay] = message
+        self._heard[message.relay] = self._clock()
 
 
 async def _quietly(awaitable: Any) -> None:

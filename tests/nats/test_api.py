@@ -92,6 +92,7 @@ async def test_an_unreachable_nats_is_reported_not_raised() -> None:
     await _until(lambda: any(r.code == "nats_unreachable" for r in reports))
     assert sub.state == "pending"
     assert not source.health().connected
+    assert source.health().status is fastmd.HealthStatus.DOWN
     await source.close()
     assert sub.state == "closed"
 
@@ -123,6 +124,7 @@ async def test_stream_unsubscribe_and_health(nats_server: NatsServer) -> None:
         assert "client" in said.detail  # the client's own health report travels along
         health = source.health()
         assert health.connected
+        assert health.status in (fastmd.HealthStatus.HEALTHY, fastmd.HealthStatus.DEGRADED)
         assert health.streams["btcusdt@bookTicker"].relay == "r1"
         assert health.streams["btcusdt@bookTicker"].events >= 1
         assert relay.stats.events >= relay.stats.published > 0
@@ -185,3 +187,39 @@ async def test_a_relay_without_nats_bounds_its_buffer_and_never_blocks_the_clien
             assert stats.published == 0
             assert not relay.nats_connected
             await relay.close()  # promptly, with NATS still away
+
+
+def _said(relay: str, streams: list[str], status: str = "CONNECTED", client: str = "HEALTHY"):
+    from fastmd.core.wire import HealthMessage
+
+    return HealthMessage(
+        v=1, venue="binance-spot", relay=relay, epoch=1, status=status, streams=streams,
+        events=0, batches=0, dropped=0, buffered=0, gaps=0, outages=0, sent=0,
+        detail={"client": {"status": client}},
+    )  # fmt: skip
+
+
+def test_the_source_status_rules() -> None:
+    from fastmd.core.health import HealthStatus as H
+    from fastmd.nats import RELAY_SILENT_AFTER, judge
+
+    a = "btcusdt@trade"
+    ok = {"r": _said("r", [a])}
+    assert judge(True, [a], ok, {"r": 100.0}, 101.0) == (H.HEALTHY, None)
+    assert judge(False, [a], ok, {"r": 100.0}, 101.0)[0] is H.DOWN
+    assert judge(True, [], {}, {}, 0.0) == (H.HEALTHY, None)
+    status, reason = judge(True, [a], {}, {}, 0.0)
+    assert status is H.DEGRADED
+    assert reason is not None
+    assert "no relay" in reason
+    late = 100.0 + RELAY_SILENT_AFTER + 1
+    assert judge(True, [a], ok, {"r": 100.0}, late)[0] is H.STALE
+    assert judge(True, [a], {"r": _said("r", [a], "stopping")}, {"r": 100.0}, 101.0)[0] is H.STALE
+    assert judge(True, [a], {"r": _said("r", [a], "RECONNECTING")}, {"r": 1.0}, 2.0)[0] is (
+        H.DEGRADED
+    )
+    assert judge(True, [a], {"r": _said("r", [a], client="STALE")}, {"r": 1.0}, 2.0)[0] is (
+        H.DEGRADED
+    )
+    two = {"r": _said("r", [a], "stopping"), "s": _said("s", [a])}  # one good publisher
+    assert judge(True, [a], two, {"r": 1.0, "s": 1.0}, 2.0) == (H.HEALTHY, None)
