@@ -23,7 +23,7 @@ import fastmd
 import fastmd.replay
 from fastmd.aio.record import SessionWriter
 from fastmd.sim import Exchange, Recording
-from fastmd.sim.replay import KIND_FRAME, KIND_REST, iter_records
+from fastmd.sim.replay import KIND_FRAME, KIND_REST, SessionFrames, iter_records
 
 STREAMS = ["btcusdt@trade", "btcusdt@depth@100ms", "ethusdt@bookTicker"]
 
@@ -384,6 +384,14 @@ def test_the_repository_session_in_the_new_format(tmp_path: Path) -> None:
     assert [f.ts for f in new.frames] == pytest.approx([f.ts for f in old.frames], abs=1e-6)
     assert new.snapshots == old.snapshots
     assert new.streams == old.streams
+    # The simulator reads a session's frames from disk when it serves them: none kept in memory.
+    assert isinstance(new.frames, SessionFrames)
+    assert len(new.frames) == 265
+    for index in (0, 1, 131, -2, -1):
+        assert new.frames[index].payload == old.frames[index].payload, index
+    assert [f.payload for f in new.frames[10:13]] == [f.payload for f in old.frames[10:13]]
+    with pytest.raises(IndexError):
+        new.frames[265]
     lines = (RECORDING / "stream.jsonl").read_text().splitlines()
     decoder = fastmd.Decoder()
     decoded = [decoder.decode(json.dumps(json.loads(line)["msg"]).encode()) for line in lines]

@@ -21,15 +21,16 @@ simulator (``fastmd.replay`` builds on it and translates its errors into ``fastm
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import msgspec
 
@@ -50,6 +51,7 @@ __all__ = [
     "Record",
     "RecordedFrame",
     "Recording",
+    "SessionFrames",
     "RecordingDamaged",
     "ReplayMarket",
     "Unavailable",
@@ -269,7 +271,7 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[Record]:
         yield Record(kind, time_ns, bytes(payload))
 
 
-def split_envelope(payload: bytes) -> tuple[str, bytes] | None:
+def split_envelope(payload: bytes | memoryview) -> tuple[str, bytes] | None:
     """``(stream, data)`` of a combined-stream frame, ``data`` byte for byte as received; ``None``
     for frames that are not one (control replies, raw-stream payloads)."""
     try:
@@ -299,6 +301,57 @@ class RecordedFrame:
     payload: bytes
 
 
+class SessionFrames(Sequence[RecordedFrame]):
+    """The frames of a session, read from disk each time they are iterated (the first and the
+    last are kept; other indexes read up to them). Iteration ends quietly where a truncated last
+    chunk ends (:attr:`Recording.truncated` says so)."""
+
+    def __init__(
+        self,
+        path: Path,
+        count: int,
+        first: RecordedFrame | None,
+        last: RecordedFrame | None,
+    ) -> None:
+        self._path = path
+        self._count = count
+        self._first = first
+        self._last = last
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[RecordedFrame]:
+        served = 0
+        try:
+            for kind, time_ns, payload in iter_records(self._path):
+                if kind == KIND_FRAME and served < self._count:
+                    split = split_envelope(payload)
+                    if split is not None:
+                        served += 1
+                        yield RecordedFrame(time_ns / 1e9, *split)
+        except ChunkTruncated:
+            return
+
+    @overload
+    def __getitem__(self, index: int) -> RecordedFrame: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RecordedFrame]: ...
+
+    def __getitem__(self, index: int | slice) -> RecordedFrame | list[RecordedFrame]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        position = index + self._count if index < 0 else index
+        if not 0 <= position < self._count:
+            raise IndexError(index)
+        if position == 0 and self._first is not None:
+            return self._first
+        if position == self._count - 1 and self._last is not None:
+            return self._last
+        return next(itertools.islice(self, position, None))
+
+
 class Recording:
     """A recording loaded from ``path`` (either layout) for the simulator: its frames in memory.
 
@@ -320,6 +373,7 @@ class Recording:
         self.exchange_info: bytes | None = None
         self.truncated: str | None = None
         """Why the last chunk ended early, or ``None``."""
+        self._streams: list[str] | None = None
         if not self.path.is_dir():
             raise NotARecording(f"{self.path} is not a recording: no such folder")
         if (self.path / "manifest.json").is_file():
@@ -328,21 +382,29 @@ class Recording:
             self._load_old_layout()
 
     def _load_session(self) -> None:
+        # One pass to learn the streams, the count, the snapshots and where a truncated last
+        # chunk ends; the frames themselves are read again from disk when served, so a replay
+        # holds no more than a decompressed block in memory, whatever the recording's length.
         self.meta = read_manifest(self.path)
         self.venue: Venue = self.meta.get("venue", "binance-spot")
-        frames: list[RecordedFrame] = []
-        records = read_records(self.path)
+        streams: dict[str, None] = {}
+        count = 0
+        first = last = None
         try:
-            for record in records:
-                if record.kind == KIND_FRAME:
-                    split = split_envelope(record.payload)
+            for kind, time_ns, payload in iter_records(self.path):
+                if kind == KIND_FRAME:
+                    split = split_envelope(payload)
                     if split is not None:
-                        frames.append(RecordedFrame(record.time_ns / 1e9, *split))
-                elif record.kind == KIND_REST:
-                    self._rest_response(record.payload)
+                        last = RecordedFrame(time_ns / 1e9, *split)
+                        first = first or last
+                        streams[last.stream] = None
+                        count += 1
+                elif kind == KIND_REST:
+                    self._rest_response(bytes(payload))
         except ChunkTruncated as exc:
             self.truncated = str(exc)
-        self.frames = frames
+        self._streams = list(streams)
+        self.frames: Sequence[RecordedFrame] = SessionFrames(self.path, count, first, last)
 
     def _rest_response(self, payload: bytes) -> None:
         request, _, body = payload.partition(b"\n")
@@ -392,7 +454,9 @@ class Recording:
     @property
     def streams(self) -> list[str]:
         """The recorded streams, in order of first appearance."""
-        return list(dict.fromkeys(frame.stream for frame in self.frames))
+        if self._streams is None:
+            self._streams = list(dict.fromkeys(frame.stream for frame in self.frames))
+        return list(self._streams)
 
     @property
     def symbols(self) -> list[str]:
