@@ -251,3 +251,31 @@ async def test_an_exchange_gap_the_relay_sees_reaches_the_consumer_with_exchange
     assert gap.expected in range(ids[0], ids[-1])
     assert gap.received in ids
     assert gap.expected not in ids
+
+
+async def test_usdm_futures_streams_cross_the_hop(nats_server: NatsServer) -> None:
+    streams = ["btcusdt@aggTrade", "btcusdt@markPrice@1s", "btcusdt@depth@100ms"]
+    got: dict[str, list[Any]] = defaultdict(list)
+    gaps: list[Gap] = []
+    async with (
+        Exchange("binance-usdm", ["BTCUSDT"], rate=500.0) as ex,
+        Relay(streams, nats=nats_server.url, venue="binance-usdm", ws_url=ex.ws_url,
+              rest_url=ex.rest_url) as relay,
+        Source(nats_server.url, venue="binance-usdm", price_type=str) as source,
+    ):  # fmt: skip
+        source.on_gap(gaps.append)
+        direct: dict[str, list[Any]] = defaultdict(list)
+        for stream in streams:
+            await source.subscribe(stream, got[stream].append).wait_active(5)
+        async with fastmd.Client("binance-usdm", ws_url=ex.ws_url, rest_url=ex.rest_url,
+                                 price_type=str) as client:  # fmt: skip
+            for stream in streams:
+                client.subscribe(stream, direct[stream].append)
+            await _until(lambda: all(len(direct[s]) > 2 and len(got[s]) > 2 for s in streams), 15)
+            assert relay.venue == "binance-usdm"
+    assert gaps == []
+    for stream in streams:
+        assert type(got[stream][0]) is type(direct[stream][0])
+        # the same events (the relay's client and this one joined at different moments)
+        common = [e for e in got[stream] if e in direct[stream]]
+        assert common, stream
