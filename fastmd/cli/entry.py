@@ -23,6 +23,7 @@ from fastmd.cli.relay import run as run_relay
 from fastmd.cli.replay import run as run_replay
 from fastmd.cli.sim import run as run_sim
 from fastmd.cli.watch import run as run_watch
+from fastmd.core.sbe_streams import parse_sbe_stream
 from fastmd.core.streams import Venue, validate_stream, validate_symbol
 from fastmd.errors import StreamNameError
 
@@ -286,6 +287,14 @@ def _parser() -> argparse.ArgumentParser:
         "--replay-speed", type=_non_negative, default=1.0, help="1 = recorded pace, 0 = max"
     )
     sim.add_argument("--duration", type=_positive, default=None, help="stop after S seconds")
+    sim.add_argument(
+        "--sbe", action="store_true",
+        help="serve Binance's SBE binary market data (spot; needs X-MBX-APIKEY, see docs/sbe.md)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--api-key", action="append", metavar="KEY", dest="api_keys",
+        help="with --sbe: an API key the simulator accepts (repeatable; default: any)",
+    )  # fmt: skip
     limits = sim.add_argument_group("limits (Binance's values by default)")
     limits.add_argument("--ping-interval", type=_positive)
     limits.add_argument("--pong-timeout", type=_positive)
@@ -384,6 +393,16 @@ def _check_streams(streams: Sequence[str], venue: Venue) -> str | None:
     return None
 
 
+def _check_sbe_streams(streams: Sequence[str]) -> str | None:
+    """The first name that is not a stream of Binance's SBE endpoint, as an error, or ``None``."""
+    for name in streams:
+        try:
+            parse_sbe_stream(name)
+        except StreamNameError as exc:
+            return str(exc)
+    return None
+
+
 def _check_args(args: argparse.Namespace) -> str | None:
     """What is wrong with options that are only wrong together, or ``None``."""
     problem = _check_symbols(args.symbols, args.venue)
@@ -419,8 +438,15 @@ def _check_args(args: argparse.Namespace) -> str | None:
             return f"argument STREAM: {problem}"
         if args.rest_url and not args.url:
             return "argument --rest-url: needs --url (the simulator has its own REST URL)"
+    if args.command == "sim" and (args.sbe or args.api_keys):
+        if not args.sbe:
+            return "argument --api-key: needs --sbe"
+        if args.venue != "binance-spot":
+            return "argument --sbe: Binance serves SBE market data on binance-spot only"
     if args.command == "sim" and args.skip:
-        problem = _check_streams(args.skip, args.venue)
+        problem = _check_sbe_streams(args.skip) if args.sbe else _check_streams(
+            args.skip, args.venue
+        )  # fmt: skip
         if problem is not None:
             return f"argument --skip: {problem}"
     if args.command in ("demo", "watch", "monitor") and args.rest_url and not args.url:

@@ -41,6 +41,8 @@ async def run(args: argparse.Namespace) -> int:
         limits=limits,
         replay=args.replay,
         replay_speed=None if args.replay_speed == 0 else args.replay_speed,
+        sbe=args.sbe,
+        api_keys=args.api_keys,
     )
     tasks: list[asyncio.Task[None]] = []
     async with exchange as ex:
@@ -52,6 +54,8 @@ async def run(args: argparse.Namespace) -> int:
         route = f"/{futures_route(stream)}" if venue == "binance-usdm" else ""
         rest = f"{ex.rest_url}{REST_PREFIX[venue]}time"
         print(f"  try: {ex.ws_url}{route}/stream?streams={stream}   {rest}")
+        if args.sbe:
+            print("  SBE: binary frames; every upgrade needs the header X-MBX-APIKEY", flush=True)
         faults = ex.faults
         if args.drop_every:
             mode, code = args.drop_mode, args.drop_code

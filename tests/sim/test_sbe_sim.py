@@ -9,6 +9,8 @@ import asyncio
 import itertools
 import json
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -286,3 +288,45 @@ def test_recorded_frames_decode_to_what_their_json_decodes_to(
                     assert same(price, text_price)
                     assert same(qty, text_qty)
     assert sbe.error_counts.total() == 0
+
+
+# -- fastmd sim --sbe -------------------------------------------------------------------------
+
+
+async def test_the_cli_serves_sbe_with_its_api_keys() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fastmd", "sim", "--sbe", "--api-key", "cli-key", "--rate", "300",
+        "--duration", "20", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = (await asyncio.wait_for(process.stdout.readline(), 15)).decode()
+        ws_url = first.split("ws_url=")[1].split()[0]
+        with pytest.raises(WSInvalidStatusError) as info:
+            await connect(ws_url + "/ws/btcusdt@trade", {"X-MBX-APIKEY": "other-key"})
+        assert info.value.response.status == 401
+        transport, frames = await connect(
+            ws_url + "/ws/btcusdt@bestBidAsk", {"X-MBX-APIKEY": "cli-key"}
+        )
+        await until(lambda: bool(frames.binary()), timeout=10)
+        assert read_frame(frames.binary()[0])["template"] == 10001
+        transport.disconnect()
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--api-key", "k"], "--api-key: needs --sbe"),
+        (["--sbe", "--venue", "binance-usdm"], "binance-spot only"),
+        (["--sbe", "--skip", "btcusdt@bookTicker"], "invalid SBE stream name"),
+    ],
+)
+def test_the_cli_refuses_sbe_options_that_cannot_work(argv: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fastmd", "sim", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
