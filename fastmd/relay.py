@@ -81,7 +81,9 @@ class _Buffer:
     __slots__ = ("batch_size", "count", "delay", "dirty", "dropped", "limit", "loop", "outbox",
                  "received", "timer", "wake")  # fmt: skip
 
-    def __init__(self, batch_size: int, delay: float, limit: int) -> None:
+    def __init__(
+        self, batch_size: int, delay: float, limit: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.batch_size = batch_size
         self.delay = delay
         self.limit = limit
@@ -91,7 +93,7 @@ class _Buffer:
         self.outbox: deque[tuple[_Lane, int, list[Any]]] = deque()
         self.dirty: list[_Lane] = []
         self.timer: asyncio.TimerHandle | None = None
-        self.loop = asyncio.get_running_loop()
+        self.loop = loop
         self.wake = asyncio.Event()
 
     def opened(self, lane: _Lane) -> None:
@@ -284,7 +286,9 @@ class Relay:
         meanwhile) and start the client and its subscriptions."""
         from fastmd import Client
 
-        self._buffer = _Buffer(self.batch_size, self.batch_delay, self.max_buffered)
+        self._buffer = _Buffer(
+            self.batch_size, self.batch_delay, self.max_buffered, asyncio.get_running_loop()
+        )
         options: dict[str, Any] = {"price_type": str, **self._client_options}
         client = Client(self.venue, ws_url=self.ws_url, rest_url=self.rest_url, **options)
         self._client = client
