@@ -536,15 +536,19 @@ class Client:
         overflow: Literal["drop_oldest", "keep_latest", "disconnect"] = "drop_oldest",
         only_changes: bool | Sequence[str] = False,
         throttle: float | None = None,
+        stale_after: float | None = None,
     ) -> EventStream:
         """An async iterator over the events of ``streams`` through a bounded queue
-        (``only_changes`` and ``throttle`` as in :meth:`subscribe`, per stream).
+        (``only_changes``, ``throttle`` and ``stale_after`` as in :meth:`subscribe`, per
+        stream).
 
         Raises:
             StreamNameError: a stream name is invalid.
-            ValueError: bad ``maxsize``, ``overflow``, ``only_changes`` or ``throttle``.
+            ValueError: bad ``maxsize``, ``overflow``, ``only_changes``, ``throttle`` or
+                ``stale_after``.
             TypeError: an option has the wrong type.
         """
+        stale_after = check_stale_after(stale_after)
         events = EventStream(maxsize, overflow, self._overflowed)
         names = (streams,) if isinstance(streams, str) else tuple(streams)
         for name in names:  # all or nothing: a bad name or option subscribes none
@@ -553,7 +557,13 @@ class Client:
             check_throttle(stream, name, throttle)
         # One subscription per stream name so the queue knows where each event came from.
         subs = [
-            self.subscribe(name, events.pusher(name), only_changes=only_changes, throttle=throttle)
+            self.subscribe(
+                name,
+                events.pusher(name),
+                only_changes=only_changes,
+                throttle=throttle,
+                stale_after=stale_after,
+            )
             for name in names
         ]
         events.attach(subs[0] if len(subs) == 1 else SubscriptionGroup(subs))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,6 @@ from fastmd.aio.reporting import Reporter
 from fastmd.aio.rest import RestClient
 from fastmd.aio.routes import Route, RouteTable
 from fastmd.aio.tasks import Tasks
-from fastmd.core.clock import LagWindow
 from fastmd.core.codec import Decoder
 from fastmd.core.health import (
     Alert,
@@ -43,6 +43,7 @@ from fastmd.core.health import (
     StreamHealth,
     StreamWatch,
     Window,
+    lag_stats,
     overall_health,
     shift_lag,
 )
@@ -55,6 +56,9 @@ __all__: list[str] = []
 logger = logging.getLogger(__name__)
 
 AlertListener = Callable[[Alert], object]
+
+LAG_CHECK_INTERVAL: Final = 1.0
+"""Seconds between two lag_high checks of a stream (each sorts its samples)."""
 
 _SEVERITY: Final = {
     AlertKind.STREAM_STALE: Severity.WARNING,
@@ -127,6 +131,7 @@ class HealthMonitor:
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._measured = False
+        self._lag_checked = -math.inf
         self.clock_sync: ClockSync | None = None
         """Measures the clock offset lag is corrected by (set once the client started)."""
         self.resubscribes = 0
@@ -224,6 +229,11 @@ class HealthMonitor:
         now = self._clock()
         wall = self._wall()
         routes = self._routes
+        routes.wall_offset = wall - time.perf_counter()  # follows adjustments of our clock
+        # lag percentiles sort each stream's samples: once a second is enough for lag_high
+        check_lag = now - self._lag_checked >= LAG_CHECK_INTERVAL
+        if check_lag:
+            self._lag_checked = now
         present = {route.name: route for route in routes}
         for name in [name for name in self._watches if name not in present]:
             self._forget(name, wall)
@@ -231,7 +241,7 @@ class HealthMonitor:
         for name, route in present.items():
             watch = self._update(name, route, now)
             self._recover(watch, route, watch.recovery(now))
-            self._stream_alerts(name, route, watch, now, wall)
+            self._stream_alerts(name, route, watch, now, wall, check_lag)
         connections = self._pool.connection_health()
         circuits = [c.url for c in connections if c.state is ConnectionState.CIRCUIT_OPEN]
         self._alert(
@@ -281,7 +291,13 @@ class HealthMonitor:
         )
 
     def _stream_alerts(
-        self, name: str, route: Route, watch: StreamWatch, now: float, wall: float
+        self,
+        name: str,
+        route: Route,
+        watch: StreamWatch,
+        now: float,
+        wall: float,
+        check_lag: bool,
     ) -> None:
         config = self.config
         self._alert(
@@ -290,16 +306,6 @@ class HealthMonitor:
             watch.troubled(now),
             wall,
             lambda: f"{name}: {watch.status(now)[1]}",
-        )
-        lag = shift_lag(route.lags.stats(), self.offset)
-        p99 = lag.p99
-        high = p99 is not None and lag.samples >= config.lag_min_samples and p99 > config.lag_high
-        self._alert(
-            AlertKind.LAG_HIGH,
-            name,
-            high,
-            wall,
-            lambda: f"{name}: lag p99 {p99 or 0:.3f} s above {config.lag_high:g} s",
         )
         recent = self._gaps.get(name)
         if recent is not None:
@@ -313,6 +319,18 @@ class HealthMonitor:
             )
             if not active:
                 del self._gaps[name]
+        if check_lag and route.lags:
+            lag = shift_lag(lag_stats(route.lags), self.offset)
+            p99 = lag.p99
+            high = p99 is not None and lag.samples >= config.lag_min_samples
+            high = high and p99 is not None and p99 > config.lag_high
+            self._alert(
+                AlertKind.LAG_HIGH,
+                name,
+                high,
+                wall,
+                lambda: f"{name}: lag p99 {p99 or 0:.3f} s above {config.lag_high:g} s",
+            )
 
     def _update(self, name: str, route: Route, now: float) -> StreamWatch:
         watch = self._watches.get(name)
@@ -436,7 +454,7 @@ class HealthMonitor:
         now = self._clock()
         streams: dict[str, StreamHealth] = {}
         statuses: list[HealthStatus] = []
-        windows: list[LagWindow] = []
+        everything: list[float] = []
         alerts = self._alerts
         offset = self.offset
         for route in self._routes:
@@ -448,8 +466,7 @@ class HealthMonitor:
                 status, reason = HealthStatus.DOWN, "the client is not running"
             statuses.append(status)
             lags = route.lags
-            if len(lags):
-                windows.append(lags)
+            everything.extend(lags)
             shard = route.shard
             streams[name] = StreamHealth(
                 stream=name,
@@ -461,7 +478,7 @@ class HealthMonitor:
                 rest_events=route.rest_events,
                 gaps=watch.gaps,
                 missing=watch.missing,
-                lag=shift_lag(lags.stats(), offset) if len(lags) else None,
+                lag=shift_lag(lag_stats(lags), offset) if lags else None,
                 expected_interval=watch.expected(),
                 stale_after=watch.threshold(),
                 connection=shard.url if shard is not None else None,
@@ -475,7 +492,7 @@ class HealthMonitor:
             reason=reason,
             streams=streams,
             connections=connections,
-            lag=shift_lag(LagWindow.combined(windows), offset) if windows else None,
+            lag=shift_lag(lag_stats(everything), offset) if everything else None,
             clock_offset=offset,
             alerts=alerts.firing(),
         )

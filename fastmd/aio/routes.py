@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from fastmd.aio.reporting import Reporter
-from fastmd.core.clock import LagWindow
 from fastmd.core.lifecycle import Severity
 from fastmd.core.recovery import BACKFILLABLE
 from fastmd.core.sequence import Gap, Sequencer, sequencer_for
@@ -66,8 +65,9 @@ class Route:
         health turns the counts into last-event times and rates, no clock read per event)."""
         self.rest_events = 0
         """Events delivered from REST (backfill, fallback polling)."""
-        self.lags = LagWindow(LAG_SAMPLES)
-        """Sampled lags, exchange event time to callback (seconds, uncorrected)."""
+        self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
+        """Sampled lags, exchange event time to callback (seconds, on our clock: the clock
+        offset to the exchange is added when they are read)."""
 
 
 class RouteTable:
@@ -127,8 +127,9 @@ class RouteTable:
         self.callback_samples = 0
         self.callback_max = 0.0
         self.slow_callbacks = 0
-        self.lags = LagWindow(4 * LAG_SAMPLES)
-        """Sampled lags of every stream (seconds, uncorrected)."""
+        self.wall_offset = time.time() - time.perf_counter()
+        """Our wall clock minus ``time.perf_counter()``: lag samples read the wall clock from
+        the callback timer's reading (health refreshes it, following clock adjustments)."""
 
     # -- the table ----------------------------------------------------------------------------
 
@@ -246,8 +247,6 @@ class RouteTable:
         over it, events wait and ``transport`` (the picows transport the message came on) stops
         reading."""
         waiting = self._deferring_since is not None  # the callbacks only queue the event
-        if not waiting:
-            self._sample_lag(route, event)
         started = time.perf_counter()
         for callback in route.callbacks:
             try:
@@ -266,23 +265,13 @@ class RouteTable:
                 self._defer(transport, ended)
         if not waiting:
             self._sample(route, ended - started)
-
-    def _sample_lag(self, route: Route, event: Any) -> None:
-        """Exchange event time (``E``) to now on our wall clock: one sample per timed message,
-        so measuring lag costs the hot path nothing more. The clock offset to the exchange is
-        added when the samples are read (a constant shift moves every percentile alike)."""
-        if type(event) is list:
-            if not event:
-                return
-            event = event[0]
-        event_time = getattr(event, "event_time", None)
-        if not event_time:
-            return
-        if event_time > MICROSECOND_TIMES:  # timeUnit=MICROSECOND
-            event_time //= 1000
-        lag = time.time() - event_time / 1000
-        route.lags.add(lag)
-        self.lags.add(lag)
+            # The lag sample of this timed message: exchange event time (E) to the callback
+            # call, on our wall clock; nothing more is paid per message.
+            stamp = getattr(event if type(event) is not list else _first(event), "event_time", 0)
+            if stamp:
+                if stamp > MICROSECOND_TIMES:  # timeUnit=MICROSECOND
+                    stamp //= 1000
+                route.lags.append(started + self.wall_offset - stamp / 1000)
 
     def _sample(self, route: Route, elapsed: float) -> None:
         self.callback_time += elapsed
@@ -375,3 +364,8 @@ class RouteTable:
         for underlying in paused:
             if not underlying.is_closing():
                 underlying.resume_reading()
+
+
+def _first(events: list[Any]) -> Any:
+    """The first event of an array stream's message (its event time stands for the message)."""
+    return events[0] if events else None

@@ -350,3 +350,14 @@ async def test_unsubscribed_streams_leave_health_and_resolve_their_alerts() -> N
 def test_the_health_option_must_be_a_health_config() -> None:
     with pytest.raises(TypeError, match="HealthConfig"):
         fastmd.Client(health={"stale_floor": 1.0})  # type: ignore[arg-type]
+
+
+async def test_client_stream_takes_stale_after() -> None:
+    async with Exchange() as ex, client_for(ex, health=QUIET) as client:
+        with pytest.raises(ValueError, match="stale_after"):
+            client.stream(TRADES, stale_after=-1.0)
+        assert client.health().streams == {}
+        events = client.stream(TRADES, stale_after=0.7)
+        await flowing(client, TRADES)
+        assert client.health().streams[TRADES].stale_after == 0.7
+        events.close()

@@ -20,6 +20,7 @@ from fastmd.core.health import (
     check_stale_after,
     connection_status,
     expected_interval,
+    lag_stats,
     overall_health,
     shift_lag,
 )
@@ -414,3 +415,11 @@ def test_health_config_refuses_wrong_types() -> None:
     with pytest.raises(TypeError):
         HealthConfig(recover=1)  # type: ignore[arg-type]
     assert HealthConfig(clock_sync=None).clock_sync is None
+
+
+def test_lag_stats_are_nearest_rank_percentiles() -> None:
+    samples = [float(i) for i in range(1, 101)]  # 1..100
+    stats = lag_stats(reversed(samples))
+    assert (stats.p50, stats.p99, stats.max, stats.samples) == (50.0, 99.0, 100.0, 100)
+    assert lag_stats([0.2]) == LagStats(0.2, 0.2, 0.2, 1)
+    assert lag_stats([]) == LagStats(None, None, None, 0)
