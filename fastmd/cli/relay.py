@@ -60,7 +60,8 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> int:
             ws_url, rest_url = exchange.ws_url, exchange.rest_url
             print(f"fastmd relay: relaying the simulator at {ws_url}", file=sys.stderr)
         if args.workers == 1:
-            return await _relay(args, args.streams, ws_url, rest_url, args.relay_id, stop)
+            relay_id = args.relay_id or socket.gethostname()  # stable: the epoch tells restarts
+            return await _relay(args, args.streams, ws_url, rest_url, relay_id, stop)
         return await _supervise(args, ws_url, rest_url, stop)
 
 

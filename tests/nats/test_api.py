@@ -4,6 +4,7 @@ event streams, health, and an ``import fastmd`` that loads no NATS client."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -155,12 +156,13 @@ async def test_cli_relay_publishes_the_simulator_without_url(nats_server: NatsSe
             "--rate", "300", stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
-            await _until(lambda: len(got) > 3, 20)
+            await _until(lambda: len(got) > 3 and bool(source.health().relays), 20)
         finally:
             process.terminate()
             _, err = await asyncio.wait_for(process.communicate(), 15)
         assert process.returncode == 0
         assert b"published in" in err  # the closing summary
+        assert set(source.health().relays) == {socket.gethostname()}  # the default relay id
 
 
 @pytest.mark.parametrize("module", ["nats.py", "relay.py", "core/wire.py", "cli/relay.py"])
