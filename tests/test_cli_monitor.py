@@ -99,6 +99,22 @@ def test_a_muted_stream_goes_stale_fires_an_alert_and_resolves_when_it_flows_aga
     assert f"stream_stale {quotes}" not in out, out
 
 
+def test_monitor_gives_up_on_an_unreachable_exchange_with_the_cause() -> None:
+    result = fastmd_cli(
+        "monitor", "btcusdt@trade", "--url", "ws://127.0.0.1:1", "--rest-url",
+        "http://127.0.0.1:1", "--give-up-after", "2",
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert re.search(
+        r"^\[ *[\d.]+s\] giving up: cannot reach ws://127\.0\.0\.1:1/stream", out, re.M
+    )
+    assert re.search(r"^  btcusdt@trade +DOWN +0 ", out, re.M), out
+    assert re.search(
+        r"^result: FAILED - cannot reach ws://127\.0\.0\.1:1/stream: connection refused", out, re.M
+    ), out
+
+
 def _args(exchange: Exchange, streams: list[str], **options: object) -> argparse.Namespace:
     values: dict[str, object] = {
         "streams": streams, "venue": "binance-spot", "url": exchange.ws_url,
