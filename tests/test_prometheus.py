@@ -264,6 +264,9 @@ async def test_streams_past_max_streams_are_summed_into_other() -> None:
         assert set(ages) == {f'{{stream="{first}"}}', f'{{stream="{OTHER_STREAMS}"}}'}
         assert set(_samples(text, "fastmd_stream_healthy").values()) <= {0.0, 1.0}
         assert sum(_samples(text, "fastmd_streams").values()) == 3.0  # every stream counted
+        assert _samples(text, "fastmd_connection_up") == {'{connection="0"}': 1.0}
+        quiet = _exposition(Collector(client, per_connection=False))
+        assert "fastmd_connection_" not in quiet
         everything = _exposition(Collector(client, max_streams=0))
         assert _samples(everything, "fastmd_events_total") == {
             f'{{stream="{OTHER_STREAMS}"}}': float(sum(seen.events.values()))
@@ -327,6 +330,14 @@ async def test_decode_errors_are_counted_by_category() -> None:
 
         await _until(counted, 10, "three decode errors")
         decode = _samples(_exposition(collector), "fastmd_decode_errors_total")
+        collector.close()  # stops listening: later errors are not counted
+        assert exchange.faults.malformed("not_json", stream=TRADES[0]) == 1
+
+        async def fourth() -> bool:
+            return client.metrics().decode_errors == 4
+
+        await _until(fourth, 10, "a fourth decode error")
+        assert _samples(_exposition(collector), "fastmd_decode_errors_total") == decode
     assert decode['{category="not_json"}'] == 2.0
     assert decode['{category="wrong_type"}'] == 1.0
     assert sum(decode.values()) == 3.0
