@@ -37,7 +37,14 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription as NatsSubscription
 
-__all__ = ["RELAY_SILENT_AFTER", "Source", "SourceHealth", "StreamCounters", "judge"]
+__all__ = [
+    "PENDING_BYTES",
+    "RELAY_SILENT_AFTER",
+    "Source",
+    "SourceHealth",
+    "StreamCounters",
+    "judge",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +77,9 @@ class StreamCounters(msgspec.Struct, kw_only=True):
     relay: str | None = None
     epoch: int | None = None
 
+
+PENDING_BYTES: Final = 64 * 1024 * 1024
+"""Bytes of messages held per stream for a consumer that falls behind (then dropped, reported)."""
 
 RELAY_SILENT_AFTER: Final = 5.0
 """Seconds without a health message after which a relay counts as gone (it sends one a
@@ -175,8 +185,9 @@ class Source:
         venue: the venue the relays publish (``binance-spot`` or ``binance-usdm``).
         price_type: ``float``, ``str`` or ``Decimal`` for prices and quantities.
         prefix: the subjects' first token (the relays' ``prefix``).
-        pending_limit: messages NATS holds for this source per stream before it drops them
-            (a slow consumer): each drop comes back as an ``overflow`` gap.
+        pending_limit: messages (batches) held for this source per stream, and at most
+            :data:`PENDING_BYTES` bytes, before the NATS client drops them (a slow consumer):
+            each drop comes back as an ``overflow`` gap. Memory stays bounded either way.
         replay_from: read from the relays' JetStream stream (``fastmd relay --jetstream``)
             instead of live subjects, starting at this JetStream sequence number (``int``, 1:
             everything retained) or time (an aware ``datetime``); the consumer then follows
@@ -195,7 +206,7 @@ class Source:
         *,
         price_type: PriceType = float,
         prefix: str = wire.DEFAULT_PREFIX,
-        pending_limit: int = 65_536,
+        pending_limit: int = 10_000,
         replay_from: int | datetime | None = None,
         error_reporter: ErrorReporter | None = None,
     ) -> None:
@@ -497,7 +508,7 @@ class Source:
         nc = self._nc
         assert nc is not None
         subject = wire.event_subject(self.venue, route.stream, self.prefix)
-        pending_bytes = max(self.pending_limit * 65_536, 64 * 1024 * 1024)
+        pending_bytes = PENDING_BYTES
         if self.replay_from is None:
             route.nats_sub = await nc.subscribe(
                 subject,

@@ -90,7 +90,12 @@ async def _relay(
         retention=args.retention,
     )
     async with relay:
-        logger.info("relay %s (epoch %d): %d stream(s)", relay.relay_id, relay.epoch, len(streams))
+        subjects = wire.events_wildcard(args.venue, args.prefix)
+        print(
+            f"fastmd relay {relay.relay_id}: {len(streams)} stream(s) to {args.nats} as {subjects}",
+            file=sys.stderr,
+            flush=True,
+        )
         await stop.wait()
     stats = relay.stats
     print(
