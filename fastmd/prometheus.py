@@ -318,7 +318,8 @@ class Collector(_CollectorBase):
                 own[name] = None
         events = CounterMetricFamily(
             "fastmd_events",
-            "Events delivered to callbacks, per stream (from the socket and from REST).",
+            "Events delivered to the stream's callbacks, past the sequence checks (from the "
+            "socket and from REST; only_changes and throttle filter after this count).",
             labels=["stream"],
         )
         rest = CounterMetricFamily(
