@@ -432,12 +432,6 @@ def _check_args(args: argparse.Namespace) -> str | None:
             return f"argument STREAM: {problem}"
         if args.rest_url and not args.url:
             return "argument --rest-url: needs --url (the simulator has its own REST URL)"
-    if args.command == "record":
-        problem = _check_streams(args.streams, args.venue)
-        if problem is not None:
-            return f"argument STREAM: {problem}"
-        if args.rest_url and not args.url:
-            return "argument --rest-url: needs --url (the simulator has its own REST URL)"
     if args.command == "sim" and (args.sbe or args.api_keys):
         if not args.sbe:
             return "argument --api-key: needs --sbe"
