@@ -193,7 +193,7 @@ class Collector(_CollectorBase):
             if done.set_running_or_notify_cancel():
                 try:
                     done.set_result(self._families())
-                except BaseException as exc:  # handed to the scraping thread
+                except Exception as exc:  # handed to the scraping thread
                     done.set_exception(exc)
 
         try:
@@ -283,7 +283,7 @@ class Collector(_CollectorBase):
         decode = CounterMetricFamily(
             "fastmd_decode_errors",
             "Frames that could not be decoded, by category (counted since the collector "
-            "first scraped; the all-time total is fastmd.Metrics.decode_errors).",
+            "was created; the all-time total is fastmd.Metrics.decode_errors).",
             labels=["category"],
         )
         for category, count in self._decode_errors.items():
