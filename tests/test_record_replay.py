@@ -100,7 +100,11 @@ async def test_round_trip_delivers_the_same_events_and_book_states(
         for sub in subs:
             await sub.wait_active(5)
         opening = asyncio.create_task(replayed.open_book(client))
-        await asyncio.sleep(0.2)  # the book's snapshot request is out: the diffs it needs follow
+        replay_book = ex.market.book("BTCUSDT")
+        for _ in range(200):  # the recorded snapshot is served first; the diffs it needs follow
+            if replay_book is not None and replay_book.served:
+                break
+            await asyncio.sleep(0.025)
         ex.start_replay()
         await asyncio.wait_for(opening, 10)
         await ex.wait_replayed()
