@@ -21,7 +21,8 @@ Every error fastmd raises derives from :class:`FastmdError`; errors of the libra
     ├── StreamOverflow                      a ``client.stream()`` consumer fell too far behind
     ├── BookNotSynced                       a local order book read while it is not in sync
     ├── CallbackError                       a user callback raised (``__cause__`` is its error)
-    ├── RecordingError                      a recording (``fastmd.record``) cannot be written or read
+    ├── RecordingError                      a recording (``fastmd.record``) cannot be written
+    │                                       or read
     │   ├── RecordingNotFound                   ... no such folder, or no manifest in it
     │   └── RecordingCorrupt                    ... a damaged manifest or chunk
     │       └── RecordingTruncated                  ... the last chunk is cut short
