@@ -13,11 +13,13 @@ Rules:
    ``!contractInfo``) are never judged by silence unless ``stale_after`` is given.
 2. Staleness. A stream is ``STALE`` when its link is up, its subscription acknowledged, and it
    has been silent for longer than its threshold (:meth:`StreamWatch.threshold`): the
-   ``stale_after`` given to ``subscribe``; else for a fixed cadence ``max(stale_floor,
-   cadence_factor x cadence)``; else ``max(event_floor, event_factor x learned interval)``; a
-   fixed-cadence stream that usually skips pushes (an illiquid book) also gets the learned
-   bound, whichever is longer. Silence is counted from the last event or from the moment the
-   stream became judged (connected, acknowledged, resubscribed, moved), whichever is later.
+   ``stale_after`` given to ``subscribe``; else, for a fixed cadence seen ticking
+   (:data:`TICKING_EVENTS` events, its interval learned), ``max(stale_floor, cadence_factor x
+   cadence, event_factor x learned interval)``, and before that ``max(event_floor,
+   cadence_factor x cadence)`` (diff streams push only when the book changes: an illiquid one
+   learns a long interval); else ``max(event_floor, event_factor x learned interval)``.
+   Silence is counted from the last event or from the moment the stream became judged
+   (connected, acknowledged, resubscribed, moved), whichever is later.
 3. A stream's status: its link down is ``DOWN``; served by REST polling, waiting for its
    acknowledgement, a high lag or a fresh gap is ``DEGRADED``; staleness is ``STALE``;
    otherwise ``HEALTHY``.
@@ -220,7 +222,8 @@ class HealthConfig:
         cadence_factor: a fixed-cadence stream is stale after this many cadences of silence.
         event_floor: event-driven streams are never stale sooner (a quiet market).
         event_factor: an event-driven stream is stale after this many learned intervals.
-        learn_events: events an event-driven stream needs before its interval is trusted.
+        learn_events: events an event-driven stream needs before its interval is trusted (a
+            fixed-cadence stream needs at most :data:`TICKING_EVENTS`).
         recover: resubscribe stale streams, then replace their connection, then give them up
             to REST polling.
         lag_high: seconds of lag (p99 of a stream's recent samples) that raise ``lag_high``.
@@ -324,6 +327,9 @@ def expected_interval(stream: Stream, venue: Venue) -> float | None:
 # -- one stream -------------------------------------------------------------------------------
 
 _LEARN_WEIGHT: Final = 0.1
+TICKING_EVENTS: Final = 5
+"""Events after which a fixed-cadence stream counts as seen ticking (its learned interval is
+trusted): half a second of a 100 ms stream."""
 
 
 class Link(Enum):
@@ -442,8 +448,12 @@ class StreamWatch:
     # -- judging ------------------------------------------------------------------------------
 
     def learned_interval(self) -> float | None:
-        """The learned interval, once enough events taught it."""
-        if self._learned < self.config.learn_events:
+        """The learned interval, once enough events taught it (a fixed-cadence stream is seen
+        ticking after :data:`TICKING_EVENTS`)."""
+        needed = self.config.learn_events
+        if self.cadence is not None:
+            needed = min(needed, TICKING_EVENTS)
+        if self._learned < needed:
             return None
         return self.interval
 
@@ -455,9 +465,12 @@ class StreamWatch:
         learned = self.learned_interval()
         if self.cadence is not None:
             bound = max(config.stale_floor, config.cadence_factor * self.cadence)
-            if learned is not None:
-                bound = max(bound, config.event_factor * learned)
-            return bound
+            if learned is None:
+                # Not seen ticking yet: a diff stream pushes only when its book changes, so
+                # an illiquid one is as patient as an event-driven stream (one that never
+                # delivers anything is still caught).
+                return max(bound, config.event_floor)
+            return max(bound, config.event_factor * learned)
         if learned is None or self.stream.kind in _SPARSE:
             return None  # sparse, or nothing learned yet: silence is no evidence
         return max(config.event_floor, config.event_factor * learned)

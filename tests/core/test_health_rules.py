@@ -116,9 +116,26 @@ def test_a_100ms_stream_that_stops_is_stale_within_3_s_and_healthy_again_within_
 
 
 def test_the_threshold_is_the_cadence_times_the_factor_with_a_floor() -> None:
-    assert watch("btcusdt@depth@100ms").threshold() == CONFIG.stale_floor
-    assert watch("btcusdt@kline_1m").threshold() == 2.0 * CONFIG.cadence_factor
-    assert watch("btcusdt@markPrice", "binance-usdm").threshold() == 9.0
+    depth = watch("btcusdt@depth@100ms")
+    feed(depth, 0.0, 3.0, 0.1)
+    assert depth.threshold() == CONFIG.stale_floor
+    kline = watch("btcusdt@kline_1m")
+    feed(kline, 0.0, 60.0, 2.0)
+    assert kline.threshold() == pytest.approx(2.0 * CONFIG.cadence_factor * 10 / 3, rel=0.1)
+    mark = watch("btcusdt@markPrice", "binance-usdm")
+    assert mark.cadence == 3.0
+    feed(mark, 0.0, 90.0, 3.0)
+    assert mark.threshold() == pytest.approx(30.0, rel=0.1)  # 10 learned intervals
+
+
+def test_a_cadence_stream_not_seen_ticking_is_as_patient_as_an_event_driven_one() -> None:
+    # a diff stream pushes only when its book changes: an illiquid one may not tick at all
+    assert watch("btcusdt@depth@100ms").threshold() == CONFIG.event_floor
+    assert watch("btcusdt@markPrice", "binance-usdm").threshold() == CONFIG.event_floor
+    slow = watch("btcusdt@depth@100ms")
+    last = feed(slow, 0.0, 200.0, 2.5)  # an illiquid book: a diff every 2.5 s
+    assert slow.threshold() == pytest.approx(25.0, rel=0.15)
+    assert not slow.is_stale(last + 20.0)
 
 
 def test_stale_after_overrides_the_threshold() -> None:
@@ -180,12 +197,12 @@ def test_silence_counts_from_when_the_stream_became_judged() -> None:
     assert not w.is_stale(100.0)  # not acknowledged: not judged
     assert w.status(100.0)[0] is HealthStatus.DEGRADED
     w.link(100.0, Link.UP, "c")
-    assert not w.is_stale(101.0)
-    assert w.is_stale(101.6)  # no event at all since it was acknowledged
-    assert w.status(101.6)[1] == "no event yet, expected every 0.1 s"
+    assert not w.is_stale(109.0)
+    assert w.is_stale(110.5)  # no event at all since it was acknowledged
+    assert w.status(110.5)[1] == "no event yet, expected every 0.1 s"
     # moved to another connection: judged afresh
-    w.link(101.6, Link.UP, "d")
-    assert not w.is_stale(102.0)
+    w.link(110.5, Link.UP, "d")
+    assert not w.is_stale(111.0)
 
 
 @pytest.mark.parametrize(
