@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -363,3 +364,73 @@ async def test_client_stream_takes_stale_after() -> None:
         await flowing(client, TRADES)
         assert client.health().streams[TRADES].stale_after == 0.7
         events.close()
+
+
+def reconnected(client: fastmd.Client, count: int) -> Callable[[], bool]:
+    return lambda: client.metrics().reconnects == count
+
+
+def client_wide(alerts: list[Alert], kind: AlertKind) -> list[tuple[bool, str | None]]:
+    return [(a.firing, a.stream) for a in alerts if a.kind is kind]
+
+
+async def test_decode_errors_and_slow_callbacks_raise_alerts_that_resolve_when_quiet() -> None:
+    config = HealthConfig(clock_sync=None, recover=False, resolve_after=1.0)
+    slow = [True]
+
+    def callback(event: Any) -> None:
+        if slow[0]:
+            time.sleep(0.003)
+
+    async with Exchange() as ex, client_for(ex, health=config, slow_callback=0.002) as client:
+        alerts: list[Alert] = []
+        client.on_alert(alerts.append)
+        client.subscribe(TRADES, callback)
+        await flowing(client, TRADES)
+        await until(lambda: bool(client_wide(alerts, AlertKind.SLOW_CALLBACK)), 5.0, "slow")
+        slow[0] = False
+        ex.faults.malformed("not_json", stream=TRADES)
+        await until(lambda: bool(client_wide(alerts, AlertKind.DECODE_ERRORS)), 5.0, "decode")
+        await until(lambda: len(client_wide(alerts, AlertKind.DECODE_ERRORS)) == 2, 3.0, "quiet")
+        await until(lambda: len(client_wide(alerts, AlertKind.SLOW_CALLBACK)) == 2, 3.0, "fast")
+        assert client_wide(alerts, AlertKind.DECODE_ERRORS) == [(True, None), (False, None)]
+        assert client_wide(alerts, AlertKind.SLOW_CALLBACK) == [(True, None), (False, None)]
+        decode = next(a for a in alerts if a.kind is AlertKind.DECODE_ERRORS)
+        assert decode.message == "1 undecodable frame(s)"
+
+
+async def test_reconnects_in_a_row_raise_reconnect_storm_then_it_resolves() -> None:
+    config = HealthConfig(clock_sync=None, reconnect_storm=2, reconnect_window=2.0)
+    async with Exchange() as ex, client_for(ex, health=config) as client:
+        alerts: list[Alert] = []
+        client.on_alert(alerts.append)
+        client.subscribe(TRADES, nothing)
+        await flowing(client, TRADES)
+        for reconnects in (1, 2):
+            ex.faults.drop_connections()
+            await until(reconnected(client, reconnects), 5.0, "reconnect")
+        await until(lambda: bool(client_wide(alerts, AlertKind.RECONNECT_STORM)), 2.0, "storm")
+        (firing,) = [a for a in alerts if a.kind is AlertKind.RECONNECT_STORM]
+        assert firing.severity is fastmd.Severity.ERROR
+        assert "2 reconnects within 2 s" in firing.message
+        await until(lambda: len(client_wide(alerts, AlertKind.RECONNECT_STORM)) == 2, 4.0, "calm")
+
+
+async def test_an_open_circuit_raises_circuit_open() -> None:
+    breaker = fastmd.CircuitBreakerPolicy(failure_threshold=2, cooldown=0.5)
+    config = HealthConfig(clock_sync=None, recover=False)
+    async with (
+        Exchange() as ex,
+        client_for(ex, health=config, circuit_breaker=breaker, fallback=False) as client,
+    ):
+        alerts: list[Alert] = []
+        client.on_alert(alerts.append)
+        client.subscribe(TRADES, nothing)
+        await flowing(client, TRADES)
+        refused = ex.faults.refuse_upgrades(503)
+        ex.faults.drop_connections()
+        await until(lambda: bool(client_wide(alerts, AlertKind.CIRCUIT_OPEN)), 5.0, "open")
+        assert client.health().status is HealthStatus.DOWN
+        refused.clear()
+        await until(lambda: len(client_wide(alerts, AlertKind.CIRCUIT_OPEN)) == 2, 5.0, "closed")
+        await flowing(client, TRADES)
