@@ -278,9 +278,8 @@ class Source:
         tasks = [*self._tasks, *([self._connector] if self._connector else [])]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:  # bounded: nats-py may swallow a cancellation while it connects
+            await asyncio.wait(tasks, timeout=2.0)
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.close()
@@ -496,6 +495,9 @@ class Source:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         self._nc = nc
+        if self._closed:  # nats-py finished connecting through our cancellation
+            await _quietly(nc.close())
+            return
         await nc.subscribe(wire.gap_wildcard(self.venue, self.prefix), cb=self._on_gap_message)
         await nc.subscribe(
             wire.health_wildcard(self.venue, self.prefix), cb=self._on_health_message

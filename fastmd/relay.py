@@ -182,7 +182,8 @@ class Relay:
         prefix: the first subject token.
         jetstream: also keep the venue's subjects in a JetStream stream (see ``retention``).
         retention: seconds JetStream keeps messages (with ``jetstream``).
-        client_options: keyword arguments for :class:`fastmd.Client`.
+        client_options: keyword arguments for :class:`fastmd.Client` (``price_type`` is always
+            ``str``: prices travel as Binance's exact strings; each consumer picks its type).
 
     Raises:
         StreamNameError: a stream name is invalid for the venue.
@@ -248,6 +249,7 @@ class Relay:
         self._connected = asyncio.Event()
         self._closed = asyncio.Event()
         self._closing = False
+        self._stopping = False
         self._stats = RelayStats()
         self._status = "starting"
 
@@ -285,11 +287,14 @@ class Relay:
         """Connect to NATS (retrying in the background if it is away: events are buffered
         meanwhile) and start the client and its subscriptions."""
         from fastmd import Client
+        from fastmd.errors import InvalidState
 
+        if self._client is not None or self._closing:
+            raise InvalidState("a relay starts once")
         self._buffer = _Buffer(
             self.batch_size, self.batch_delay, self.max_buffered, asyncio.get_running_loop()
         )
-        options: dict[str, Any] = {"price_type": str, **self._client_options}
+        options: dict[str, Any] = {**self._client_options, "price_type": str}  # exact on the wire
         client = Client(self.venue, ws_url=self.ws_url, rest_url=self.rest_url, **options)
         self._client = client
         await client.start()
@@ -306,7 +311,7 @@ class Relay:
                 self._buffer,
             )
             self._lanes[name] = lane
-            client.subscribe(name, lane.push, backfill=False)
+            client.subscribe(name, lane.push)  # backfilled gaps reach consumers filled
         self._status = str(client.status)
 
     async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
@@ -341,13 +346,16 @@ class Relay:
                 with contextlib.suppress(Exception):
                     await nc.publish(self._health_subject(), wire.encode(self._health()))
                     await nc.flush(timeout=1)
-            for task in self._tasks:
-                task.cancel()
-            for task in self._tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            self._stopping = True  # the loops end at their next turn...
+            if buffer is not None:
+                buffer.wake.set()
+            for task in (*self._tasks, *self._health_tasks):
+                task.cancel()  # ...or now (nats-py may swallow a cancellation mid-publish)
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=2.0)
             if buffer is not None and buffer.timer is not None:
                 buffer.timer.cancel()
+            nc = self._nc  # a connection made while the publisher was being stopped, too
             if nc is not None:
                 with contextlib.suppress(Exception):
                     await nc.close()
@@ -461,6 +469,8 @@ class Relay:
     async def _publish_loop(self) -> None:
         nc = await self._connect()
         self._nc = nc
+        if self._stopped():  # nats-py finished connecting through our cancellation
+            return
         if self.jetstream:
             await self._setup_jetstream(nc)
         self._connected.set()
@@ -473,6 +483,8 @@ class Relay:
         while True:
             await buffer.wake.wait()
             buffer.wake.clear()
+            if self._stopped():
+                return
             published = 0
             while (outbox or gaps) and self._connected.is_set():
                 try:
@@ -510,6 +522,10 @@ class Relay:
                 published += 1
                 if published % _YIELD_EVERY == 0:
                     await asyncio.sleep(0)
+
+    def _stopped(self) -> bool:
+        # a method, not the attribute: close() sets it while this task awaits
+        return self._stopping
 
     def _health_subject(self) -> str:
         return wire.health_subject(self.venue, self.relay_id, self.prefix)
@@ -549,7 +565,7 @@ class Relay:
             logger.debug("relay %s: health not published: %r", self.relay_id, exc)
 
     async def _health_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.health_interval)
             await self._publish_health()
 

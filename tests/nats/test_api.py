@@ -225,3 +225,14 @@ def test_the_source_status_rules() -> None:
     )
     two = {"r": _said("r", [a], "stopping"), "s": _said("s", [a])}  # one good publisher
     assert judge(True, [a], two, {"r": 1.0, "s": 1.0}, 2.0) == (H.HEALTHY, None)
+
+
+async def test_a_relay_starts_once(nats_server: NatsServer) -> None:
+    async with Exchange("binance-spot", ["BTCUSDT"]) as ex:
+        relay = Relay(["btcusdt@trade"], nats=nats_server.url, ws_url=ex.ws_url,
+                      rest_url=ex.rest_url, client_options={"price_type": float})  # fmt: skip
+        async with relay:
+            with pytest.raises(fastmd.InvalidState, match="once"):
+                await relay.start()
+            assert relay.client.price_type is str  # exact prices on the wire, whatever asked
+        await relay.close()  # idempotent
