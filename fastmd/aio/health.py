@@ -59,6 +59,8 @@ AlertListener = Callable[[Alert], object]
 
 LAG_CHECK_INTERVAL: Final = 1.0
 """Seconds between two lag_high checks of a stream (each sorts its samples)."""
+SNAPSHOT_REUSE: Final = 0.05
+"""Seconds a ``client.health()`` snapshot is reused (a health tick renews it at once)."""
 
 _SEVERITY: Final = {
     AlertKind.STREAM_STALE: Severity.WARNING,
@@ -132,6 +134,9 @@ class HealthMonitor:
         self._stopped = False
         self._measured = False
         self._lag_checked = -math.inf
+        self._snapshot: Health | None = None
+        self._snapshot_at = -math.inf
+        self._snapshot_key: tuple[bool, int] = (False, 0)
         self.clock_sync: ClockSync | None = None
         """Measures the clock offset lag is corrected by (set once the client started)."""
         self.resubscribes = 0
@@ -148,6 +153,7 @@ class HealthMonitor:
     def watch(self, name: str, route: Route, stale_after: float | None) -> None:
         """``name`` is subscribed (again); ``stale_after`` overrides its threshold (the smallest
         override of its subscriptions wins)."""
+        self._snapshot = None
         watch = self._watches.get(name)
         if watch is None:
             watch = self._watches[name] = StreamWatch(
@@ -210,6 +216,7 @@ class HealthMonitor:
     def stop(self) -> None:
         """Stop the tick and the clock measurements (the client is closing)."""
         self._stopped = True
+        self._snapshot = None
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -226,6 +233,7 @@ class HealthMonitor:
 
     def tick(self) -> None:
         """One health round: staleness, recovery steps, alerts."""
+        self._snapshot = None  # what the round decides shows at once
         now = self._clock()
         wall = self._wall()
         routes = self._routes
@@ -450,8 +458,23 @@ class HealthMonitor:
     # -- the snapshot -------------------------------------------------------------------------
 
     def snapshot(self, running: bool) -> Health:
-        """``client.health()``: every stream and connection, no I/O."""
+        """``client.health()``: every stream and connection, no I/O. A snapshot is reused for
+        :data:`SNAPSHOT_REUSE` seconds unless a health tick ran or the streams changed
+        meanwhile, so calling it on every loop turn costs a lookup."""
         now = self._clock()
+        cached = self._snapshot
+        if (
+            cached is not None
+            and now - self._snapshot_at < SNAPSHOT_REUSE
+            and self._snapshot_key == (running, len(self._routes))
+        ):
+            return cached
+        health = self._take(now, running)
+        self._snapshot, self._snapshot_at = health, now
+        self._snapshot_key = (running, len(self._routes))
+        return health
+
+    def _take(self, now: float, running: bool) -> Health:
         streams: dict[str, StreamHealth] = {}
         statuses: list[HealthStatus] = []
         everything: list[float] = []
