@@ -136,7 +136,7 @@ class HealthMonitor:
         self._lag_checked = -math.inf
         self._snapshot: Health | None = None
         self._snapshot_at = -math.inf
-        self._snapshot_key: tuple[bool, int] = (False, 0)
+        self._snapshot_key: tuple[bool, int, int] = (False, 0, 0)
         self.clock_sync: ClockSync | None = None
         """Measures the clock offset lag is corrected by (set once the client started)."""
         self.resubscribes = 0
@@ -168,6 +168,7 @@ class HealthMonitor:
 
     def gap(self, gap: Gap) -> None:
         """A gap was reported on ``gap.stream`` (counted per stream; raises ``gap``)."""
+        self._snapshot = None
         watch = self._watches.get(gap.stream)
         if watch is None:
             return
@@ -459,19 +460,18 @@ class HealthMonitor:
 
     def snapshot(self, running: bool) -> Health:
         """``client.health()``: every stream and connection, no I/O. A snapshot is reused for
-        :data:`SNAPSHOT_REUSE` seconds unless a health tick ran or the streams changed
-        meanwhile, so calling it on every loop turn costs a lookup."""
+        up to :data:`SNAPSHOT_REUSE` seconds while no event, gap, subscription or health tick
+        came meanwhile (its counts are always exact), so calling it on every loop turn costs a
+        sum of counters."""
         now = self._clock()
+        routes = self._routes
+        key = (running, len(routes), sum(r.events + r.rest_events for r in routes))
         cached = self._snapshot
-        if (
-            cached is not None
-            and now - self._snapshot_at < SNAPSHOT_REUSE
-            and self._snapshot_key == (running, len(self._routes))
-        ):
+        fresh = now - self._snapshot_at < SNAPSHOT_REUSE and key == self._snapshot_key
+        if cached is not None and fresh:
             return cached
         health = self._take(now, running)
-        self._snapshot, self._snapshot_at = health, now
-        self._snapshot_key = (running, len(self._routes))
+        self._snapshot, self._snapshot_at, self._snapshot_key = health, now, key
         return health
 
     def _take(self, now: float, running: bool) -> Health:
