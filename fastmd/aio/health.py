@@ -228,9 +228,19 @@ class HealthMonitor:
         self._outages.clear()
 
     async def _run(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self.config.interval)
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # a bug must not end health for good: reported once
+                if not failing:
+                    self._reporter.report(
+                        Severity.ERROR, "internal_error", f"health tick failed: {exc!r}", exc
+                    )
+                failing = True
+            else:
+                failing = False
 
     def tick(self) -> None:
         """One health round: staleness, recovery steps, alerts."""

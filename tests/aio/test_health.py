@@ -434,3 +434,31 @@ async def test_an_open_circuit_raises_circuit_open() -> None:
         refused.clear()
         await until(lambda: len(client_wide(alerts, AlertKind.CIRCUIT_OPEN)) == 2, 5.0, "closed")
         await flowing(client, TRADES)
+
+
+async def test_a_failing_health_tick_is_reported_once_and_health_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastmd.aio.pool import ConnectionPool
+
+    real = ConnectionPool.connection_health
+    broken = [True]
+
+    def connection_health(self: ConnectionPool) -> list[fastmd.ConnectionHealth]:
+        if broken[0]:
+            raise RuntimeError("bug")
+        return real(self)
+
+    monkeypatch.setattr(ConnectionPool, "connection_health", connection_health)
+    async with Exchange() as ex, client_for(ex, health=QUIET) as client:
+        alerts: list[Alert] = []
+        client.on_alert(alerts.append)
+        client.subscribe([DEPTH, TRADES], nothing)
+        reports = reports_of(client)
+        await until(lambda: "internal_error" in reports.codes(), 5.0, "the report")
+        await asyncio.sleep(0.6)  # more failing ticks: no more reports
+        assert reports.codes().count("internal_error") == 1
+        broken[0] = False
+        await flowing(client, DEPTH, TRADES)
+        ex.faults.mute_stream(DEPTH)
+        await until(lambda: len(stale_alerts(alerts)) == 1, 5.0, "the tick works again")
