@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -176,3 +177,55 @@ def test_cli_help_failure_is_an_error() -> None:
     hooks = _hooks()
     with pytest.raises(RuntimeError, match="no-such-command"):
         hooks.fastmd_help("no-such-command")
+
+
+def _docstrings() -> ModuleType:
+    """docs/griffe_docstrings.py (needs griffe, from the ``docs`` extra: .ci/run installs it
+    before the suite, so under CI a missing griffe fails instead of skipping)."""
+    if not os.environ.get("CI"):
+        pytest.importorskip("griffe")
+    spec = importlib.util.spec_from_file_location(
+        "fastmd_docs_griffe", DOCS / "griffe_docstrings.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sphinx_roles_become_markdown() -> None:
+    docstrings = _docstrings()
+    assert "fastmd.Client" in docstrings.LINKED  # read from the reference pages
+    text = (
+        "See :class:`fastmd.Client`, :meth:`~fastmd.Client.health`, :func:`records` and "
+        ":mod:`~fastmd.cli.entry`."
+    )
+    assert docstrings.convert_roles(text) == (
+        "See [`fastmd.Client`][fastmd.Client], `health`, `records` and `entry`."
+    )
+    assert docstrings.convert_roles(":class:`~fastmd.sim.Exchange`") == (
+        "[`Exchange`][fastmd.sim.Exchange]"
+    )
+
+
+def test_grouped_parameters_are_split() -> None:
+    docstrings = _docstrings()
+    text = (
+        "Summary.\n\nArgs:\n    venue: the venue.\n    backoff, heartbeat: per-connection\n"
+        "        settings.\n    rate: events/s.\n\nReturns:\n    a, b: not parameters.\n"
+    )
+    assert docstrings.split_grouped_parameters(text) == (
+        "Summary.\n\nArgs:\n    venue: the venue.\n    backoff: per-connection\n"
+        "        settings.\n    heartbeat: per-connection\n        settings.\n"
+        "    rate: events/s.\n\nReturns:\n    a, b: not parameters."
+    )
+
+
+def test_literal_block_markers() -> None:
+    docstrings = _docstrings()
+    assert docstrings.literal_blocks("Use it as a context manager::\n\n    code") == (
+        "Use it as a context manager:\n\n    code"
+    )
+    assert docstrings.literal_blocks("a :: b") == "a :: b"
