@@ -8,16 +8,16 @@ Rules:
 1. Expected interval. A stream of a fixed cadence knows it from its kind and speed
    (:func:`expected_interval`: ``@depth@100ms`` 0.1 s, ``@depth`` 1 s on spot, klines 2 s on
    spot, markPrice 3 s or 1 s, tickers 1 s on spot and 2 s on USD-M...). Event-driven streams
-   (trade, aggTrade, bookTicker) learn their usual inter-arrival time once
-   :attr:`HealthConfig.learn_events` events arrived; sparse ones (forceOrder, blockTrade,
+   (trade, aggTrade, bookTicker) learn their usual inter-arrival time (the median of the last
+   :data:`LEARN_WINDOW`) once :attr:`HealthConfig.learn_events` events arrived; sparse ones (forceOrder, blockTrade,
    ``!contractInfo``) are never judged by silence unless ``stale_after`` is given.
 2. Staleness. A stream is ``STALE`` when its link is up, its subscription acknowledged, and it
    has been silent for longer than its threshold (:meth:`StreamWatch.threshold`): the
-   ``stale_after`` given to ``subscribe``; else, for a fixed cadence seen ticking
-   (:data:`TICKING_EVENTS` events, its interval learned), ``max(stale_floor, cadence_factor x
-   cadence, event_factor x learned interval)``, and before that ``max(event_floor,
-   cadence_factor x cadence)`` (diff streams push only when the book changes: an illiquid one
-   learns a long interval); else ``max(event_floor, event_factor x learned interval)``.
+   ``stale_after`` given to ``subscribe``; else, for a fixed cadence, ``max(stale_floor,
+   cadence_factor x cadence)``, or ``event_factor x learned interval`` once learned
+   (:data:`TICKING_EVENTS` events) when longer (diff streams push only when the book changes:
+   an illiquid one learns a long interval), and ``max(event_floor, ...)`` before its first
+   event; else ``max(event_floor, event_factor x learned interval)``.
    Silence is counted from the last event or from the moment the stream became judged
    (connected, acknowledged, resubscribed, moved), whichever is later.
 3. A stream's status: its link down is ``DOWN``; served by REST polling, waiting for its
@@ -26,7 +26,9 @@ Rules:
 4. Overall status (:data:`OVERALL_RULES`, first that holds): closed or not started is ``DOWN``;
    every stream down is ``DOWN``; a stale stream makes it ``STALE``; a stream down or degraded,
    or a connection not healthy, makes it ``DEGRADED``; otherwise ``HEALTHY``.
-5. Recovery (when :attr:`HealthConfig.recover`): a stale stream on a live link is resubscribed;
+5. Recovery (when :attr:`HealthConfig.recover`), once a stream's pace is known (interval
+   learned, ``stale_after`` given, or nothing delivered at all): a stale stream on a live link is
+   resubscribed;
    stale again after that (its threshold elapsed anew), its connection is replaced
    make-before-break; stale again, it is given up: reported, and served by REST where fallback
    is enabled. Events flowing again end the episode (:attr:`RecoveryAction.RECOVERED`).
@@ -38,6 +40,7 @@ Rules:
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -326,7 +329,10 @@ def expected_interval(stream: Stream, venue: Venue) -> float | None:
 
 # -- one stream -------------------------------------------------------------------------------
 
-_LEARN_WEIGHT: Final = 0.1
+LEARN_WINDOW: Final = 31
+"""Inter-arrival samples a stream keeps; its learned interval is their median, so a rare long
+silence (a mute that ended, a reconnect) does not move it, and an illiquid stream whose usual
+gaps are long learns them."""
 TICKING_EVENTS: Final = 5
 """Events after which a fixed-cadence stream counts as seen ticking (its learned interval is
 trusted): half a second of a 100 ms stream."""
@@ -370,9 +376,9 @@ class StreamWatch:
     """
 
     __slots__ = (
-        "_judged_since", "_learned", "_link", "_link_key", "_rate_at", "_rates", "_stage",
-        "_stale_now", "cadence", "config", "count", "gaps", "interval", "last_event", "missing",
-        "name", "replacements", "rest_count", "resubscribes", "stale_after", "stream",
+        "_intervals", "_judged_since", "_learned", "_link", "_link_key", "_median", "_rate_at",
+        "_rates", "_stage", "cadence", "config", "count", "gaps", "last_event", "missing", "name",
+        "replacements", "rest_count", "resubscribes", "stale_after", "stream",
     )  # fmt: skip
 
     def __init__(
@@ -392,7 +398,8 @@ class StreamWatch:
         self.count = 0
         self.rest_count = 0
         self.last_event: float | None = None
-        self.interval: float | None = None  # learned seconds between events
+        self._intervals: deque[float] = deque(maxlen=LEARN_WINDOW)
+        self._median: float | None = None
         self.gaps = 0
         self.missing = 0
         self.resubscribes = 0
@@ -404,7 +411,6 @@ class StreamWatch:
         self._link = Link.UNPLACED
         self._link_key: object = None
         self._stage = RecoveryAction.NOTHING
-        self._stale_now = False
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -414,16 +420,11 @@ class StreamWatch:
         self.rest_count = rest_count
         if delta > 0:
             last = self.last_event
-            if last is not None and not self._stale_now:
-                # silences that made the stream stale are not what it usually does
+            if last is not None:
                 sample = (now - max(last, self._judged_since)) / delta
                 if sample > 0:
-                    previous = self.interval
-                    self.interval = (
-                        sample
-                        if previous is None
-                        else previous + _LEARN_WEIGHT * (sample - previous)
-                    )
+                    self._intervals.append(sample)
+                    self._median = None
             self._learned += delta
             self.last_event = now
             self.count = count
@@ -457,6 +458,15 @@ class StreamWatch:
             return None
         return self.interval
 
+    @property
+    def interval(self) -> float | None:
+        """The median of the recent inter-arrival samples (``None`` without any)."""
+        median = self._median
+        if median is None and self._intervals:
+            ordered = sorted(self._intervals)
+            median = self._median = ordered[len(ordered) // 2]
+        return median
+
     def threshold(self) -> float | None:
         """Seconds of silence that make the stream stale (``None``: never judged)."""
         if self.stale_after is not None:
@@ -465,11 +475,13 @@ class StreamWatch:
         learned = self.learned_interval()
         if self.cadence is not None:
             bound = max(config.stale_floor, config.cadence_factor * self.cadence)
-            if learned is None:
-                # Not seen ticking yet: a diff stream pushes only when its book changes, so
-                # an illiquid one is as patient as an event-driven stream (one that never
-                # delivers anything is still caught).
+            if self.last_event is None:
+                # Nothing yet: a diff stream pushes only when its book changes (an idle or
+                # illiquid one), so as patient as an event-driven stream; one that never
+                # delivers anything is still caught.
                 return max(bound, config.event_floor)
+            if learned is None:
+                return bound
             return max(bound, config.event_factor * learned)
         if learned is None or self.stream.kind in _SPARSE:
             return None  # sparse, or nothing learned yet: silence is no evidence
@@ -550,12 +562,12 @@ class StreamWatch:
         stage = self._stage
         if stage is not RecoveryAction.NOTHING and self._flowing(now):
             self._stage = RecoveryAction.NOTHING
-            self._stale_now = False
             return RecoveryAction.RECOVERED
         stale = self.is_stale(now)
-        self._stale_now = stale or stage is not RecoveryAction.NOTHING
         if not stale or not self.config.recover or stage is RecoveryAction.GIVE_UP:
             return RecoveryAction.NOTHING
+        if stage is RecoveryAction.NOTHING and not self._sure():
+            return RecoveryAction.NOTHING  # reported STALE, but not acted on yet
         if stage is RecoveryAction.NOTHING:
             step = RecoveryAction.RESUBSCRIBE
             self.resubscribes += 1
@@ -567,6 +579,16 @@ class StreamWatch:
         self._stage = step
         self._judged_since = now  # the step gets the stream's whole threshold to work
         return step
+
+    def _sure(self) -> bool:
+        """Staleness is acted on (resubscribe...) only when the stream's usual pace is known:
+        its interval learned, or ``stale_after`` given, or nothing delivered at all; a stream
+        that just started may be an idle book."""
+        return (
+            self.stale_after is not None
+            or self.last_event is None
+            or self.learned_interval() is not None
+        )
 
     def _flowing(self, now: float) -> bool:
         """Events arrived since the last step was taken."""

@@ -44,8 +44,8 @@ async def flowing(client: fastmd.Client, *streams: str) -> None:
             (s := health.streams.get(name)) is not None
             and s.status is HealthStatus.HEALTHY
             and s.last_event_age is not None
-            # a fixed-cadence stream seen ticking has its cadence's threshold, not the floor
-            and (name != DEPTH or s.stale_after == 1.5)
+            # a fixed-cadence stream with its pace learned: staleness is acted on
+            and (name != DEPTH or (s.stale_after == 1.5 and s.events >= 6))
             for name in streams
         )
 

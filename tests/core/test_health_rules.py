@@ -128,10 +128,13 @@ def test_the_threshold_is_the_cadence_times_the_factor_with_a_floor() -> None:
     assert mark.threshold() == pytest.approx(30.0, rel=0.1)  # 10 learned intervals
 
 
-def test_a_cadence_stream_not_seen_ticking_is_as_patient_as_an_event_driven_one() -> None:
-    # a diff stream pushes only when its book changes: an illiquid one may not tick at all
+def test_a_cadence_stream_without_an_event_yet_is_as_patient_as_an_event_driven_one() -> None:
+    # a diff stream pushes only when its book changes: an idle or illiquid one may not tick
     assert watch("btcusdt@depth@100ms").threshold() == CONFIG.event_floor
     assert watch("btcusdt@markPrice", "binance-usdm").threshold() == CONFIG.event_floor
+    first = watch("btcusdt@depth@100ms")
+    first.observe(0.25, 1)
+    assert first.threshold() == CONFIG.stale_floor  # it ticked: its cadence rules
     slow = watch("btcusdt@depth@100ms")
     last = feed(slow, 0.0, 200.0, 2.5)  # an illiquid book: a diff every 2.5 s
     assert slow.threshold() == pytest.approx(25.0, rel=0.15)
@@ -440,3 +443,25 @@ def test_lag_stats_are_nearest_rank_percentiles() -> None:
     assert (stats.p50, stats.p99, stats.max, stats.samples) == (50.0, 99.0, 100.0, 100)
     assert lag_stats([0.2]) == LagStats(0.2, 0.2, 0.2, 1)
     assert lag_stats([]) == LagStats(None, None, None, 0)
+
+
+def test_a_stream_that_just_started_is_reported_stale_but_not_acted_on() -> None:
+    w = watch("btcusdt@depth@100ms")
+    w.observe(0.25, 1)  # one event: an idle book may look like this
+    w.observe(2.0, 1)
+    assert w.is_stale(2.0)
+    assert w.status(2.0)[0] is HealthStatus.STALE
+    assert w.recovery(2.0) is RecoveryAction.NOTHING  # its pace is not known yet
+    never = watch("btcusdt@depth@100ms")  # nothing ever delivered: acted on (after 10 s)
+    assert never.recovery(CONFIG.event_floor + 1) is RecoveryAction.RESUBSCRIBE
+    told = watch("btcusdt@depth@100ms", stale_after=1.0)
+    told.observe(0.25, 1)
+    assert told.recovery(2.0) is RecoveryAction.RESUBSCRIBE
+
+
+def test_a_long_silence_does_not_move_the_learned_interval() -> None:
+    w = watch("btcusdt@depth@100ms")
+    last = feed(w, 0.0, 5.0, 0.1)
+    before = w.learned_interval()
+    w.observe(last + 4.0, w.count + 1)  # a mute ended
+    assert w.learned_interval() == before
