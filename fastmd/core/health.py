@@ -9,8 +9,9 @@ Rules:
    (:func:`expected_interval`: ``@depth@100ms`` 0.1 s, ``@depth`` 1 s on spot, klines 2 s on
    spot, markPrice 3 s or 1 s, tickers 1 s on spot and 2 s on USD-M...). Event-driven streams
    (trade, aggTrade, bookTicker) learn their usual inter-arrival time (the median of the last
-   :data:`LEARN_WINDOW`) once :attr:`HealthConfig.learn_events` events arrived; sparse ones (forceOrder, blockTrade,
-   ``!contractInfo``) are never judged by silence unless ``stale_after`` is given.
+   :data:`LEARN_WINDOW`) once :attr:`HealthConfig.learn_events` events arrived; sparse ones
+   (forceOrder, blockTrade, ``!contractInfo``) are never judged by silence unless
+   ``stale_after`` is given.
 2. Staleness. A stream is ``STALE`` when its link is up, its subscription acknowledged, and it
    has been silent for longer than its threshold (:meth:`StreamWatch.threshold`): the
    ``stale_after`` given to ``subscribe``; else, for a fixed cadence, ``max(stale_floor,
