@@ -3,17 +3,49 @@ installed by ``.ci/run``). Missing: the tests fail when ``CI`` is set, and skip 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from testdata import RECORDING
+
+import fastmd
 
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'fastmd[nats]'")
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` every 20 ms until it holds; ``TimeoutError`` after ``timeout`` s."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polls state owned by other objects
+            await asyncio.sleep(0.02)
+
+
+def recorded_events() -> list[tuple[str, Any]]:
+    """The recorded session's (stream, event) pairs in order, decoded as ``binance-spot``."""
+    decoder = fastmd.Decoder("binance-spot")
+    out = []
+    for line in (RECORDING / "stream.jsonl").read_text().splitlines():
+        envelope = json.loads(line)["msg"]
+        out.append((envelope["stream"], decoder.decode(json.dumps(envelope).encode()).event))
+    return out
+
+
+def by_stream(events: list[tuple[str, Any]]) -> dict[str, list[Any]]:
+    """``events`` grouped by stream, each stream's events in their order."""
+    out: dict[str, list[Any]] = defaultdict(list)
+    for stream, event in events:
+        out[stream].append(event)
+    return out
 
 
 def _free_port() -> int:

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import NatsServer
+from conftest import NatsServer, until
 
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'fastmd[nats]'")
 
@@ -24,12 +24,6 @@ from fastmd.relay import Relay
 from fastmd.sim import Exchange
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def _until(condition: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polls state owned by other objects
-            await asyncio.sleep(0.02)
 
 
 def test_import_fastmd_loads_no_nats_client() -> None:
@@ -90,7 +84,7 @@ async def test_an_unreachable_nats_is_reported_not_raised() -> None:
     source = Source("nats://127.0.0.1:1", error_reporter=reports.append)
     await source.start(timeout=0.5)
     sub = source.subscribe("btcusdt@trade", print)
-    await _until(lambda: any(r.code == "nats_unreachable" for r in reports))
+    await until(lambda: any(r.code == "nats_unreachable" for r in reports))
     assert sub.state == "pending"
     assert not source.health().connected
     assert source.health().status is fastmd.HealthStatus.DOWN
@@ -111,13 +105,13 @@ async def test_stream_unsubscribe_and_health(nats_server: NatsServer) -> None:
         events = source.stream("btcusdt@bookTicker", maxsize=100)
         first = await asyncio.wait_for(anext(aiter(events)), 10)
         assert isinstance(first, fastmd.BookTicker)
-        await _until(lambda: len(trades) > 3)
+        await until(lambda: len(trades) > 3)
         assert all(isinstance(t, fastmd.Trade) for t in trades)
         sub.unsubscribe()
         count = len(trades)
         await asyncio.sleep(0.3)
         assert len(trades) == count  # nothing after unsubscribe
-        await _until(lambda: "r1" in source.health().relays)
+        await until(lambda: "r1" in source.health().relays)
         said = source.health().relays["r1"]
         assert said.epoch == relay.epoch
         assert said.streams == ["btcusdt@trade", "btcusdt@bookTicker"]
@@ -156,7 +150,7 @@ async def test_cli_relay_publishes_the_simulator_without_url(nats_server: NatsSe
             "--rate", "300", stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
-            await _until(lambda: len(got) > 3 and bool(source.health().relays), 20)
+            await until(lambda: len(got) > 3 and bool(source.health().relays), 20)
         finally:
             process.terminate()
             _, err = await asyncio.wait_for(process.communicate(), 15)
@@ -182,7 +176,7 @@ async def test_a_relay_without_nats_bounds_its_buffer_and_never_blocks_the_clien
                       rest_url=ex.rest_url, batch_size=10, max_buffered=50)  # fmt: skip
         async with asyncio.timeout(20):
             await relay.start()
-            await _until(lambda: relay.stats.dropped > 100)  # the client kept receiving
+            await until(lambda: relay.stats.dropped > 100)  # the client kept receiving
             stats = relay.stats
             assert stats.buffered == 50  # bounded: the rest dropped and counted
             assert stats.events == stats.buffered + stats.dropped

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import NatsServer
+from conftest import NatsServer, by_stream, recorded_events, until
 from testdata import RECORDING
 
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'fastmd[nats]'")
 
-import fastmd
 from fastmd.core.sequence import Gap
 from fastmd.nats import Source
 from fastmd.relay import Relay
@@ -23,25 +21,10 @@ from fastmd.sim import Exchange
 pytestmark = pytest.mark.timeout(60)
 
 
-async def _until(condition: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polls state owned by other objects
-            await asyncio.sleep(0.02)
-
-
-def _expected() -> dict[str, list[Any]]:
-    decoder = fastmd.Decoder("binance-spot")
-    out: dict[str, list[Any]] = defaultdict(list)
-    for line in (RECORDING / "stream.jsonl").read_text().splitlines():
-        envelope = json.loads(line)["msg"]
-        out[envelope["stream"]].append(decoder.decode(json.dumps(envelope).encode()).event)
-    return out
-
-
 async def test_a_late_consumer_replays_everything_retained_then_follows_live(
     jetstream_server: NatsServer,
 ) -> None:
-    expected = _expected()
+    expected = by_stream(recorded_events())
     streams = sorted(expected)
     url = jetstream_server.url
     async with (
@@ -50,11 +33,11 @@ async def test_a_late_consumer_replays_everything_retained_then_follows_live(
               retention=60.0) as relay,
     ):  # fmt: skip
         await relay.wait_connected(5)
-        await _until(lambda: relay.client.status == "CONNECTED")
+        await until(lambda: relay.client.status == "CONNECTED")
         await asyncio.sleep(0.3)
         ex.start_replay()
         await ex.wait_replayed()
-        await _until(lambda: relay.stats.published == sum(map(len, expected.values())))
+        await until(lambda: relay.stats.published == sum(map(len, expected.values())))
         middle = datetime.now(UTC)
         got: dict[str, list[Any]] = defaultdict(list)
         gaps: list[Gap] = []
@@ -62,7 +45,7 @@ async def test_a_late_consumer_replays_everything_retained_then_follows_live(
             late.on_gap(gaps.append)
             for stream in streams:
                 await late.subscribe(stream, got[stream].append).wait_active(5)
-            await _until(lambda: sum(map(len, got.values())) >= relay.stats.published)
+            await until(lambda: sum(map(len, got.values())) >= relay.stats.published)
             await asyncio.sleep(0.2)
         assert dict(got) == dict(expected)
         assert gaps == []

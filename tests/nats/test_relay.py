@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from conftest import NatsServer
+from conftest import NatsServer, by_stream, recorded_events, until
 from testdata import RECORDING
 
 pytest.importorskip("nats", reason="nats-py is not installed: pip install 'fastmd[nats]'")
@@ -26,29 +26,12 @@ from fastmd.sim import Exchange
 pytestmark = pytest.mark.timeout(60)
 
 
-async def _until(condition: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polls state owned by other objects
-            await asyncio.sleep(0.02)
-
-
-def _recorded() -> list[tuple[str, Any]]:
-    decoder = fastmd.Decoder("binance-spot")
-    out = []
-    for line in (RECORDING / "stream.jsonl").read_text().splitlines():
-        envelope = json.loads(line)["msg"]
-        out.append((envelope["stream"], decoder.decode(json.dumps(envelope).encode()).event))
-    return out
-
-
 async def test_every_replayed_event_arrives_once_in_order_at_two_consumers(
     nats_server: NatsServer,
 ) -> None:
-    recorded = _recorded()
-    streams = sorted({stream for stream, _ in recorded})
-    expected: dict[str, list[Any]] = defaultdict(list)
-    for stream, event in recorded:
-        expected[stream].append(event)
+    recorded = recorded_events()
+    expected = by_stream(recorded)
+    streams = sorted(expected)
     got: list[dict[str, list[Any]]] = [defaultdict(list), defaultdict(list)]
     gaps: list[Gap] = []
     async with (
@@ -63,12 +46,12 @@ async def test_every_replayed_event_arrives_once_in_order_at_two_consumers(
         async with Relay(streams, nats=nats_server.url, ws_url=ex.ws_url, rest_url=ex.rest_url,
                          batch_size=7) as relay:  # fmt: skip
             await relay.wait_connected(5)
-            await _until(lambda: relay.client.status == "CONNECTED")
+            await until(lambda: relay.client.status == "CONNECTED")
             await asyncio.sleep(0.3)  # every stream acknowledged by the simulator
             ex.start_replay()
             assert await ex.wait_replayed() == len(recorded)
             total = len(recorded)
-            await _until(lambda: all(sum(map(len, g.values())) >= total for g in got))
+            await until(lambda: all(sum(map(len, g.values())) >= total for g in got))
             await asyncio.sleep(0.2)  # nothing more may come
             assert relay.stats.published == total
             assert relay.stats.dropped == 0
@@ -99,14 +82,14 @@ async def test_a_nats_outage_is_reported_and_brings_no_duplicates(
         source.on_gap(gaps.append)
         for stream in streams:
             await source.subscribe(stream, got[stream].append).wait_active(5)
-        await _until(lambda: all(len(got[s]) > 20 for s in streams))
+        await until(lambda: all(len(got[s]) > 20 for s in streams))
         nats_server.stop()
-        await _until(lambda: not relay.nats_connected and not source.health().connected)
+        await until(lambda: not relay.nats_connected and not source.health().connected)
         await asyncio.sleep(0.5)  # the exchange goes on: the relay buffers, then drops
         nats_server.start()
-        await _until(lambda: relay.nats_connected and source.health().connected, 15)
+        await until(lambda: relay.nats_connected and source.health().connected, 15)
         before = {s: len(got[s]) for s in streams}
-        await _until(lambda: all(len(got[s]) > before[s] + 20 for s in streams))
+        await until(lambda: all(len(got[s]) > before[s] + 20 for s in streams))
         assert relay.stats.outages >= 1
         assert relay.stats.dropped > 0
     reported = {gap.stream for gap in gaps if gap.reason is GapReason.RECONNECT}
@@ -151,17 +134,17 @@ async def test_a_killed_relay_worker_is_restarted_and_its_restart_reported(
         assert process.stderr is not None
         try:
             pids = await asyncio.wait_for(_worker_pids(process.stderr, 2), 15)
-            await _until(lambda: all(len(got[s]) > 5 for s in streams), 20)
+            await until(lambda: all(len(got[s]) > 5 for s in streams), 20)
             relays = source.health().relays
-            await _until(lambda: {"test-w0", "test-w1"} <= set(source.health().relays), 5)
+            await until(lambda: {"test-w0", "test-w1"} <= set(source.health().relays), 5)
             relays = source.health().relays
             owned = {s: r for r in relays.values() for s in r.streams}
             assert set(owned) == set(streams)  # disjoint shards cover every stream
             epoch = relays["test-w0"].epoch
             os.kill(pids[0], signal.SIGKILL)
             killed = [s for s, r in owned.items() if r.relay == "test-w0"]
-            await _until(lambda: source.health().relays["test-w0"].epoch != epoch, 20)
-            await _until(lambda: {g.stream for g in gaps} >= set(killed), 20)
+            await until(lambda: source.health().relays["test-w0"].epoch != epoch, 20)
+            await until(lambda: {g.stream for g in gaps} >= set(killed), 20)
         finally:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 15)
@@ -238,9 +221,9 @@ async def test_an_exchange_gap_the_relay_sees_reaches_the_consumer_with_exchange
     ):
         source.on_gap(gaps.append)
         await source.subscribe(stream, got.append).wait_active(5)
-        await _until(lambda: len(got) > 5)
+        await until(lambda: len(got) > 5)
         ex.faults.skip(stream, 3)
-        await _until(lambda: len(gaps) >= 1)
+        await until(lambda: len(gaps) >= 1)
         await asyncio.sleep(0.2)
         assert relay.stats.gaps == 1
     assert len(gaps) == 1  # once: the consumer does not report it again from the event ids
@@ -271,7 +254,7 @@ async def test_usdm_futures_streams_cross_the_hop(nats_server: NatsServer) -> No
                                  price_type=str) as client:  # fmt: skip
             for stream in streams:
                 client.subscribe(stream, direct[stream].append)
-            await _until(lambda: all(len(direct[s]) > 2 and len(got[s]) > 2 for s in streams), 15)
+            await until(lambda: all(len(direct[s]) > 2 and len(got[s]) > 2 for s in streams), 15)
             assert relay.venue == "binance-usdm"
     assert gaps == []
     for stream in streams:
