@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import pytest
+from book_checks import BookTickerCheck
 from testdata import RECORDING
 
 import fastmd
@@ -189,43 +189,21 @@ async def test_recorded_session_through_the_simulator_matches_26_book_tickers() 
             ws_url=ex.ws_url, rest_url=ex.rest_url, price_type=str, error_reporter=quiet
         ) as client,
     ):
-        waiting: dict[tuple[str, int], Any] = {}
-        checked: list[int] = []
-        books: dict[str, fastmd.OrderBook] = {}
-
-        def check(book: fastmd.OrderBook, ticker: Any) -> None:
-            assert book.best_bid() == (Decimal(ticker.bid_price), Decimal(ticker.bid_quantity))
-            assert book.best_ask() == (Decimal(ticker.ask_price), Decimal(ticker.ask_quantity))
-            checked.append(ticker.update_id)
-
-        def on_ticker(ticker: Any) -> None:
-            book = books.get(ticker.symbol)
-            if book is not None and book.synced and book.update_id == ticker.update_id:
-                check(book, ticker)
-            else:
-                waiting[(ticker.symbol, ticker.update_id)] = ticker
-
-        def on_update(book: fastmd.OrderBook, update_id: int) -> None:
-            ticker = waiting.pop((book.symbol, update_id), None)
-            if ticker is not None:
-                check(book, ticker)
-
-        tickers = client.subscribe(streams, on_ticker)
+        checks = BookTickerCheck()
+        tickers = client.subscribe(streams, checks.on_ticker)
         diffs = client.subscribe([f"{s.lower()}@depth@100ms" for s in symbols], lambda e: None)
         await tickers.wait_active(5)
         await diffs.wait_active(5)
         pending = [asyncio.ensure_future(client.order_book(s, timeout=10)) for s in symbols]
         await asyncio.sleep(0.2)  # the books exist and have asked for their snapshots
-        for symbol, book in client.books.items():
-            books[symbol] = book
-            book.on_update(on_update)
-        assert set(books) == set(symbols)
+        checks.watch(client.books)
+        assert set(checks.books) == set(symbols)
         ex.start_replay()
         await asyncio.gather(*pending)
         await ex.wait_replayed()
         await asyncio.sleep(0.2)
-        assert len(checked) == 26
-        assert all(book.resyncs == 0 for book in books.values())
+        assert len(checks.checked) == 26
+        assert all(book.resyncs == 0 for book in checks.books.values())
         assert client.metrics().gaps == 0
 
 
