@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from book_checks import BookTickerCheck
+from client_helpers import quiet, until
 from testdata import RECORDING
 
 import fastmd
 from fastmd.sim import Exchange, SimLimits
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def simulator_levels(ex: Exchange, symbol: str) -> tuple[list[Any], list[Any]]:
@@ -28,10 +21,6 @@ def simulator_levels(ex: Exchange, symbol: str) -> tuple[list[Any], list[Any]]:
     bids = [(float(book.price(p)), float(book.qty(q))) for p, q in book.levels("b", 10_000)]
     asks = [(float(book.price(p)), float(book.qty(q))) for p, q in book.levels("a", 10_000)]
     return bids, asks
-
-
-def quiet(report: fastmd.ErrorReport) -> None:
-    pass
 
 
 async def test_book_equals_the_simulators_book() -> None:

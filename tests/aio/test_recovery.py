@@ -10,23 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from client_helpers import quiet, until
 
 import fastmd
 from fastmd.sim import Exchange
 
 FAST = fastmd.Backoff(initial_delay=0.05, max_delay=0.1, jitter=0.0, max_attempts=None)
 PATIENT = fastmd.CircuitBreakerPolicy(failure_threshold=100, cooldown=1.0)
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
-def quiet(report: fastmd.ErrorReport) -> None:
-    pass
 
 
 def backfilling_client(ex: Exchange) -> fastmd.Client:

@@ -10,29 +10,18 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from book_checks import BookTickerCheck
+from client_helpers import quiet, until
 from testdata import RECORDING
 
 import fastmd
 from fastmd.sim import Exchange
 
 KEY = "sim-ed25519-key-0123456789"
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
-def quiet(report: fastmd.ErrorReport) -> None:
-    pass
 
 
 def sbe_client(ex: Exchange, **options: Any) -> fastmd.Client:
