@@ -1,18 +1,38 @@
-"""Small helpers the commands share: the usage exit code, Ctrl-C as a stop signal, waiting on a
-stop event, ending helper tasks."""
+"""Small helpers the commands share: the usage exit code, the exchange a command talks to (the
+embedded simulator or ``--url``), Ctrl-C as a stop signal, waiting on a stop event, ending helper
+tasks."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
 from collections.abc import Iterable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-__all__ = ["EXIT_USAGE", "cancel_all", "signals_set", "wait_until_set"]
+if TYPE_CHECKING:
+    from fastmd.sim import Exchange
+
+__all__ = ["EXIT_USAGE", "cancel_all", "signals_set", "start_target", "wait_until_set"]
 
 EXIT_USAGE: Final = 2
 """Exit code of a usage error: a bad option value, a stream or symbol the exchange refuses."""
+
+
+async def start_target(
+    stack: contextlib.AsyncExitStack, args: argparse.Namespace
+) -> tuple[Exchange | None, str, str | None]:
+    """The exchange a command talks to, as ``(simulator, ws_url, rest_url)``: without ``--url``,
+    the embedded simulator of ``--venue``, ``--symbols``, ``--seed`` and ``--rate``, started on
+    ``stack`` (which stops it); with ``--url``, no simulator, ``--url`` and ``--rest-url``."""
+    if args.url is not None:
+        return None, args.url, args.rest_url
+    from fastmd.sim import Exchange
+
+    exchange = Exchange(args.venue, args.symbols, args.seed, rate=args.rate)
+    await stack.enter_async_context(exchange)
+    return exchange, exchange.ws_url, exchange.rest_url
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import contextlib
 import sys
 
 import fastmd
-from fastmd.cli.common import cancel_all, signals_set
+from fastmd.cli.common import cancel_all, signals_set, start_target
 from fastmd.cli.reports import Reachability, until_unreachable
 from fastmd.cli.state import Demo
 from fastmd.cli.view import plain_view, rich_view, summary
@@ -21,20 +21,14 @@ __all__ = ["run"]
 
 async def run(args: argparse.Namespace) -> int:
     """Run the demo for ``--duration`` seconds; exit 0 if its result is OK."""
-    from fastmd.sim import Exchange
-
     symbols: list[str] = args.symbols
     plain = args.plain or not sys.stdout.isatty()
     duration: float = args.duration
     async with contextlib.AsyncExitStack() as stack:
-        exchange: Exchange | None = None
-        if args.url is None:
-            exchange = Exchange(args.venue, symbols, args.seed, rate=args.rate)
-            await stack.enter_async_context(exchange)
-            ws_url, rest_url = exchange.ws_url, exchange.rest_url
+        exchange, ws_url, rest_url = await start_target(stack, args)
+        if exchange is not None:
             source = f"simulator {ws_url} ({args.venue}, seed {args.seed}, {args.rate:g} events/s)"
         else:
-            ws_url, rest_url = args.url, args.rest_url
             source = f"{ws_url} ({args.venue})"
         reach = Reachability(args.give_up_after)
         demo = Demo(args.venue, symbols, source, plain=sys.stdout if plain else None, reach=reach)

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import fastmd
-from fastmd.cli.common import EXIT_USAGE, cancel_all, signals_set, wait_until_set
+from fastmd.cli.common import (
+    EXIT_USAGE,
+    cancel_all,
+    signals_set,
+    start_target,
+    wait_until_set,
+)
 from fastmd.cli.reports import Reachability, Repeats, fold_key, until_unreachable
 from fastmd.cli.state import demo_streams
 
@@ -427,8 +433,6 @@ async def run(args: argparse.Namespace) -> int:
     """Show the client's health until ``--duration`` or Ctrl-C; exit 0 if events came and
     every stream was subscribed, 1 otherwise, 2 when ``--prometheus-port`` is given without
     ``prometheus-client`` installed."""
-    from fastmd.sim import Exchange
-
     if args.prometheus_port is not None:
         try:
             importlib.import_module("fastmd.prometheus")  # the extra, before anything starts
@@ -441,14 +445,10 @@ async def run(args: argparse.Namespace) -> int:
         name for symbol in args.symbols for name in demo_streams(symbol, args.venue)
     ]
     async with contextlib.AsyncExitStack() as stack:
-        exchange: Exchange | None = None
-        if args.url is None:
-            exchange = Exchange(args.venue, args.symbols, args.seed, rate=args.rate)
-            await stack.enter_async_context(exchange)
-            ws_url, rest_url = exchange.ws_url, exchange.rest_url
+        exchange, ws_url, rest_url = await start_target(stack, args)
+        if exchange is not None:
             source = f"simulator {ws_url} ({args.venue}, seed {args.seed}, {args.rate:g} events/s)"
         else:
-            ws_url, rest_url = args.url, args.rest_url
             source = f"{ws_url} ({args.venue})"
         reach = Reachability(args.give_up_after)
         monitor = Monitor(source, plain=sys.stdout if plain else None, reach=reach)

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import fastmd
-from fastmd.cli.common import signals_set
+from fastmd.cli.common import signals_set, start_target
 from fastmd.cli.reports import Repeats, fold_key
 
 if TYPE_CHECKING:
@@ -104,19 +104,11 @@ class _RecordErrors:
 async def run(args: argparse.Namespace) -> int:
     """Record until ``--duration`` or Ctrl-C; print a summary. Exit 0, or 1 when the recording
     cannot be written."""
-    from fastmd.sim import Exchange
-
     streams = list(dict.fromkeys(args.streams))
     plain = args.plain or not sys.stdout.isatty()
     async with contextlib.AsyncExitStack() as stack:
-        if args.url is None:
-            exchange = Exchange(args.venue, args.symbols, args.seed, rate=args.rate)
-            await stack.enter_async_context(exchange)
-            ws_url, rest_url = exchange.ws_url, exchange.rest_url
-            source = f"the simulator ({', '.join(args.symbols)})"
-        else:
-            ws_url, rest_url = args.url, args.rest_url
-            source = ws_url
+        exchange, ws_url, rest_url = await start_target(stack, args)
+        source = ws_url if exchange is None else f"the simulator ({', '.join(args.symbols)})"
         print(f"fastmd record: {len(streams)} streams from {source} to {args.out}", flush=True)
         progress = _Progress(sys.stdout, plain)
         stop = asyncio.Event()

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 import fastmd
-from fastmd.cli.common import EXIT_USAGE, cancel_all, signals_set, wait_until_set
+from fastmd.cli.common import (
+    EXIT_USAGE,
+    cancel_all,
+    signals_set,
+    start_target,
+    wait_until_set,
+)
 from fastmd.cli.reports import (
     CONNECT_CODES,
     UNREACHABLE_CODES,
@@ -78,23 +84,17 @@ async def run(args: argparse.Namespace) -> int:
     answers; exit 0, 2 (a symbol the exchange does not list) or 1."""
     import msgspec
 
-    from fastmd.sim import Exchange
-
     streams: list[str] = list(dict.fromkeys(args.streams))
     price_type = {"float": float, "str": str}[args.price_type]
     reach = Reachability(args.give_up_after)
     errors = _WatchErrors(reach, sys.stderr)
     async with contextlib.AsyncExitStack() as stack:
-        if args.url is None:
-            # The simulator lists --symbols and nothing else, as an exchange lists its markets:
-            # a stream of any other symbol is refused by the client's symbol check below.
-            exchange = Exchange(args.venue, args.symbols, args.seed, rate=args.rate)
-            await stack.enter_async_context(exchange)
-            ws_url, rest_url = exchange.ws_url, exchange.rest_url
+        # The simulator lists --symbols and nothing else, as an exchange lists its markets:
+        # a stream of any other symbol is refused by the client's symbol check below.
+        exchange, ws_url, rest_url = await start_target(stack, args)
+        listed = ""
+        if exchange is not None:
             listed = f" (the simulator lists {', '.join(args.symbols)}; see --symbols)"
-        else:
-            ws_url, rest_url = args.url, args.rest_url
-            listed = ""
         client = fastmd.Client(
             args.venue,
             ws_url=ws_url,
