@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,18 @@ class Seen:
         self.missing[gap.stream] += gap.missing
 
 
+@contextlib.asynccontextmanager
+async def _traded_client() -> AsyncIterator[tuple[fastmd.Client, Seen]]:
+    """A client on a simulator, and what its callbacks saw once ``_traded`` ran on it."""
+    async with (
+        Exchange("binance-spot", SYMBOLS, seed=7, rate=0) as exchange,
+        fastmd.Client(ws_url=exchange.ws_url, rest_url=exchange.rest_url) as client,
+    ):
+        seen = Seen(client)
+        await _traded(exchange, client, seen)
+        yield client, seen
+
+
 async def _traded(exchange: Exchange, client: fastmd.Client, seen: Seen) -> None:
     """Trades on every stream, and a gap of 5 on ethusdt@trade (frames skipped by the
     simulator); returns once the callbacks saw every frame sent."""
@@ -190,12 +202,7 @@ async def _traded(exchange: Exchange, client: fastmd.Client, seen: Seen) -> None
 
 async def test_prometheus_scrapes_what_the_callbacks_saw(tmp_path: Path) -> None:
     promtool = _tool("promtool")
-    async with (
-        Exchange("binance-spot", SYMBOLS, seed=7, rate=0) as exchange,
-        fastmd.Client(ws_url=exchange.ws_url, rest_url=exchange.rest_url) as client,
-    ):
-        seen = Seen(client)
-        await _traded(exchange, client, seen)
+    async with _traded_client() as (client, seen):
         registry = CollectorRegistry()
         registry.register(Collector(client))
         server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
@@ -244,12 +251,7 @@ async def test_prometheus_scrapes_what_the_callbacks_saw(tmp_path: Path) -> None
 
 
 async def test_streams_past_max_streams_are_summed_into_other() -> None:
-    async with (
-        Exchange("binance-spot", SYMBOLS, seed=7, rate=0) as exchange,
-        fastmd.Client(ws_url=exchange.ws_url, rest_url=exchange.rest_url) as client,
-    ):
-        seen = Seen(client)
-        await _traded(exchange, client, seen)
+    async with _traded_client() as (client, seen):
         text = _exposition(Collector(client, max_streams=1))
         events = _samples(text, "fastmd_events_total")
         first = TRADES[0]
@@ -275,12 +277,7 @@ async def test_streams_past_max_streams_are_summed_into_other() -> None:
 
 async def test_exposition_passes_promtool_and_names_only_known_metrics() -> None:
     promtool = _tool("promtool")
-    async with (
-        Exchange("binance-spot", SYMBOLS, seed=7, rate=0) as exchange,
-        fastmd.Client(ws_url=exchange.ws_url, rest_url=exchange.rest_url) as client,
-    ):
-        seen = Seen(client)
-        await _traded(exchange, client, seen)
+    async with _traded_client() as (client, _):
         collector = Collector(client)
         text = _exposition(collector)
         families = list(collector.collect())
