@@ -112,17 +112,39 @@ def _log_level(text: str) -> str:
     return level
 
 
-def _add_target(parser: argparse.ArgumentParser, *, rate: float) -> None:
-    """Options choosing between the embedded simulator and a real exchange."""
+def _add_streams(parser: argparse.ArgumentParser) -> None:
+    """The STREAM arguments of a command that needs at least one."""
+    parser.add_argument("streams", nargs="+", metavar="STREAM", help="e.g. btcusdt@trade")
+
+
+def _add_exchange(parser: argparse.ArgumentParser, *, url_help: str) -> None:
+    """``--venue``, and ``--url``/``--rest-url``: a real exchange instead of the simulator."""
     parser.add_argument("--venue", choices=VENUES, default="binance-spot")
-    parser.add_argument(
-        "--url", metavar="WS_URL", type=_url("ws", "wss"),
-        help="a real exchange's WebSocket base URL (no simulator)",
-    )  # fmt: skip
+    parser.add_argument("--url", metavar="WS_URL", type=_url("ws", "wss"), help=url_help)
     parser.add_argument(
         "--rest-url", metavar="REST_URL", type=_url("http", "https"),
         help="its REST base URL (default: the venue's)",
     )  # fmt: skip
+
+
+def _add_until_stopped(parser: argparse.ArgumentParser) -> None:
+    """``--duration`` of a command that runs until Ctrl-C unless given one."""
+    parser.add_argument(
+        "--duration", type=_positive, default=None, metavar="S",
+        help="stop after S seconds (default: run until Ctrl-C)",
+    )  # fmt: skip
+
+
+def _add_listen(parser: argparse.ArgumentParser) -> None:
+    """Where a served simulator listens: ``--host``, ``--port``, ``--rest-port``."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=_port, default=0, help="WebSocket port (0: any free port)")
+    parser.add_argument("--rest-port", type=_port, default=0, help="REST port (0: any free port)")
+
+
+def _add_target(parser: argparse.ArgumentParser, *, rate: float) -> None:
+    """Options choosing between the embedded simulator and a real exchange."""
+    _add_exchange(parser, url_help="a real exchange's WebSocket base URL (no simulator)")
     parser.add_argument(
         "--symbols", type=_symbol_list, default=DEFAULT_SYMBOLS, metavar="SYMBOLS",
         help=f"comma-separated symbols the simulator lists (default {DEFAULT_SYMBOLS})",
@@ -166,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print events of STREAMs as JSON lines",
         description='Print {"stream": ..., "event": ...} JSON lines, one per event.',
     )
-    watch.add_argument("streams", nargs="+", metavar="STREAM", help="e.g. btcusdt@trade")
+    _add_streams(watch)
     _add_target(watch, rate=50.0)
     watch.add_argument("--count", type=_count, help="stop after N events")
     watch.add_argument(
@@ -189,10 +211,7 @@ def _parser() -> argparse.ArgumentParser:
         help="e.g. btcusdt@trade (default: trades, 1m klines, book tickers, depth of --symbols)",
     )  # fmt: skip
     _add_target(monitor, rate=300.0)
-    monitor.add_argument(
-        "--duration", type=_positive, default=None, metavar="S",
-        help="stop after S seconds (default: run until Ctrl-C)",
-    )  # fmt: skip
+    _add_until_stopped(monitor)
     monitor.add_argument(
         "--plain", action="store_true", help="line-based output even on a terminal"
     )
@@ -226,13 +245,10 @@ def _parser() -> argparse.ArgumentParser:
         "exchangeInfo, gaps and a manifest, in compressed chunks. Without --url it records "
         "the embedded simulator.",
     )
-    record.add_argument("streams", nargs="+", metavar="STREAM", help="e.g. btcusdt@trade")
+    _add_streams(record)
     record.add_argument("--out", required=True, metavar="DIR", help="the recording's folder")
     _add_target(record, rate=300.0)
-    record.add_argument(
-        "--duration", type=_positive, default=None, metavar="S",
-        help="stop after S seconds (default: run until Ctrl-C)",
-    )  # fmt: skip
+    _add_until_stopped(record)
     record.add_argument(
         "--compression", choices=("zstd", "gzip"), default="zstd",
         help="chunk compression (default zstd: docs/recording.md has the measurement)",
@@ -265,9 +281,7 @@ def _parser() -> argparse.ArgumentParser:
         help="X times the recorded pace (default 1)",
     )  # fmt: skip
     pace.add_argument("--fast", action="store_true", help="as fast as possible")
-    replay.add_argument("--host", default="127.0.0.1")
-    replay.add_argument("--port", type=_port, default=0, help="WebSocket port (0: any free port)")
-    replay.add_argument("--rest-port", type=_port, default=0, help="REST port (0: any free port)")
+    _add_listen(replay)
     replay.add_argument(
         "--linger", type=_non_negative, default=1.0, metavar="S",
         help="keep serving S seconds after the last frame (default 1)",
@@ -278,15 +292,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--venue", choices=VENUES, default="binance-spot")
     sim.add_argument("--symbols", type=_symbol_list, default=DEFAULT_SYMBOLS, metavar="SYMBOLS")
     sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=_port, default=0, help="WebSocket port (0: any free port)")
-    sim.add_argument("--rest-port", type=_port, default=0, help="REST port (0: any free port)")
+    _add_listen(sim)
     sim.add_argument("--rate", type=_non_negative, default=50.0, help="order-flow events/s")
     sim.add_argument("--replay", metavar="DIR", help="serve a recording instead of the market")
     sim.add_argument(
         "--replay-speed", type=_non_negative, default=1.0, help="1 = recorded pace, 0 = max"
     )
-    sim.add_argument("--duration", type=_positive, default=None, help="stop after S seconds")
+    _add_until_stopped(sim)
     sim.add_argument(
         "--sbe", action="store_true",
         help="serve Binance's SBE binary market data (spot; needs X-MBX-APIKEY, see docs/sbe.md)",
@@ -320,20 +332,14 @@ def _parser() -> argparse.ArgumentParser:
         "health change to NATS subjects fastmd.<venue>.ev|gap|health.... Without --url it "
         "relays the embedded simulator. Needs the nats extra: pip install 'fastmd[nats]'.",
     )
-    relay.add_argument("streams", nargs="+", metavar="STREAM", help="e.g. btcusdt@trade")
+    _add_streams(relay)
     relay.add_argument(
         "--nats", required=True, metavar="URL", type=_url("nats", "tls"),
         help="the NATS server, e.g. nats://127.0.0.1:4222",
     )  # fmt: skip
-    relay.add_argument("--venue", choices=VENUES, default="binance-spot")
-    relay.add_argument(
-        "--url", metavar="WS_URL", type=_url("ws", "wss"),
-        help="the exchange's WebSocket base URL (default: the embedded simulator)",
-    )  # fmt: skip
-    relay.add_argument(
-        "--rest-url", metavar="REST_URL", type=_url("http", "https"),
-        help="its REST base URL (default: the venue's)",
-    )  # fmt: skip
+    _add_exchange(
+        relay, url_help="the exchange's WebSocket base URL (default: the embedded simulator)"
+    )
     relay.add_argument(
         "--workers", type=_int_within(1, 256), default=1,
         help="processes, each relaying its own shard of the streams (default 1)",
@@ -408,7 +414,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
     problem = _check_symbols(args.symbols, args.venue)
     if problem is not None:
         return f"argument --symbols: {problem}"
-    if args.command in ("watch", "monitor"):
+    if args.command in ("watch", "monitor", "relay", "record"):
         problem = _check_streams(args.streams, args.venue)
         if problem is not None:
             return f"argument STREAM: {problem}"
@@ -419,19 +425,10 @@ def _check_args(args: argparse.Namespace) -> str | None:
         if args.url:
             return "argument --mute: needs the simulator (no --url)"
     if args.command == "relay":
-        problem = _check_streams(args.streams, args.venue)
-        if problem is not None:
-            return f"argument STREAM: {problem}"
         if args.max_buffered < args.batch_size:
             return "argument --max-buffered: must be >= --batch-size"
         if not args.prefix.replace("-", "").replace("_", "").isalnum():
             return f"argument --prefix: letters, digits, '-' or '_' only, not {args.prefix!r}"
-    if args.command == "record":
-        problem = _check_streams(args.streams, args.venue)
-        if problem is not None:
-            return f"argument STREAM: {problem}"
-        if args.rest_url and not args.url:
-            return "argument --rest-url: needs --url (the simulator has its own REST URL)"
     if args.command == "sim" and (args.sbe or args.api_keys):
         if not args.sbe:
             return "argument --api-key: needs --sbe"
@@ -443,7 +440,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
         )  # fmt: skip
         if problem is not None:
             return f"argument --skip: {problem}"
-    if args.command in ("demo", "watch", "monitor") and args.rest_url and not args.url:
+    if args.command in ("demo", "watch", "monitor", "record") and args.rest_url and not args.url:
         return "argument --rest-url: needs --url (the simulator has its own REST URL)"
     return None
 
