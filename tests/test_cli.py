@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from cli_helpers import REPO, fastmd_cli, repo_env
 
 import fastmd
 import fastmd.cli
@@ -26,26 +27,11 @@ from fastmd.cli.state import Demo, demo_streams
 from fastmd.cli.view import live_view
 from fastmd.cli.watch import run as run_watch
 
-REPO = Path(fastmd.__file__).resolve().parent.parent
 DEMO_STREAMS = [
     f"{symbol}@{kind}"
     for symbol in ("btcusdt", "ethusdt", "bnbusdt")
     for kind in ("trade", "kline_1m", "bookTicker", "depth@100ms")
 ]
-
-
-def fastmd_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, "-m", "fastmd", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=timeout,
-        check=False,
-    )
 
 
 class Line(msgspec.Struct):
@@ -531,13 +517,11 @@ def test_usage_errors_exit_2_from_the_command_line() -> None:
 def test_demo_and_watch_against_an_external_exchange() -> None:
     """``--url``/``--rest-url``: no embedded simulator and no fault injection (a ``fastmd sim``
     process stands in for the real exchange)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     with subprocess.Popen(
         [sys.executable, "-m", "fastmd", "sim", "--rate", "300", "--duration", "20"],
         stdout=subprocess.PIPE,
         text=True,
-        env=env,
+        env=repo_env(),
         cwd=REPO,
     ) as sim:
         try:

@@ -14,9 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
+from cli_helpers import REPO, fastmd_cli, python, repo_env
 
 import fastmd
 from fastmd.cli.monitor import Monitor, monitor_view, run, status_line, summary
@@ -32,21 +32,7 @@ from fastmd.core.health import (
 )
 from fastmd.sim import Exchange
 
-REPO = Path(fastmd.__file__).resolve().parent.parent
 STATUS_LINE = re.compile(r"^\[ *\d+\.\d+s\] (HEALTHY|DEGRADED|STALE|DOWN) +streams (\d+) ", re.M)
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    return env
-
-
-def fastmd_cli(*args: str, timeout: float = 40) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fastmd", *args], capture_output=True, text=True, env=_env(),
-        cwd=REPO, timeout=timeout, check=False,
-    )  # fmt: skip
 
 
 def _summary_rows(out: str) -> dict[str, tuple[str, int]]:
@@ -171,7 +157,7 @@ def test_monitor_serves_prometheus_metrics_while_it_runs() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "fastmd", "monitor", "btcusdt@trade", "--symbols", "BTCUSDT",
          "--duration", "4", "--prometheus-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=repo_env(), cwd=REPO,
     )  # fmt: skip
     try:
         assert process.stdout is not None
@@ -230,10 +216,7 @@ def test_prometheus_port_without_the_extra_exits_2_with_the_install_hint() -> No
         "from fastmd.cli.entry import main\n"
         "sys.exit(main(['monitor', '--prometheus-port', '0', '--duration', '1']))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=REPO,
-        timeout=30, check=False,
-    )  # fmt: skip
+    result = python("-c", code, timeout=30)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "pip install 'fastmd[prometheus]'" in result.stderr
     assert "fastmd monitor summary" not in result.stdout  # nothing started

@@ -16,30 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import REPO, fastmd_cli, repo_env
 
 import fastmd
 import fastmd.replay
 from fastmd.sim import Exchange
 
-REPO = Path(fastmd.__file__).resolve().parent.parent
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    return env
-
-
-def fastmd_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fastmd", *args], capture_output=True, text=True, env=_env(),
-        cwd=REPO, timeout=timeout, check=False,
-    )  # fmt: skip
-
 
 async def fastmd_cli_async(*args: str, timeout: float = 60) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fastmd", *args, env=_env(), cwd=REPO,
+        sys.executable, "-m", "fastmd", *args, env=repo_env(), cwd=REPO,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), timeout)
@@ -88,7 +74,7 @@ async def test_record_a_simulator_by_url_then_replay_it_to_a_client(tmp_path: Pa
 
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fastmd", "replay", str(out), "--fast", "--linger", "0.5",
-        env=_env(), cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=repo_env(), cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None
     try:

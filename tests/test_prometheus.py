@@ -16,7 +16,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cli_helpers import REPO, python
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
 import fastmd
@@ -33,7 +33,6 @@ import fastmd.prometheus
 from fastmd.prometheus import METRIC_NAMES, OTHER_STREAMS, Collector
 from fastmd.sim import Exchange
 
-REPO = Path(fastmd.__file__).resolve().parent.parent
 DASHBOARD = REPO / "docs" / "grafana" / "fastmd-dashboard.json"
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
 TRADES = [f"{s.lower()}@trade" for s in SYMBOLS]
@@ -359,12 +358,7 @@ def test_bad_arguments_are_value_errors() -> None:
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
-        timeout=60, check=False,
-    )  # fmt: skip
+    return python("-c", code, timeout=60)
 
 
 def test_import_fastmd_does_not_import_prometheus_client() -> None:

@@ -1,0 +1,33 @@
+"""Running ``python`` and the ``fastmd`` command as a user runs them: a subprocess in the
+repository, with the repository first on ``PYTHONPATH`` and its output captured as text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import fastmd
+
+REPO = Path(fastmd.__file__).resolve().parent.parent
+
+
+def repo_env() -> dict[str, str]:
+    """This process's environment with the repository first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def python(*argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python *argv`` run to its end in the repository; never raises on its exit code."""
+    return subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, env=repo_env(), cwd=REPO,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def fastmd_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m fastmd *args`` run to its end (stdout a pipe, so views are line based)."""
+    return python("-m", "fastmd", *args, timeout=timeout)
