@@ -11,6 +11,16 @@ from pathlib import Path
 import fastmd
 
 REPO = Path(fastmd.__file__).resolve().parent.parent
+# Python source that makes ``prometheus_client`` unimportable for the rest of the program: the
+# start of a ``python -c`` script that checks what fastmd does without the prometheus extra.
+WITHOUT_PROMETHEUS_CLIENT = (
+    "import sys\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] == 'prometheus_client':\n"
+    "            raise ImportError('No module named ' + repr(name))\n"
+    "sys.meta_path.insert(0, Block())\n"
+)
 
 
 def repo_env() -> dict[str, str]:

@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 import pytest
-from cli_helpers import REPO, fastmd_cli, python, repo_env
+from cli_helpers import REPO, WITHOUT_PROMETHEUS_CLIENT, fastmd_cli, python, repo_env
 
 import fastmd
 from fastmd.cli.monitor import Monitor, monitor_view, run, status_line, summary
@@ -206,13 +206,7 @@ def test_monitor_usage_errors_exit_2_before_anything_starts(args: list[str], nee
 
 
 def test_prometheus_port_without_the_extra_exits_2_with_the_install_hint() -> None:
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'prometheus_client':\n"
-        "            raise ImportError('No module named ' + repr(name))\n"
-        "sys.meta_path.insert(0, Block())\n"
+    code = WITHOUT_PROMETHEUS_CLIENT + (
         "from fastmd.cli.entry import main\n"
         "sys.exit(main(['monitor', '--prometheus-port', '0', '--duration', '1']))\n"
     )

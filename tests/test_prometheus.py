@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cli_helpers import REPO, python
+from cli_helpers import REPO, WITHOUT_PROMETHEUS_CLIENT, python
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
 import fastmd
@@ -368,18 +368,12 @@ def test_import_fastmd_does_not_import_prometheus_client() -> None:
 
 
 def test_without_prometheus_client_the_import_error_names_the_extra() -> None:
-    blocker = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'prometheus_client':\n"
-        "            raise ImportError('No module named ' + repr(name))\n"
-        "sys.meta_path.insert(0, Block())\n"
+    blocker = WITHOUT_PROMETHEUS_CLIENT + (
         "try:\n"
         "    import fastmd.prometheus\n"
         "except ImportError as exc:\n"
         "    print(exc)\n"
-    )
+    )  # fmt: skip
     result = _python(blocker)
     assert result.returncode == 0, result.stderr
     assert "pip install 'fastmd[prometheus]'" in result.stdout
