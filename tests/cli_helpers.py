@@ -3,6 +3,7 @@ repository, with the repository first on ``PYTHONPATH`` and its output captured 
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -41,3 +42,15 @@ def python(*argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
 def fastmd_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``python -m fastmd *args`` run to its end (stdout a pipe, so views are line based)."""
     return python("-m", "fastmd", *args, timeout=timeout)
+
+
+def render(view: object, width: int, height: int) -> list[str]:
+    """The lines a terminal of ``width`` x ``height`` shows for the rich renderable ``view``."""
+    from rich.console import Console
+
+    console = Console(
+        width=width, height=height, file=io.StringIO(), color_system=None, legacy_windows=False
+    )
+    console.print(view)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    return str(text).rstrip("\n").split("\n")

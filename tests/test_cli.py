@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import io
 import os
 import re
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from cli_helpers import REPO, fastmd_cli, repo_env
+from cli_helpers import REPO, fastmd_cli, render, repo_env
 
 import fastmd
 import fastmd.cli
@@ -387,17 +386,6 @@ def health_snapshot(
     }  # fmt: skip
     worst = max((s.status for s in table.values()), key=list(fastmd.HealthStatus).index)
     return fastmd.Health(status=worst, reason=None, streams=table, connections=())
-
-
-def render(view: object, width: int, height: int) -> list[str]:
-    from rich.console import Console
-
-    console = Console(
-        width=width, height=height, file=io.StringIO(), color_system=None, legacy_windows=False
-    )
-    console.print(view)
-    text = console.file.getvalue()  # type: ignore[attr-defined]
-    return str(text).rstrip("\n").split("\n")
 
 
 @pytest.mark.parametrize(("width", "height"), [(80, 24), (160, 24), (80, 12), (100, 40)])

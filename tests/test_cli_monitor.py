@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import re
 import shutil
@@ -16,7 +15,7 @@ import time
 import urllib.request
 
 import pytest
-from cli_helpers import REPO, WITHOUT_PROMETHEUS_CLIENT, fastmd_cli, python, repo_env
+from cli_helpers import REPO, WITHOUT_PROMETHEUS_CLIENT, fastmd_cli, python, render, repo_env
 
 import fastmd
 from fastmd.cli.monitor import Monitor, monitor_view, run, status_line, summary
@@ -251,17 +250,6 @@ def busy_monitor(streams: int = 40) -> Monitor:
     monitor.on_alert(alert)
     monitor.delivered = 1
     return monitor
-
-
-def render(view: object, width: int, height: int) -> list[str]:
-    from rich.console import Console
-
-    console = Console(
-        width=width, height=height, file=io.StringIO(), color_system=None, legacy_windows=False
-    )
-    console.print(view)
-    text = console.file.getvalue()  # type: ignore[attr-defined]
-    return str(text).rstrip("\n").split("\n")
 
 
 @pytest.mark.parametrize(("width", "height"), [(80, 24), (100, 30), (160, 50), (80, 12), (200, 80)])
