@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
 import sys
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -61,6 +63,17 @@ async def test_every_replayed_event_arrives_once_in_order_at_two_consumers(
         assert dict(sink) == dict(expected)
     assert sum(s.events for s in health.streams.values()) == len(recorded)
     assert all(s.duplicates == 0 for s in health.streams.values())
+
+
+@contextlib.asynccontextmanager
+async def _consumer(url: str, stream: str) -> AsyncIterator[tuple[list[Any], list[Gap]]]:
+    """A Source subscribed (and active) on ``stream``: the events it got and the gaps it saw."""
+    got: list[Any] = []
+    gaps: list[Gap] = []
+    async with Source(url) as source:
+        source.on_gap(gaps.append)
+        await source.subscribe(stream, got.append).wait_active(5)
+        yield got, gaps
 
 
 def _trade_ids(events: list[Any]) -> list[int]:
@@ -178,14 +191,10 @@ async def test_a_slow_consumer_slows_neither_the_relay_nor_other_consumers(
     nats_server: NatsServer,
 ) -> None:
     stream = "btcusdt@trade"
-    got: list[Any] = []
-    gaps: list[Gap] = []
     async with (
         Exchange("binance-spot", ["BTCUSDT"], rate=3000.0) as ex,
-        Source(nats_server.url) as source,
+        _consumer(nats_server.url, stream) as (got, gaps),
     ):
-        source.on_gap(gaps.append)
-        await source.subscribe(stream, got.append).wait_active(5)
         slow = await asyncio.create_subprocess_exec(
             sys.executable, "-c", SLOW_CONSUMER, nats_server.url, stream, "15",
             stdout=asyncio.subprocess.PIPE,
@@ -212,15 +221,11 @@ async def test_an_exchange_gap_the_relay_sees_reaches_the_consumer_with_exchange
     nats_server: NatsServer,
 ) -> None:
     stream = "btcusdt@trade"
-    got: list[Any] = []
-    gaps: list[Gap] = []
     async with (
         Exchange("binance-spot", ["BTCUSDT"], rate=1000.0) as ex,
         Relay([stream], nats=nats_server.url, ws_url=ex.ws_url, rest_url=ex.rest_url) as relay,
-        Source(nats_server.url) as source,
+        _consumer(nats_server.url, stream) as (got, gaps),
     ):
-        source.on_gap(gaps.append)
-        await source.subscribe(stream, got.append).wait_active(5)
         await until(lambda: len(got) > 5)
         ex.faults.skip(stream, 3)
         await until(lambda: len(gaps) >= 1)
