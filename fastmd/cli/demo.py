@@ -12,7 +12,7 @@ import sys
 
 import fastmd
 from fastmd.cli.common import cancel_all, signals_set, start_target
-from fastmd.cli.reports import Reachability, until_unreachable
+from fastmd.cli.reports import Reachability, give_up_when_unreachable
 from fastmd.cli.state import Demo
 from fastmd.cli.view import plain_view, rich_view, summary
 
@@ -65,14 +65,9 @@ async def run(args: argparse.Namespace) -> int:
 
             timers.append(loop.call_later(duration / 2, inject))
 
-        async def give_up() -> None:
-            verdict = await until_unreachable(reach, lambda: demo.total_events > 0, stop)
-            if verdict is not None:
-                demo.failure = verdict
-                demo.note(f"giving up: {verdict}")
-                stop.set()
-
-        watchdog = asyncio.create_task(give_up())
+        watchdog = asyncio.create_task(
+            give_up_when_unreachable(reach, lambda: demo.total_events > 0, stop, demo)
+        )
         try:
             with signals_set(stop):
                 if plain:

@@ -27,7 +27,7 @@ from fastmd.cli.common import (
     start_target,
     wait_until_set,
 )
-from fastmd.cli.reports import Reachability, Repeats, fold_key, until_unreachable
+from fastmd.cli.reports import Reachability, Repeats, fold_key, give_up_when_unreachable
 from fastmd.cli.state import demo_streams
 
 if TYPE_CHECKING:
@@ -478,14 +478,9 @@ async def run(args: argparse.Namespace) -> int:
             for name in args.mute or ():
                 timers.append(loop.call_later(args.mute_at, _mute, exchange, name, args, monitor))
 
-        async def give_up() -> None:
-            verdict = await until_unreachable(reach, lambda: monitor.delivered > 0, stop)
-            if verdict is not None:
-                monitor.failure = verdict
-                monitor.note(f"giving up: {verdict}")
-                stop.set()
-
-        watchdog = asyncio.create_task(give_up())
+        watchdog = asyncio.create_task(
+            give_up_when_unreachable(reach, lambda: monitor.delivered > 0, stop, monitor)
+        )
         try:
             with signals_set(stop):
                 if plain:

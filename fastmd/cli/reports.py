@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from fastmd.cli.common import wait_until_set
 
@@ -28,8 +28,10 @@ __all__ = [
     "UNREACHABLE_CODES",
     "Reachability",
     "Repeats",
+    "Verdict",
     "cause",
     "fold_key",
+    "give_up_when_unreachable",
     "until_unreachable",
 ]
 
@@ -160,6 +162,27 @@ class Reachability:
         if self.rest_cause is not None:
             line += f"; REST {self.rest_url}: {self.rest_cause}"
         return line
+
+
+class Verdict(Protocol):
+    """A command's run that can fail: :class:`fastmd.cli.state.Demo`, the monitor's state."""
+
+    failure: str | None
+
+    def note(self, text: str) -> None:
+        """Show ``text`` as an incident."""
+
+
+async def give_up_when_unreachable(
+    reach: Reachability, delivered: Callable[[], bool], stop: asyncio.Event, run: Verdict
+) -> None:
+    """The watchdog of a command's run: once the exchange is hopeless (:func:`until_unreachable`),
+    make why ``run``'s failure, note it ("giving up: ...") and set ``stop``."""
+    verdict = await until_unreachable(reach, delivered, stop)
+    if verdict is not None:
+        run.failure = verdict
+        run.note(f"giving up: {verdict}")
+        stop.set()
 
 
 async def until_unreachable(
