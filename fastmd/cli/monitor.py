@@ -20,15 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import fastmd
-from fastmd.cli.common import (
-    EXIT_USAGE,
-    cancel_all,
-    signals_set,
-    start_target,
-    wait_until_set,
-)
+from fastmd.cli.common import EXIT_USAGE, cancel_all, signals_set, start_target
 from fastmd.cli.reports import Reachability, Repeats, fold_key, give_up_when_unreachable
 from fastmd.cli.state import demo_streams
+from fastmd.cli.view import print_each_second, redraw_live
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -484,9 +479,15 @@ async def run(args: argparse.Namespace) -> int:
         try:
             with signals_set(stop):
                 if plain:
-                    await _plain(monitor, client, stop)
+                    await print_each_second(
+                        lambda: monitor.sample(client), lambda: status_line(monitor), stop
+                    )
                 else:
-                    await _live(monitor, client, stop, duration)
+                    await redraw_live(
+                        lambda: monitor.sample(client),
+                        lambda width, height: monitor_view(monitor, duration, width, height),
+                        stop,
+                    )
         finally:
             for timer in timers:  # after Ctrl-C, no fault on a stopping simulator
                 timer.cancel()
@@ -500,33 +501,3 @@ async def run(args: argparse.Namespace) -> int:
 def _mute(exchange: Exchange, stream: str, args: argparse.Namespace, monitor: Monitor) -> None:
     exchange.faults.mute_stream(stream, args.mute_for)
     monitor.note(f"fault injected: the simulator mutes {stream} for {args.mute_for:g} s")
-
-
-async def _plain(monitor: Monitor, client: fastmd.Client, stop: asyncio.Event) -> None:
-    monitor.sample(client)
-    while not stop.is_set():
-        await wait_until_set(stop, 1.0)
-        monitor.sample(client)
-        print(status_line(monitor), flush=True)
-
-
-async def _live(
-    monitor: Monitor, client: fastmd.Client, stop: asyncio.Event, duration: float | None
-) -> None:
-    """Redrawn 4 times a second from the event loop (the client is not thread-safe, so rich's
-    refresh thread must not read it), fitted to the terminal's size at each redraw."""
-    from rich.console import Console
-    from rich.live import Live
-
-    console = Console()
-
-    def view() -> RenderableType:
-        width, height = console.size
-        return monitor_view(monitor, duration, width, height)
-
-    monitor.sample(client)
-    with Live(view(), console=console, auto_refresh=False, transient=False) as live:
-        while not stop.is_set():
-            await wait_until_set(stop, 0.25)
-            monitor.sample(client)
-            live.update(view(), refresh=True)

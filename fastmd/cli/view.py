@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 
     from fastmd import Client
 
-__all__ = ["live_view", "plain_view", "progress_line", "rich_view", "summary"]
+__all__ = [
+    "live_view",
+    "plain_view",
+    "print_each_second",
+    "progress_line",
+    "redraw_live",
+    "rich_view",
+    "summary",
+]
 
 
 def _price(value: float | None) -> str:
@@ -423,18 +431,24 @@ def summary(demo: Demo, *, duration: float) -> str:
     return "\n".join(lines)
 
 
-async def plain_view(demo: Demo, client: Client, stop: asyncio.Event) -> None:
-    """Line mode for pipes and CI: a progress line a second (incidents print as they happen)."""
-    demo.sample(client)
+async def print_each_second(
+    sample: Callable[[], object], line: Callable[[], str], stop: asyncio.Event
+) -> None:
+    """Line mode until ``stop``: ``sample()`` now, then each second ``sample()`` and print
+    ``line()``."""
+    sample()
     while not stop.is_set():
         await wait_until_set(stop, 1.0)
-        demo.sample(client)
-        print(progress_line(demo), flush=True)
+        sample()
+        print(line(), flush=True)
 
 
-async def rich_view(demo: Demo, client: Client, stop: asyncio.Event, duration: float) -> None:
-    """The live terminal view, redrawn 4 times a second from the event loop (not from rich's
-    refresh thread, which would read the counters while callbacks change them), fitted to the
+async def redraw_live(
+    sample: Callable[[], object], render: Callable[[int, int], RenderableType], stop: asyncio.Event
+) -> None:
+    """The live terminal view until ``stop``: ``sample()`` and ``render(width, height)`` 4 times
+    a second from the event loop (not from rich's refresh thread, which would read the client and
+    the counters while callbacks change them; the client is not thread-safe), fitted to the
     terminal's size at each redraw."""
     from rich.console import Console
     from rich.live import Live
@@ -443,11 +457,23 @@ async def rich_view(demo: Demo, client: Client, stop: asyncio.Event, duration: f
 
     def view() -> RenderableType:
         width, height = console.size
-        return live_view(demo, duration, width, height)
+        return render(width, height)
 
-    demo.sample(client)
+    sample()
     with Live(view(), console=console, auto_refresh=False, transient=False) as live:
         while not stop.is_set():
             await wait_until_set(stop, 0.25)
-            demo.sample(client)
+            sample()
             live.update(view(), refresh=True)
+
+
+async def plain_view(demo: Demo, client: Client, stop: asyncio.Event) -> None:
+    """Line mode for pipes and CI: a progress line a second (incidents print as they happen)."""
+    await print_each_second(lambda: demo.sample(client), lambda: progress_line(demo), stop)
+
+
+async def rich_view(demo: Demo, client: Client, stop: asyncio.Event, duration: float) -> None:
+    """The live terminal view, redrawn 4 times a second, fitted to the terminal's size."""
+    await redraw_live(
+        lambda: demo.sample(client), lambda w, h: live_view(demo, duration, w, h), stop
+    )
