@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from fastmd.sim import Exchange
 
-__all__ = ["EXIT_USAGE", "cancel_all", "signals_set", "start_target", "wait_until_set"]
+__all__ = [
+    "EXIT_USAGE",
+    "cancel_all",
+    "describe_target",
+    "signals_set",
+    "start_target",
+    "wait_until_set",
+]
 
 EXIT_USAGE: Final = 2
 """Exit code of a usage error: a bad option value, a stream or symbol the exchange refuses."""
@@ -33,6 +40,14 @@ async def start_target(
     exchange = Exchange(args.venue, args.symbols, args.seed, rate=args.rate)
     await stack.enter_async_context(exchange)
     return exchange, exchange.ws_url, exchange.rest_url
+
+
+def describe_target(args: argparse.Namespace, ws_url: str, *, simulated: bool) -> str:
+    """One line naming what :func:`start_target` gave: the simulator with its venue, seed and
+    rate, or ``--url`` with the venue."""
+    if simulated:
+        return f"simulator {ws_url} ({args.venue}, seed {args.seed}, {args.rate:g} events/s)"
+    return f"{ws_url} ({args.venue})"
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import contextlib
 import sys
 
 import fastmd
-from fastmd.cli.common import cancel_all, signals_set, start_target
+from fastmd.cli.common import cancel_all, describe_target, signals_set, start_target
 from fastmd.cli.reports import Reachability, give_up_when_unreachable
 from fastmd.cli.state import Demo
 from fastmd.cli.view import plain_view, rich_view, summary
@@ -26,10 +26,7 @@ async def run(args: argparse.Namespace) -> int:
     duration: float = args.duration
     async with contextlib.AsyncExitStack() as stack:
         exchange, ws_url, rest_url = await start_target(stack, args)
-        if exchange is not None:
-            source = f"simulator {ws_url} ({args.venue}, seed {args.seed}, {args.rate:g} events/s)"
-        else:
-            source = f"{ws_url} ({args.venue})"
+        source = describe_target(args, ws_url, simulated=exchange is not None)
         reach = Reachability(args.give_up_after)
         demo = Demo(args.venue, symbols, source, plain=sys.stdout if plain else None, reach=reach)
         client = fastmd.Client(

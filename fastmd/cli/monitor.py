@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import fastmd
-from fastmd.cli.common import EXIT_USAGE, cancel_all, signals_set, start_target
+from fastmd.cli.common import EXIT_USAGE, cancel_all, describe_target, signals_set, start_target
 from fastmd.cli.reports import Reachability, Repeats, fold_key, give_up_when_unreachable
 from fastmd.cli.state import demo_streams
 from fastmd.cli.view import print_each_second, redraw_live
@@ -441,10 +441,7 @@ async def run(args: argparse.Namespace) -> int:
     ]
     async with contextlib.AsyncExitStack() as stack:
         exchange, ws_url, rest_url = await start_target(stack, args)
-        if exchange is not None:
-            source = f"simulator {ws_url} ({args.venue}, seed {args.seed}, {args.rate:g} events/s)"
-        else:
-            source = f"{ws_url} ({args.venue})"
+        source = describe_target(args, ws_url, simulated=exchange is not None)
         reach = Reachability(args.give_up_after)
         monitor = Monitor(source, plain=sys.stdout if plain else None, reach=reach)
         client = fastmd.Client(
