@@ -23,7 +23,7 @@ import fastmd
 from fastmd.cli.common import EXIT_USAGE, cancel_all, describe_target, signals_set, start_target
 from fastmd.cli.reports import Reachability, Repeats, fold_key, give_up_when_unreachable
 from fastmd.cli.state import demo_streams
-from fastmd.cli.view import print_each_second, redraw_live
+from fastmd.cli.view import compact_table, one_line, print_each_second, redraw_live
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -260,24 +260,8 @@ def _cell(text: str, status: str | None = None) -> Text:
 
 def _table(columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
     from rich import box
-    from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for column in columns:
-        table.add_column(
-            column, justify="left" if column in left else "right", no_wrap=True,
-            overflow="ellipsis",
-        )  # fmt: skip
-    return table
-
-
-def _line(*parts: str | tuple[str, str]) -> Text:
-    from rich.text import Text
-
-    text = Text.assemble(*parts)
-    text.no_wrap = True
-    text.overflow = "ellipsis"
-    return text
+    return compact_table(box.SIMPLE_HEAD, None, columns, left)
 
 
 def _streams_table(shown: list[StreamHealth], width: int) -> Table:
@@ -336,19 +320,19 @@ def monitor_view(
     health = monitor.health
     until = f" / {duration:g} s" if duration is not None else ""
     parts: list[RenderableType] = [
-        _line(
+        one_line(
             ("fastmd monitor", "bold"),
             f"  {monitor.elapsed():4.1f}{until}  ",
             (monitor.source, "dim"),
         ),
     ]
     if health is None:
-        parts.append(_line("waiting for the first snapshot"))
+        parts.append(one_line("waiting for the first snapshot"))
         return Group(*parts)
     status = health.status.value
     streams = _streams(health)
     parts.append(
-        _line(
+        one_line(
             ("health ", "dim"),
             (status, _COLOURS[status]),
             (f" ({health.reason})" if health.reason else "", "dim"),
@@ -375,7 +359,7 @@ def monitor_view(
     shown, hidden = _stream_rows(streams, stream_rows)
     parts.append(_streams_table(shown, width))
     if hidden:
-        parts.append(_line((f"+{hidden} more streams (all listed in the summary)", "dim")))
+        parts.append(one_line((f"+{hidden} more streams (all listed in the summary)", "dim")))
     if connection_rows:
         conns = _table(
             ("connection", "state", "ping RTT", "uptime", "reconnects", "streams"),
@@ -387,13 +371,13 @@ def monitor_view(
                 f"#{index} {c.url}", _cell(state, c.status.value), _ms(c.rtt),
                 f"{c.uptime:.1f} s", str(c.reconnects), str(len(c.streams)),
             )  # fmt: skip
-        parts.append(_line())
+        parts.append(one_line())
         parts.append(conns)
     if note_rows:
-        parts.append(_line())
+        parts.append(one_line())
         title = f"alerts: {monitor.fired} fired, {monitor.resolved} resolved"
-        parts.append(_line((title, "bold")))
-        parts.extend(_line((f"{at:6.2f} s  {text}", "dim")) for at, text in notes[-note_rows:])
+        parts.append(one_line((title, "bold")))
+        parts.extend(one_line((f"{at:6.2f} s  {text}", "dim")) for at, text in notes[-note_rows:])
     return Group(*parts)
 
 

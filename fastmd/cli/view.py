@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from fastmd import Client
 
 __all__ = [
+    "compact_table",
     "live_view",
+    "one_line",
     "plain_view",
     "print_each_second",
     "progress_line",
@@ -148,7 +150,7 @@ def _fit(sections: list[_Section], height: int) -> list[RenderableType]:
     return out
 
 
-def _line(*parts: str | tuple[str, str]) -> Text:
+def one_line(*parts: str | tuple[str, str]) -> Text:
     """One line of text that never wraps: too long for the width, it ends in an ellipsis."""
     from rich.text import Text
 
@@ -158,7 +160,9 @@ def _line(*parts: str | tuple[str, str]) -> Text:
     return text
 
 
-def _table(style: Box, title: str | None, columns: Sequence[str], left: Sequence[str]) -> Table:
+def compact_table(
+    style: Box, title: str | None, columns: Sequence[str], left: Sequence[str]
+) -> Table:
     """A compact table of one-line rows: no blank edge lines, cells cut with an ellipsis rather
     than wrapped (a wrapped row would throw the height budget off)."""
     from rich.table import Table
@@ -211,12 +215,12 @@ def _status_lines(demo: Demo, width: int) -> list[Text]:
 def _pack(pairs: list[tuple[str, Text]], width: int) -> list[Text]:
     """``pairs`` as "key value   key value" lines of at most ``width`` cells, none split."""
     separator = "   "
-    lines: list[Text] = [_line()]
+    lines: list[Text] = [one_line()]
     for key, value in pairs:
         line = lines[-1]
         size = len(key) + 1 + len(value)
         if line and len(line) + len(separator) + size > width:
-            line = _line()
+            line = one_line()
             lines.append(line)
         line.append((separator if line else "") + key + " ", style="dim")
         line.append_text(value)
@@ -229,7 +233,7 @@ def _markets_section(demo: Demo) -> _Section:
 
     def render(rows: int) -> RenderableType:
         columns = ("symbol", "last price", "trades/s", "bid", "ask", "spread")
-        table = _table(box.SIMPLE_HEAD, None, columns, left=("symbol",))
+        table = compact_table(box.SIMPLE_HEAD, None, columns, left=("symbol",))
         markets = list(demo.markets.values())
         shown = markets if rows >= len(markets) else markets[: rows - 1]
         for mk in shown:
@@ -239,7 +243,7 @@ def _markets_section(demo: Demo) -> _Section:
                 _price(mk.bid), _price(mk.ask), spread,
             )  # fmt: skip
         if len(shown) < len(markets):
-            return Group(table, _line((f"+{len(markets) - len(shown)} more", "dim")))
+            return Group(table, one_line((f"+{len(markets) - len(shown)} more", "dim")))
         return table
 
     count = len(demo.markets)
@@ -274,7 +278,7 @@ def _streams_section(demo: Demo) -> _Section:
 
     def render(rows: int) -> RenderableType:
         columns = ("stream", "health", "events", "last event", "gaps", "missing", "ids ok")
-        table = _table(box.SIMPLE_HEAD, None, columns, left=("stream", "health"))
+        table = compact_table(box.SIMPLE_HEAD, None, columns, left=("stream", "health"))
         streams = _rows(demo)
         if rows < len(streams):  # the streams in trouble first, the rest in order
             chosen = sorted(streams, key=_trouble, reverse=True)[: rows - 1]
@@ -291,7 +295,7 @@ def _streams_section(demo: Demo) -> _Section:
             )  # fmt: skip
         hidden = [h for h in streams if h not in shown]
         if hidden:  # a line of its own: in the table, it would widen the first column
-            return Group(table, _line((_more_streams(hidden), "dim")))
+            return Group(table, one_line((_more_streams(hidden), "dim")))
         return table
 
     count = len(demo.streams)
@@ -308,9 +312,9 @@ def _gaps_section(demo: Demo) -> _Section:
         if earlier:
             title += f" ({earlier} earlier not shown)"
         if not demo.gaps:
-            return _line((title, "bold"))
+            return one_line((title, "bold"))
         columns = ("at", "stream", "expected", "received", "missing", "reason")
-        table = _table(box.SIMPLE_HEAD, title, columns, left=("stream", "reason"))
+        table = compact_table(box.SIMPLE_HEAD, title, columns, left=("stream", "reason"))
         for seen in shown:
             gap = seen.gap
             table.add_row(
@@ -331,7 +335,7 @@ def _incidents_section(demo: Demo) -> _Section:
     incidents = list(demo.incidents)
 
     def render(rows: int) -> RenderableType:
-        lines = [_line((f"{at:6.2f} s  {text}", "dim")) for at, text in incidents[-rows:]]
+        lines = [one_line((f"{at:6.2f} s  {text}", "dim")) for at, text in incidents[-rows:]]
         return Group(*lines)
 
     count = len(incidents)
@@ -343,7 +347,7 @@ def live_view(demo: Demo, duration: float, width: int = 80, height: int = 24) ->
     health, the latest gaps and incidents (see :func:`_fit`)."""
     from rich.console import Group
 
-    title = _line(
+    title = one_line(
         ("fastmd demo", "bold"), f"  {demo.elapsed():4.1f} / {duration:g} s  ", (demo.source, "dim")
     )
     top = [title, *_status_lines(demo, width)]
