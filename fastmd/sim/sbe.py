@@ -102,6 +102,26 @@ def _levels(levels: Sequence[Level], *, entry_padding: int) -> bytes:
     )
 
 
+def _depth_frame(
+    template: int,
+    root: bytes,
+    bids: Sequence[Level],
+    asks: Sequence[Level],
+    symbol: str,
+    entry_padding: int,
+) -> bytes:
+    """A depth frame (snapshot or diff): header, ``root``, the bid and ask groups, the symbol."""
+    if len(bids) > 0xFFFF or len(asks) > 0xFFFF:
+        raise ValueError("more than 65535 levels on a side")
+    return b"".join((
+        _HEADER.pack(len(root), template, SCHEMA_ID, SCHEMA_VERSION),
+        root,
+        _levels(bids, entry_padding=entry_padding),
+        _levels(asks, entry_padding=entry_padding),
+        _symbol(symbol),
+    ))  # fmt: skip
+
+
 def encode_trades(
     symbol: str,
     event_time: int,
@@ -175,17 +195,10 @@ def encode_depth_snapshot(
 ) -> bytes:
     """A DepthSnapshotStreamEvent (template 10002): the top levels of both sides."""
     _exponents(price_exponent, qty_exponent)
-    if len(bids) > 0xFFFF or len(asks) > 0xFFFF:
-        raise ValueError("more than 65535 levels on a side")
     root = _DEPTH_SNAPSHOT_ROOT.pack(event_time, book_update_id, price_exponent, qty_exponent)
-    root += b"\x00" * root_padding
-    return b"".join((
-        _HEADER.pack(len(root), DEPTH_SNAPSHOT_TEMPLATE, SCHEMA_ID, SCHEMA_VERSION),
-        root,
-        _levels(bids, entry_padding=entry_padding),
-        _levels(asks, entry_padding=entry_padding),
-        _symbol(symbol),
-    ))  # fmt: skip
+    return _depth_frame(
+        DEPTH_SNAPSHOT_TEMPLATE, root + b"\x00" * root_padding, bids, asks, symbol, entry_padding
+    )
 
 
 def encode_depth_diff(
@@ -203,21 +216,12 @@ def encode_depth_diff(
 ) -> bytes:
     """A DepthDiffStreamEvent (template 10003): the changed levels between two update ids."""
     _exponents(price_exponent, qty_exponent)
-    if len(bids) > 0xFFFF or len(asks) > 0xFFFF:
-        raise ValueError("more than 65535 levels on a side")
-    root = (
-        _DEPTH_DIFF_ROOT.pack(
-            event_time, first_update_id, last_update_id, price_exponent, qty_exponent
-        )
-        + b"\x00" * root_padding
+    root = _DEPTH_DIFF_ROOT.pack(
+        event_time, first_update_id, last_update_id, price_exponent, qty_exponent
     )
-    return b"".join((
-        _HEADER.pack(len(root), DEPTH_DIFF_TEMPLATE, SCHEMA_ID, SCHEMA_VERSION),
-        root,
-        _levels(bids, entry_padding=entry_padding),
-        _levels(asks, entry_padding=entry_padding),
-        _symbol(symbol),
-    ))  # fmt: skip
+    return _depth_frame(
+        DEPTH_DIFF_TEMPLATE, root + b"\x00" * root_padding, bids, asks, symbol, entry_padding
+    )
 
 
 # -- decimals ------------------------------------------------------------------------------
