@@ -463,6 +463,25 @@ def event_class(stream: Stream, venue: Venue = "binance-spot") -> type | None:
     return found
 
 
+def partial_depth_type(symbol: str, price_type: PriceType) -> Any:
+    """The :class:`fastmd.PartialDepth` subclass that spot partial depth of ``symbol`` decodes
+    to, with prices and quantities of ``price_type``.
+
+    Spot partial depth has no symbol in its payload: a subclass per symbol carries it as a class
+    attribute, so filling it costs nothing per frame. The JSON and SBE decoders both use it.
+    """
+    number: Any = price_type
+    levels = list[tuple[number, number]]
+    return msgspec.defstruct(
+        "PartialDepth",
+        [("bids", levels), ("asks", levels)],
+        bases=(ev.PartialDepth,),
+        namespace={"symbol": symbol.upper(), "__module__": ev.__name__},
+        frozen=True,
+        gc=False,
+    )
+
+
 # Raw (unwrapped) payloads that carry their event type; used when no stream is known.
 _TAGGED_EVENTS: Final = (
     ev.Trade, ev.AggTrade, ev.BlockTrade, ev.Kline, ev.MiniTicker, ev.Ticker, ev.Ticker1h,
@@ -683,7 +702,7 @@ class Decoder:
         if kind is StreamKind.PARTIAL_DEPTH:
             if self.venue == "binance-usdm":
                 return ev.DepthUpdate[p]  # type: ignore[valid-type]
-            return self._partial_depth_type(stream.symbol or "")
+            return partial_depth_type(stream.symbol or "", self.price_type)
         if kind is StreamKind.WINDOW_TICKER:
             return _WINDOW_EVENTS[stream.window][p]
         if kind is StreamKind.ALL_WINDOW_TICKERS:
@@ -691,20 +710,6 @@ class Decoder:
         if kind in _ARRAY_EVENTS:
             return list[_ARRAY_EVENTS[kind][p]]  # type: ignore[misc]
         return _KIND_EVENTS[kind][p]
-
-    def _partial_depth_type(self, symbol: str) -> Any:
-        # Spot partial depth has no symbol in its payload: a subclass per symbol carries it as a
-        # class attribute, so filling it costs nothing per frame.
-        number: Any = self.price_type
-        levels = list[tuple[number, number]]
-        return msgspec.defstruct(
-            "PartialDepth",
-            [("bids", levels), ("asks", levels)],
-            bases=(ev.PartialDepth,),
-            namespace={"symbol": symbol.upper(), "__module__": ev.__name__},
-            frozen=True,
-            gc=False,
-        )
 
     def _register(self, name: str) -> None:
         if name not in self._classes:

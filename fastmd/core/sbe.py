@@ -57,7 +57,13 @@ import msgspec
 from msgspec import field
 
 from fastmd.core import events as ev
-from fastmd.core.codec import DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_STREAMS, Message, PriceType
+from fastmd.core.codec import (
+    DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_STREAMS,
+    Message,
+    PriceType,
+    partial_depth_type,
+)
 from fastmd.core.streams import validate_symbol
 from fastmd.errors import DecodeError, DecodeErrorCategory as Cat, StreamNameError
 
@@ -310,15 +316,7 @@ class SbeDecoder:
         elif template == TEMPLATE_DEPTH_DIFF:
             event_cls, event_type = ev.DepthUpdate, ev.DepthUpdate[number]
         else:
-            levels = list[tuple[number, number]]
-            event_cls = event_type = msgspec.defstruct(
-                "PartialDepth",
-                [("bids", levels), ("asks", levels)],
-                bases=(ev.PartialDepth,),
-                namespace={"symbol": symbol.upper(), "__module__": ev.__name__},
-                frozen=True,
-                gc=False,
-            )
+            event_cls = event_type = partial_depth_type(symbol, self.price_type)
         message_cls: Any = msgspec.defstruct(
             "Message",
             [("event", event_type, field(name="data"))],
