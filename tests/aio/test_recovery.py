@@ -27,6 +27,18 @@ def backfilling_client(ex: Exchange) -> fastmd.Client:
     )  # fmt: skip
 
 
+def drop_while_away(ex: Exchange) -> None:
+    """Reset every connection and refuse upgrades for 0.4 s: a burst of events while away."""
+    ex.faults.refuse_upgrades(503, duration=0.4)
+    ex.faults.drop_connections(mode="rst")
+
+
+async def delivered_more(items: list[Any], count: int) -> None:
+    """Wait until more than ``count`` further items arrive after now."""
+    mark = len(items)
+    await until(lambda: len(items) > mark + count)
+
+
 def contiguous(ids: list[int]) -> bool:
     return ids == list(range(ids[0], ids[0] + len(ids)))
 
@@ -42,11 +54,9 @@ async def test_backfill_completes_aggtrades_lost_during_a_drop() -> None:
         sub = client.subscribe("btcusdt@aggTrade", lambda e: ids.append(e.agg_trade_id))
         await sub.wait_active(5)
         await until(lambda: len(ids) > 50)
-        ex.faults.refuse_upgrades(503, duration=0.4)  # a burst of trades while we are away
-        ex.faults.drop_connections(mode="rst")
+        drop_while_away(ex)
         await until(lambda: client.metrics().backfilled > 0, timeout=5)
-        mark = len(ids)
-        await until(lambda: len(ids) > mark + 50)
+        await delivered_more(ids, 50)
         assert contiguous(ids)  # every id once, in order, across the drop
         assert gaps == []  # nothing lost, so nothing to report
         assert client.metrics().duplicates_dropped == 0
@@ -65,8 +75,7 @@ async def test_without_backfill_the_loss_is_reported() -> None:
         )
         await sub.wait_active(5)
         await until(lambda: len(ids) > 20)
-        ex.faults.refuse_upgrades(503, duration=0.4)
-        ex.faults.drop_connections(mode="rst")
+        drop_while_away(ex)
         await until(lambda: len(gaps) == 1, timeout=5)
         gap = gaps[0]
         assert gap.reason is fastmd.GapReason.RECONNECT
@@ -89,11 +98,9 @@ async def test_what_rest_cannot_return_is_reported() -> None:
         await sub.wait_active(5)
         await until(lambda: len(ids) > 20)
         ex.faults.rest_error(500, path="aggTrades")  # REST is down for aggTrades
-        ex.faults.refuse_upgrades(503, duration=0.4)
-        ex.faults.drop_connections(mode="rst")
+        drop_while_away(ex)
         await until(lambda: len(gaps) == 1, timeout=5)
-        mark = len(ids)
-        await until(lambda: len(ids) > mark + 20)
+        await delivered_more(ids, 20)
         gap = gaps[0]
         assert gap.received - gap.expected > 0
         assert ids == sorted(set(ids))  # in order, no duplicates
@@ -114,11 +121,9 @@ async def test_backfill_asked_for_completes_trades_lost_during_a_drop() -> None:
         )  # fmt: skip
         await sub.wait_active(5)
         await until(lambda: len(seen) > 50)
-        ex.faults.refuse_upgrades(503, duration=0.4)  # a burst of trades while we are away
-        ex.faults.drop_connections(mode="rst")
+        drop_while_away(ex)
         await until(lambda: client.metrics().backfilled > 0, timeout=5)
-        mark = len(seen)
-        await until(lambda: len(seen) > mark + 50)
+        await delivered_more(seen, 50)
         ids = [trade_id for trade_id, _ in seen]
         assert contiguous(ids)  # every trade id once, in order, across the drop
         assert gaps == []  # nothing lost, so nothing to report
@@ -142,8 +147,7 @@ async def test_trade_gaps_are_reported_unless_backfill_is_asked_for() -> None:
         sub = client.subscribe("btcusdt@trade", lambda e: ids.append(e.trade_id))
         await sub.wait_active(5)
         await until(lambda: len(ids) > 20)
-        ex.faults.refuse_upgrades(503, duration=0.4)
-        ex.faults.drop_connections(mode="rst")
+        drop_while_away(ex)
         await until(lambda: len(gaps) == 1, timeout=5)
         (gap,) = gaps
         assert (gap.stream, gap.reason) == ("btcusdt@trade", fastmd.GapReason.RECONNECT)
@@ -298,11 +302,9 @@ async def test_backfilled_events_say_they_came_from_rest() -> None:
         )
         await sub.wait_active(5)
         await until(lambda: len(seen) > 50)
-        ex.faults.refuse_upgrades(503, duration=0.4)
-        ex.faults.drop_connections(mode="rst")
+        drop_while_away(ex)
         await until(lambda: client.metrics().backfilled > 0, timeout=5)
-        mark = len(seen)
-        await until(lambda: len(seen) > mark + 50)
+        await delivered_more(seen, 50)
         assert contiguous([trade_id for trade_id, _ in seen])
         sources = [source for _, source in seen]
         recovered = sources.count("rest")
