@@ -143,24 +143,25 @@ class _Refused(Exception):
         self.retry_after = retry_after
 
 
-def _text_frame(payload: bytes) -> bytes:
-    """A complete, unmasked, final TEXT frame (server to client) around ``payload``."""
+def _frame(first: int, payload: bytes) -> bytes:
+    """A complete, unmasked frame (server to client): ``first`` byte (FIN + opcode), length,
+    ``payload``."""
     size = len(payload)
     if size < 126:
-        return b"\x81" + bytes((size,)) + payload
+        return bytes((first, size)) + payload
     if size < 65536:
-        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
+        return bytes((first, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + size.to_bytes(8, "big") + payload
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """A complete, unmasked, final TEXT frame (server to client) around ``payload``."""
+    return _frame(0x81, payload)
 
 
 def _binary_frame(payload: bytes) -> bytes:
     """A complete, unmasked, final BINARY frame (server to client) around ``payload``."""
-    size = len(payload)
-    if size < 126:
-        return b"\x82" + bytes((size,)) + payload
-    if size < 65536:
-        return b"\x82\x7e" + size.to_bytes(2, "big") + payload
-    return b"\x82\x7f" + size.to_bytes(8, "big") + payload
+    return _frame(0x82, payload)
 
 
 class _Fanout:
