@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
+import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +283,59 @@ def stream_router(on_event: Any, ws_url: str) -> tuple[Any, Any, list[Any]]:
         on_decode_error=lambda error: None,
     )
     return router, route, gaps
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pinned(core: int) -> list[str]:
+    """``taskset`` to one core when the machine has two: server and client never share one."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", str(core)]
+    return []
+
+
+def _last_json(text: str) -> dict[str, Any] | None:
+    lines = [line for line in text.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def run_processes(
+    server_cmd: Sequence[str],
+    client_cmd: Callable[[dict[str, Any]], Sequence[str]],
+    *,
+    timeout: float,
+    what: str,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A server process that prints its URLs as a first JSON line, then a client process given
+    them (``client_cmd(urls)``); the client's last JSON line, with the server's last one under
+    ``"server"`` and the 1-minute load average when the server started under ``"loadavg_1m"``.
+
+    Raises:
+        RuntimeError: either process failed or printed no result (``what`` names the run).
+    """
+    load = os.getloadavg()[0]
+    server = subprocess.Popen(
+        list(server_cmd), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        if not first:
+            raise RuntimeError(f"server failed: {server.stderr.read() if server.stderr else ''}")
+        done = subprocess.run(
+            list(client_cmd(json.loads(first))), cwd=ROOT, capture_output=True, text=True,
+            env={**os.environ, **(env or {})}, timeout=timeout + 30,
+        )  # fmt: skip
+        result = _last_json(done.stdout)
+        if done.returncode != 0 or result is None:
+            raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr[-2000:]}")
+        out, _ = server.communicate(timeout=30)
+        result["server"] = _last_json(out) or {}
+        result["loadavg_1m"] = load
+        return result
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -29,16 +29,14 @@ import asyncio
 import contextlib
 import copy
 import json
-import os
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks.e2e.common import pinned, run_processes
+
 SYMBOL = "BTCUSDT"
 LISTED = "ETHUSDT"
 """The only symbol the server lists: BTCUSDT streams are acknowledged and stay silent."""
@@ -239,44 +237,19 @@ async def run_client(args: argparse.Namespace) -> dict[str, Any]:
 # -- runner ----------------------------------------------------------------------------------------
 
 
-def _pin(core: int) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
-        return ["taskset", "-c", str(core)]
-    return []
-
-
 def run_pair(kind: str, event: str, warmup: int, messages: int, timeout: float) -> dict[str, Any]:
     me = [sys.executable, "-m", "benchmarks.e2e.events"]
-    server = subprocess.Popen(
-        [*_pin(0), *me, "--serve", event, "--count", str(warmup + messages),
+    return run_processes(
+        [*pinned(0), *me, "--serve", event, "--count", str(warmup + messages),
          "--timeout", str(timeout)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        lambda urls: [
+            *pinned(1), *me, "--client", kind, "--event", event, "--ws-url", urls["ws_url"],
+            "--rest-url", urls["rest_url"], "--warmup", str(warmup),
+            "--messages", str(messages), "--timeout", str(timeout),
+        ],
+        timeout=timeout,
+        what=f"{kind} {event}",
     )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        first = server.stdout.readline()
-        if not first:
-            raise RuntimeError(f"server failed: {server.stderr.read() if server.stderr else ''}")
-        urls = json.loads(first)
-        done = subprocess.run(
-            [*_pin(1), *me, "--client", kind, "--event", event, "--ws-url", urls["ws_url"],
-             "--rest-url", urls["rest_url"], "--warmup", str(warmup),
-             "--messages", str(messages), "--timeout", str(timeout)],
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout + 30,
-        )  # fmt: skip
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not lines:
-            raise RuntimeError(f"{kind} {event} failed: {done.stderr[-2000:]}")
-        result: dict[str, Any] = json.loads(lines[-1])
-        out, _ = server.communicate(timeout=30)
-        server_lines = [line for line in out.splitlines() if line.startswith("{")]
-        result["server"] = json.loads(server_lines[-1]) if server_lines else {}
-        result["loadavg_1m"] = os.getloadavg()[0]
-        return result
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

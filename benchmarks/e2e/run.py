@@ -35,9 +35,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.common import MALLOC_COUNTER_C, build_malloc_counter
-
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks.e2e.common import (
+    MALLOC_COUNTER_C,
+    ROOT,
+    build_malloc_counter,
+    pinned,
+    run_processes,
+)
 
 MAIN = ("picows", "picows_msgspec", "fastmd", "websockets_json", "aiohttp_orjson")
 LADDER = ("ladder_connection", "ladder_decoder", "ladder_client_handler")
@@ -64,12 +68,6 @@ SHORT = {
 }
 
 
-def _pin(core: int) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
-        return ["taskset", "-c", str(core)]
-    return []
-
-
 def run_pair(
     kind: str,
     *,
@@ -87,48 +85,23 @@ def run_pair(
     statistics under ``"server"``. ``realtime`` runs the client under ``chrt -f 10``
     (SCHED_FIFO), so that other tenants' processes cannot delay its wake-ups."""
     server_cmd = [
-        *_pin(0), sys.executable, "-m", "benchmarks.e2e.server", "--count", str(count),
+        *pinned(0), sys.executable, "-m", "benchmarks.e2e.server", "--count", str(count),
         "--mode", mode, "--loop", loop, "--timeout", str(timeout),
     ]  # fmt: skip
     if rate is not None:
         server_cmd += ["--rate", str(rate)]
-    load = os.getloadavg()[0]
-    server = subprocess.Popen(
-        server_cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        first = server.stdout.readline()
-        if not first:
-            raise RuntimeError(f"server failed: {server.stderr.read() if server.stderr else ''}")
-        urls = json.loads(first)
-        priority = ["chrt", "-f", "10"] if realtime and shutil.which("chrt") else []
-        client_cmd = [
-            *priority, *_pin(1), sys.executable, "-m", "benchmarks.e2e.clients", "--kind", kind,
+    priority = ["chrt", "-f", "10"] if realtime and shutil.which("chrt") else []
+
+    def client_cmd(urls: dict[str, Any]) -> list[str]:
+        cmd = [
+            *priority, *pinned(1), sys.executable, "-m", "benchmarks.e2e.clients", "--kind", kind,
             "--ws-url", urls["ws_url"], "--rest-url", urls["rest_url"],
             "--warmup", str(warmup), "--messages", str(count - warmup), "--loop", loop,
             "--timeout", str(timeout),
         ]  # fmt: skip
-        if latency:
-            client_cmd.append("--latency")
-        client_env = {**os.environ, **(env or {})}
-        done = subprocess.run(
-            client_cmd, cwd=ROOT, capture_output=True, text=True, env=client_env,
-            timeout=timeout + 30,
-        )  # fmt: skip
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not lines:
-            raise RuntimeError(f"client {kind} failed ({done.returncode}): {done.stderr[-2000:]}")
-        result: dict[str, Any] = json.loads(lines[-1])
-        out, _ = server.communicate(timeout=30)
-        server_lines = [line for line in out.splitlines() if line.startswith("{")]
-        result["server"] = json.loads(server_lines[-1]) if server_lines else {}
-        result["loadavg_1m"] = load
-        return result
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        return [*cmd, "--latency"] if latency else cmd
+
+    return run_processes(server_cmd, client_cmd, timeout=timeout, what=f"client {kind}", env=env)
 
 
 # -- formatting ------------------------------------------------------------------------------------
@@ -177,10 +150,10 @@ def machine_info() -> str:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
-    pinned = "taskset -c 0 / -c 1" if _pin(0) else "not pinned"
+    pinned_to = "taskset -c 0 / -c 1" if pinned(0) else "not pinned"
     return (
         f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, Python "
-        f"{platform.python_version()}, {', '.join(versions)}; commit {commit or '?'}; {pinned}"
+        f"{platform.python_version()}, {', '.join(versions)}; commit {commit or '?'}; {pinned_to}"
     )
 
 

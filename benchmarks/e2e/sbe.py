@@ -29,18 +29,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e.common import COMBINED_TEMPLATE, EVENT_TIME_MS, Meter, run, ws_header
+from benchmarks.e2e.common import (
+    COMBINED_TEMPLATE,
+    EVENT_TIME_MS,
+    Meter,
+    pinned,
+    run,
+    run_processes,
+    ws_header,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 SYMBOL = "BTCUSDT"
 STREAM = "btcusdt@trade"
 API_KEY = "benchmark-ed25519-key"
@@ -150,12 +154,6 @@ async def measure(kind: str, ws_url: str, rest_url: str, warmup: int, messages: 
 # -- driver ----------------------------------------------------------------------------------------
 
 
-def _pin(core: int) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
-        return ["taskset", "-c", str(core)]
-    return []
-
-
 def run_pair(
     kind: str, warmup: int, messages: int, timeout: float, *, realtime: bool = False
 ) -> dict[str, Any]:
@@ -165,34 +163,18 @@ def run_pair(
     total = warmup + messages
     priority = ["chrt", "-f", "10"] if realtime and shutil.which("chrt") else []
     me = [sys.executable, "-m", "benchmarks.e2e.sbe"]
-    server = subprocess.Popen(
-        [*priority, *_pin(0), *me, "--serve", kind, "--count", str(total),
+    result = run_processes(
+        [*priority, *pinned(0), *me, "--serve", kind, "--count", str(total),
          "--timeout", str(timeout)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        lambda urls: [
+            *priority, *pinned(1), *me, "--client", kind, "--ws-url", urls["ws_url"],
+            "--rest-url", urls["rest_url"], "--warmup", str(warmup), "--messages", str(messages),
+        ],
+        timeout=timeout,
+        what=f"client {kind}",
     )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        first = server.stdout.readline()
-        if not first:
-            raise RuntimeError(f"server failed: {server.stderr.read() if server.stderr else ''}")
-        urls = json.loads(first)
-        done = subprocess.run(
-            [*priority, *_pin(1), *me, "--client", kind, "--ws-url", urls["ws_url"], "--rest-url",
-             urls["rest_url"], "--warmup", str(warmup), "--messages", str(messages)],
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout + 30,
-        )  # fmt: skip
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not lines:
-            raise RuntimeError(f"client {kind} failed: {done.stderr[-2000:]}")
-        result: dict[str, Any] = json.loads(lines[-1])
-        out, _ = server.communicate(timeout=30)
-        result["server"] = json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
-        result["bytes_per_trade"] = result["server"]["wire_bytes"] / total
-        return result
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+    result["bytes_per_trade"] = result["server"]["wire_bytes"] / total
+    return result
 
 
 def report(results: dict[str, list[dict[str, Any]]], repeat: int) -> str:
