@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SERVERS: Final = "nats://127.0.0.1:4222"
 _DECODE_ERRORS: Final = (msgspec.MsgspecError, ValueError, TypeError)
+_C = TypeVar("_C", wire.GapMessage, wire.HealthMessage)
 
 
 class StreamCounters(msgspec.Struct, kw_only=True):
@@ -628,13 +629,20 @@ class Source:
 
         return on_message
 
-    async def _on_gap_message(self, msg: Msg) -> None:
+    def _read_control(self, decoder: msgspec.msgpack.Decoder[_C], msg: Msg, kind: str) -> _C | None:
+        """Decode and version-check a gap or health message; None (counted, logged) if bad."""
         try:
-            message = wire.gap_decoder.decode(msg.data)
+            message = decoder.decode(msg.data)
             wire.check_version(message.v)
         except (*_DECODE_ERRORS, FastmdError) as exc:
             self._decode_errors += 1
-            logger.error("a gap message on %s could not be read: %s", msg.subject, exc)
+            logger.error("a %s message on %s could not be read: %s", kind, msg.subject, exc)
+            return None
+        return message
+
+    async def _on_gap_message(self, msg: Msg) -> None:
+        message = self._read_control(wire.gap_decoder, msg, "gap")
+        if message is None:
             return
         route = self._routes.get(message.stream)
         # The relay's own drops are read from the batch headers, exactly once.
@@ -642,12 +650,8 @@ class Source:
             self._report_gap(route, message.to_gap())
 
     async def _on_health_message(self, msg: Msg) -> None:
-        try:
-            message = wire.health_decoder.decode(msg.data)
-            wire.check_version(message.v)
-        except (*_DECODE_ERRORS, FastmdError) as exc:
-            self._decode_errors += 1
-            logger.error("a health message on %s could not be read: %s", msg.subject, exc)
+        message = self._read_control(wire.health_decoder, msg, "health")
+        if message is None:
             return
         self._relays[message.relay] = message
         self._heard[message.relay] = self._clock()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+import msgspec
 import pytest
 from conftest import NatsServer, until
 
@@ -230,3 +231,34 @@ async def test_a_relay_starts_once(nats_server: NatsServer) -> None:
                 await relay.start()
             assert relay.client.price_type is str  # exact prices on the wire, whatever asked
         await relay.close()  # idempotent
+
+
+async def test_unreadable_messages_are_counted_and_skipped(nats_server: NatsServer) -> None:
+    import nats
+
+    from fastmd.core import wire
+
+    gaps: list[fastmd.Gap] = []
+    async with Source(nats_server.url) as source:
+        source.on_gap(gaps.append)
+        sub = source.subscribe("btcusdt@trade", print)
+        await sub.wait_active(5)
+        nc = await nats.connect(nats_server.url)
+        try:
+            good = wire.GapMessage(
+                v=wire.WIRE_VERSION, venue="binance-spot", stream="btcusdt@trade", relay="r1",
+                epoch=1, origin="exchange", reason="server_skip", expected=5, received=9,
+            )  # fmt: skip
+            future = msgspec.structs.replace(good, v=wire.WIRE_VERSION + 1)
+            await nc.publish(wire.gap_subject("binance-spot", "btcusdt@trade"), b"\xc1junk")
+            await nc.publish(wire.health_subject("binance-spot", "r1"), b"\xc1junk")
+            await nc.publish(wire.event_subject("binance-spot", "btcusdt@trade"), b"\xc1junk")
+            await nc.publish(wire.gap_subject("binance-spot", "btcusdt@trade"), wire.encode(future))
+            await nc.publish(wire.gap_subject("binance-spot", "btcusdt@trade"), wire.encode(good))
+            await nc.flush()
+        finally:
+            await nc.close()
+        await until(lambda: len(gaps) == 1)
+        assert source.health().decode_errors == 4  # junk gap, junk health, junk batch, v2 gap
+        assert (gaps[0].expected, gaps[0].received) == (5, 9)  # the good one still arrives
+        assert source.health().connected
