@@ -274,19 +274,17 @@ class _RecentBySymbol(Sequencer):
     once the memory is full: it is from before what is remembered, and only a replay brings such
     an event back. A new event is never dropped, even one that arrives after a newer one (a
     handover's new connection may run ahead of the old one by a few frames); it is delivered
-    then, late. Subclasses say where the symbol is."""
+    then, late. ``symbol_of`` says where an event's symbol is."""
 
-    __slots__ = ("recent",)
+    __slots__ = ("recent", "symbol_of")
 
-    def __init__(self, stream: str, sink: GapSink) -> None:
+    def __init__(self, stream: str, sink: GapSink, symbol_of: Callable[[Any], str]) -> None:
         super().__init__(stream, sink)
+        self.symbol_of = symbol_of
         self.recent: dict[str, deque[Any]] = {}
 
-    def _symbol(self, event: Any) -> str:  # pragma: no cover - every stream has a subclass
-        raise NotImplementedError
-
     def check(self, event: Any) -> bool:
-        symbol = self._symbol(event)
+        symbol = self.symbol_of(event)
         recent = self.recent.get(symbol)
         if recent is None:
             recent = self.recent[symbol] = deque(maxlen=RECENT_MEMORY)
@@ -299,24 +297,15 @@ class _RecentBySymbol(Sequencer):
         return True
 
 
-class _LiquidationsBySymbol(_RecentBySymbol):
+def _order_symbol(event: Any) -> str:
     """``<symbol>@forceOrder`` and ``!forceOrder@arr``: the symbol is inside the order."""
-
-    __slots__ = ()
-
-    def _symbol(self, event: Any) -> str:
-        symbol: str = event.order.symbol
-        return symbol
+    symbol: str = event.order.symbol
+    return symbol
 
 
-class _ContractInfoBySymbol(_RecentBySymbol):
-    """``!contractInfo``: one event per change of a contract."""
-
-    __slots__ = ()
-
-    def _symbol(self, event: Any) -> str:
-        symbol: str = event.symbol
-        return symbol
+def _symbol(event: Any) -> str:
+    symbol: str = event.symbol
+    return symbol
 
 
 def _event_time(event: Any) -> int:
@@ -353,9 +342,9 @@ def sequencer_for(stream: Stream, name: str, sink: GapSink, *, futures: bool) ->
     if kind is StreamKind.ALL_BOOK_TICKERS:
         return _BookTickersBySymbol(name, sink)
     if kind in (StreamKind.FORCE_ORDER, StreamKind.ALL_FORCE_ORDERS):
-        return _LiquidationsBySymbol(name, sink)
+        return _RecentBySymbol(name, sink, _order_symbol)
     if kind is StreamKind.ALL_CONTRACT_INFO:
-        return _ContractInfoBySymbol(name, sink)
+        return _RecentBySymbol(name, sink, _symbol)
     if kind is StreamKind.SERVER_SHUTDOWN:
         return None
     return _Monotonic(name, sink, _event_time)
