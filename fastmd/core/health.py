@@ -553,11 +553,6 @@ class StreamWatch:
 
     # -- recovery -----------------------------------------------------------------------------
 
-    @property
-    def stage(self) -> RecoveryAction:
-        """The last recovery step taken in the current episode (``NOTHING``: none)."""
-        return self._stage
-
     def recovery(self, now: float) -> RecoveryAction:
         """The next recovery step, once per tick (rule 5)."""
         stage = self._stage
@@ -677,14 +672,6 @@ class AlertBook:
             alert
             for kind, name in list(self._firing)
             if name == stream and (alert := self.update(kind, name, False, wall)) is not None
-        ]
-
-    def resolve_all(self, wall: float) -> list[Alert]:
-        """Resolve every alert (the client closed)."""
-        return [
-            alert
-            for kind, name in list(self._firing)
-            if (alert := self.update(kind, name, False, wall)) is not None
         ]
 
 
