@@ -20,6 +20,7 @@ from fastmd.core.lifecycle import Severity
 from fastmd.core.recovery import BACKFILLABLE
 from fastmd.core.sequence import Gap, Sequencer, sequencer_for
 from fastmd.core.streams import Stream, Venue
+from fastmd.core.times import epoch_seconds
 
 if TYPE_CHECKING:
     from fastmd.aio.pool import Shard
@@ -31,8 +32,6 @@ EventSource = Literal["ws", "rest"]
 
 TIMING_EVERY: Final = 16
 """One message in this many has its callbacks timed: slow callbacks show, the cost stays low."""
-MICROSECOND_TIMES: Final = 10**14
-"""Event times above this are microseconds (year 5138 in milliseconds)."""
 LAG_SAMPLES: Final = 256
 """Lag samples kept per stream (the overall window keeps four times as many)."""
 
@@ -269,9 +268,7 @@ class RouteTable:
             # call, on our wall clock; nothing more is paid per message.
             stamp = getattr(event if type(event) is not list else _first(event), "event_time", 0)
             if stamp:
-                if stamp > MICROSECOND_TIMES:  # timeUnit=MICROSECOND
-                    stamp //= 1000
-                route.lags.append(started + self.wall_offset - stamp / 1000)
+                route.lags.append(started + self.wall_offset - epoch_seconds(stamp))
 
     def _sample(self, route: Route, elapsed: float) -> None:
         self.callback_time += elapsed
