@@ -367,6 +367,18 @@ class PoolRig:
     async def acknowledged(self, route: Route) -> None:
         await until(lambda: self.pool.acknowledged(route), timeout=2, what=f"{route.name} active")
 
+    async def placed_then_removed(self, name: str) -> None:
+        """Place ``name``, wait for its acknowledgement, remove it: its connection is now idle."""
+        route = self.place(name)
+        await self.acknowledged(route)
+        self.remove(route)
+
+    async def __aenter__(self) -> PoolRig:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         self.pool.stop()
         await self.tasks.cancel_all()
@@ -375,8 +387,7 @@ class PoolRig:
 
 
 async def test_an_idle_connection_is_kept_for_idle_timeout_and_reused(ex: Exchange) -> None:
-    rig = PoolRig(ex, connect_budget=2, idle_timeout=0.5)
-    try:
+    async with PoolRig(ex, connect_budget=2, idle_timeout=0.5) as rig:
         first = rig.place("btcusdt@trade")
         await rig.acknowledged(first)
         (conn,) = ex.connections
@@ -396,34 +407,22 @@ async def test_an_idle_connection_is_kept_for_idle_timeout_and_reused(ex: Exchan
         await until(lambda: not ex.connections, timeout=2, what="the idle connection to close")
         assert rig.pool.connections == []
         assert rig.pool.shards == []
-    finally:
-        await rig.close()
 
 
 async def test_an_idle_connection_that_drops_is_not_reconnected(ex: Exchange) -> None:
-    rig = PoolRig(ex, idle_timeout=30.0)
-    try:
-        route = rig.place("btcusdt@trade")
-        await rig.acknowledged(route)
-        rig.remove(route)
+    async with PoolRig(ex, idle_timeout=30.0) as rig:
+        await rig.placed_then_removed("btcusdt@trade")
         await until(lambda: server_subs(ex) == set())
         ex.faults.drop_connections(mode="close", code=1001)
         await until(lambda: rig.pool.shards == [], what="the idle shard retired")
         await asyncio.sleep(0.2)
         assert ex.connections == []
-    finally:
-        await rig.close()
 
 
 async def test_with_idle_timeout_zero_the_last_stream_closes_its_connection(ex: Exchange) -> None:
-    rig = PoolRig(ex, idle_timeout=0.0)
-    try:
-        route = rig.place("btcusdt@trade")
-        await rig.acknowledged(route)
-        rig.remove(route)
+    async with PoolRig(ex, idle_timeout=0.0) as rig:
+        await rig.placed_then_removed("btcusdt@trade")
         await until(lambda: not ex.connections, what="the connection to close")
-    finally:
-        await rig.close()
 
 
 # -- item 8: the decoder's learned routes are bounded ----------------------------------------------
@@ -449,8 +448,7 @@ def _learn(decoder: Decoder, count: int) -> int:
 
 
 async def test_the_pool_bounds_the_routes_its_decoders_learn(ex: Exchange) -> None:
-    rig = PoolRig(ex, max_streams_per_connection=200)  # futures' default
-    try:
+    async with PoolRig(ex, max_streams_per_connection=200) as rig:  # futures' default
         route = rig.place("btcusdt@trade")
         await rig.acknowledged(route)
         (shard,) = rig.pool.shards
@@ -465,5 +463,3 @@ async def test_the_pool_bounds_the_routes_its_decoders_learn(ex: Exchange) -> No
         unbounded = _learn(Decoder("binance-spot"), 3000)
         assert len(decoder.streams) == 401  # + !serverShutdown
         assert bounded < unbounded * 0.5
-    finally:
-        await rig.close()
