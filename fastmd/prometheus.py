@@ -224,22 +224,18 @@ class Collector(_CollectorBase):
     # -- families -------------------------------------------------------------------------
 
     def _overall(self, health: Health, metrics: Metrics) -> Iterable[Metric]:
-        status = GaugeMetricFamily(
+        yield _one_hot(
             "fastmd_health_status",
             "The client's health verdict: 1 for the current status, 0 for the others.",
-            labels=["status"],
+            HealthStatus,
+            health.status,
         )
-        for member in HealthStatus:
-            status.add_metric([member.value], 1.0 if health.status is member else 0.0)
-        yield status
-        client_status = GaugeMetricFamily(
+        yield _one_hot(
             "fastmd_client_status",
             "The client's connection status (fastmd.Status): 1 for the current one.",
-            labels=["status"],
+            Status,
+            metrics.status,
         )
-        for state in Status:
-            client_status.add_metric([state.value], 1.0 if metrics.status is state else 0.0)
-        yield client_status
         by_status = GaugeMetricFamily(
             "fastmd_streams", "Subscribed streams by health status.", labels=["status"]
         )
@@ -438,6 +434,16 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _one_hot(
+    name: str, text: str, members: Iterable[HealthStatus | Status], current: object
+) -> GaugeMetricFamily:
+    """A gauge with a ``status`` label per member of an enum: 1 for ``current``, 0 for the rest."""
+    family = GaugeMetricFamily(name, text, labels=["status"])
+    for member in members:
+        family.add_metric([member.value], 1.0 if member is current else 0.0)
+    return family
 
 
 def _lag_families(

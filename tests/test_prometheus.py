@@ -344,6 +344,11 @@ def test_a_client_not_started_is_down_with_no_stream() -> None:
     text = _exposition(Collector(fastmd.Client()))
     assert _samples(text, "fastmd_health_status")['{status="DOWN"}'] == 1.0
     assert _samples(text, "fastmd_health_status")['{status="HEALTHY"}'] == 0.0
+    assert sum(_samples(text, "fastmd_health_status").values()) == 1.0
+    client_status = _samples(text, "fastmd_client_status")
+    assert set(client_status) == {f'{{status="{s.value}"}}' for s in fastmd.Status}
+    assert client_status['{status="CONNECTING"}'] == 1.0  # not started yet
+    assert sum(client_status.values()) == 1.0
     assert _samples(text, "fastmd_events_total") == {}
     assert _samples(text, "fastmd_streams_aggregated") == {"": 0.0}
 
