@@ -32,7 +32,9 @@ from fastmd.sim.replay import (
     NotARecording,
     RecordingDamaged,
     iter_records,
+    query_params,
     read_manifest,
+    split_rest,
 )
 
 __all__ = [
@@ -155,10 +157,7 @@ def rest_responses(path: str | os.PathLike[str]) -> Iterator[RecordedRest]:
     """
     for kind, time_ns, payload in records(path):
         if kind == KIND_REST:
-            request, _, body = bytes(payload).partition(b"\n")
-            endpoint, _, query = request.decode("utf-8", "replace").partition("?")
-            params = dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
-            yield RecordedRest(time_ns, endpoint, params, body)
+            yield RecordedRest(time_ns, *split_rest(payload))
 
 
 def gaps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
@@ -214,8 +213,7 @@ def convert(
             items.append((float(record["ts"]), number, "", {}, frame))
     for file in sorted((folder / "snapshots").glob("*.json")):
         snapshot = json.loads(file.read_text())
-        query = snapshot["url"].partition("?")[2]
-        params = dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
+        params = query_params(snapshot["url"].partition("?")[2])
         body = json.dumps(snapshot["body"], separators=(",", ":")).encode()
         items.append((float(snapshot["ts"]), -1, "depth", params, body))
     items.sort(key=lambda item: (item[0], item[1]))

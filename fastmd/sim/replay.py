@@ -59,7 +59,9 @@ __all__ = [
     "iter_records",
     "read_manifest",
     "read_records",
+    "query_params",
     "split_envelope",
+    "split_rest",
 ]
 
 FORMAT: Final = "fastmd-recording"
@@ -271,6 +273,18 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[Record]:
         yield Record(kind, time_ns, bytes(payload))
 
 
+def query_params(query: str) -> dict[str, str]:
+    """``"symbol=BTCUSDT&limit=1000"`` as ``{"symbol": "BTCUSDT", "limit": "1000"}``."""
+    return dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
+
+
+def split_rest(payload: bytes | memoryview) -> tuple[str, dict[str, str], bytes]:
+    """``(endpoint, params, body)`` of a :data:`KIND_REST` record's payload."""
+    request, _, body = bytes(payload).partition(b"\n")
+    endpoint, _, query = request.decode("utf-8", "replace").partition("?")
+    return endpoint, query_params(query), body
+
+
 def split_envelope(payload: bytes | memoryview) -> tuple[str, bytes] | None:
     """``(stream, data)`` of a combined-stream frame, ``data`` byte for byte as received; ``None``
     for frames that are not one (control replies, raw-stream payloads)."""
@@ -400,16 +414,14 @@ class Recording:
                         streams[last.stream] = None
                         count += 1
                 elif kind == KIND_REST:
-                    self._rest_response(bytes(payload))
+                    self._rest_response(payload)
         except ChunkTruncated as exc:
             self.truncated = str(exc)
         self._streams = list(streams)
         self.frames: Sequence[RecordedFrame] = SessionFrames(self.path, count, first, last)
 
-    def _rest_response(self, payload: bytes) -> None:
-        request, _, body = payload.partition(b"\n")
-        endpoint, _, query = request.decode("utf-8", "replace").partition("?")
-        params = dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
+    def _rest_response(self, payload: memoryview) -> None:
+        endpoint, params, body = split_rest(payload)
         if endpoint == "depth" and "symbol" in params:
             self.snapshots.setdefault(params["symbol"].upper(), []).append(body)
         elif endpoint == "exchangeInfo" and self.exchange_info is None:
