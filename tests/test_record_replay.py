@@ -502,3 +502,15 @@ def _per_stream(events: list[tuple[str, Any]]) -> dict[str, list[Any]]:
     for stream, event in events:
         by_stream.setdefault(stream, []).append(event)
     return by_stream
+
+
+def test_writer_and_reader_agree_on_the_format() -> None:
+    """The writer (fastmd.aio.record) may not import the simulator's reader (fastmd.sim.replay),
+    so each spells the format out: this pins the two copies together."""
+    import fastmd.aio.record as writer
+    import fastmd.sim.replay as reader
+
+    for name in ("FORMAT", "FORMAT_VERSION", "CHUNK_MAGIC", "KIND_FRAME", "KIND_FRAME_BINARY",
+                 "KIND_REST", "KIND_GAP"):  # fmt: skip
+        assert getattr(writer, name) == getattr(reader, name), name
+    assert writer._HEADER.format == reader.RECORD_HEADER.format
