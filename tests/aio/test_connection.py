@@ -440,8 +440,10 @@ def _accept_key(key: str) -> str:
 
 def _raw_ws_server(
     script: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+    greeting: bytes = b"",
 ) -> RawServer:
-    """A hand-written WebSocket server: does the upgrade, then runs ``script``."""
+    """A hand-written WebSocket server: does the upgrade, then runs ``script``. ``greeting``
+    (frames) goes out in the same write as the upgrade response."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await reader.readuntil(b"\r\n\r\n")
@@ -453,6 +455,7 @@ def _raw_ws_server(
         writer.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + f"Sec-WebSocket-Accept: {_accept_key(key)}\r\n\r\n".encode()
+            + greeting
         )
         await writer.drain()
         await script(reader, writer)
@@ -885,23 +888,11 @@ async def test_a_listener_can_answer_a_frame_that_came_with_the_handshake() -> N
     # response, before the connection's state turns OPEN; the socket is usable already.
     echoed: list[tuple[int, bytes]] = []
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = await reader.readuntil(b"\r\n\r\n")
-        key = next(
-            line.split(b":", 1)[1].strip().decode()
-            for line in request.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key")
-        )
-        writer.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + f"Sec-WebSocket-Accept: {_accept_key(key)}\r\n\r\n".encode()
-            + ws_frame(TEXT, b"hello")
-        )
-        await writer.drain()
+    async def echo_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         echoed.append(await read_frame(reader))
         await reader.read()
 
-    async with RawServer(handle) as port:
+    async with _raw_ws_server(echo_one, greeting=ws_frame(TEXT, b"hello")) as port:
         conn, rec = await open_conn(f"ws://127.0.0.1:{port}/ws")
         sent: list[bool] = []
         conn.on("message", lambda data: sent.append(conn.send(data)))
