@@ -396,21 +396,23 @@ class SbeTranscoder:
             )  # fmt: skip
         if tail == "depth":
             symbol = data["s"]
-            bids, asks = data["b"], data["a"]
-            pe, qe = self._exponents(
-                symbol, (p for p, _ in bids + asks), (q for _, q in bids + asks)
-            )
+            pe, qe, bids, asks = self._sides(symbol, data["b"], data["a"])
             return encode_depth_diff(
-                symbol, data["E"] * 1000, data["U"], data["u"], pe, qe,
-                [(mantissa(p, pe), mantissa(q, qe)) for p, q in bids],
-                [(mantissa(p, pe), mantissa(q, qe)) for p, q in asks],
-            )  # fmt: skip
+                symbol, data["E"] * 1000, data["U"], data["u"], pe, qe, bids, asks
+            )
         symbol = data.get("s") or stream.partition("@")[0].upper()
-        bids, asks = data["bids"], data["asks"]
-        pe, qe = self._exponents(symbol, (p for p, _ in bids + asks), (q for _, q in bids + asks))
+        pe, qe, bids, asks = self._sides(symbol, data["bids"], data["asks"])
         event_time = data["E"] * 1000 if "E" in data else self._clock_us()
-        return encode_depth_snapshot(
-            symbol, event_time, data["lastUpdateId"], pe, qe,
+        return encode_depth_snapshot(symbol, event_time, data["lastUpdateId"], pe, qe, bids, asks)
+
+    def _sides(
+        self, symbol: str, bids: list[list[str]], asks: list[list[str]]
+    ) -> tuple[int, int, list[Level], list[Level]]:
+        """The exponents of a depth message and its ``[price, qty]`` string levels as mantissas."""
+        pe, qe = self._exponents(symbol, (p for p, _ in bids + asks), (q for _, q in bids + asks))
+        return (
+            pe,
+            qe,
             [(mantissa(p, pe), mantissa(q, qe)) for p, q in bids],
             [(mantissa(p, pe), mantissa(q, qe)) for p, q in asks],
-        )  # fmt: skip
+        )
