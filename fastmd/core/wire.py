@@ -330,4 +330,6 @@ health_decoder: Final = msgspec.msgpack.Decoder(HealthMessage)
 def check_version(version: int) -> None:
     """Raise :class:`fastmd.ProtocolError` for a wire version this reader does not know."""
     if version != WIRE_VERSION:
-        raise ProtocolError(f"wire version {version} is not supported (this reader: 1)")
+        raise ProtocolError(
+            f"wire version {version} is not supported (this reader: {WIRE_VERSION})"
+        )
