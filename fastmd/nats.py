@@ -441,7 +441,7 @@ class Source:
         return sink
 
     async def _connect(self) -> None:
-        nats = self._nats
+        from fastmd.relay import connect_forever
 
         async def disconnected() -> None:
             if self._connected.is_set() and not self._closed:
@@ -472,29 +472,17 @@ class Source:
             else:
                 logger.debug("NATS: %r", exc)
 
-        delay = 0.1
-        while True:
-            try:
-                nc: NatsClient = await nats.connect(
-                    self.servers,
-                    name="fastmd-source",
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    connect_timeout=2,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                    error_cb=error,
-                )
-                break
-            except Exception as exc:  # nats-py raises several unrelated types here
-                self._reporter.report(
-                    Severity.WARNING, "nats_unreachable",
-                    f"NATS at {', '.join(self.servers)} unreachable ({exc!r}); "
-                    f"retrying in {delay:.1f} s", None,
-                )  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        def failed(exc: Exception, delay: float) -> None:
+            self._reporter.report(
+                Severity.WARNING, "nats_unreachable",
+                f"NATS at {', '.join(self.servers)} unreachable ({exc!r}); "
+                f"retrying in {delay:.1f} s", None,
+            )  # fmt: skip
+
+        nc = await connect_forever(
+            self._nats, self.servers, "fastmd-source",
+            disconnected=disconnected, reconnected=reconnected, error=error, on_failure=failed,
+        )  # fmt: skip
         self._nc = nc
         if self._closed:  # nats-py finished connecting through our cancellation
             await _quietly(nc.close())

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -50,6 +50,41 @@ def import_nats() -> Any:
     except ImportError as exc:
         raise FastmdError("NATS support needs nats-py: pip install 'fastmd[nats]'") from exc
     return nats
+
+
+async def connect_forever(
+    nats: Any,
+    servers: list[str],
+    name: str,
+    *,
+    disconnected: Callable[[], Awaitable[None]],
+    reconnected: Callable[[], Awaitable[None]],
+    error: Callable[[Exception], Awaitable[None]],
+    on_failure: Callable[[Exception, float], None],
+) -> NatsClient:
+    """Connect to NATS with nats-py (``nats``, from :func:`import_nats`), retrying every
+    attempt that fails (after 0.1 s, doubling up to 2 s) until one succeeds; nats-py then
+    reconnects by itself. ``on_failure(exc, delay)`` is told of each failed attempt."""
+    delay = 0.1
+    while True:
+        try:
+            client: NatsClient = await nats.connect(
+                servers,
+                name=name,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                connect_timeout=2,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+            )
+        except Exception as exc:  # nats-py raises several unrelated types here
+            on_failure(exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            continue
+        return client
 
 
 class RelayStats(msgspec.Struct, kw_only=True):
@@ -400,8 +435,6 @@ class Relay:
     # -- the NATS side ---------------------------------------------------------------------
 
     async def _connect(self) -> NatsClient:
-        nats = self._nats_module
-
         async def disconnected() -> None:
             if self._connected.is_set() and not self._closing:
                 self._stats.outages += 1
@@ -428,29 +461,16 @@ class Relay:
             else:
                 logger.debug("relay %s: NATS: %r", self.relay_id, exc)
 
-        delay = 0.1
-        while True:
-            try:
-                nc: NatsClient = await nats.connect(
-                    self.servers,
-                    name=f"fastmd-relay {self.relay_id}",
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    connect_timeout=2,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                    error_cb=error,
-                )
-            except Exception as exc:  # nats-py raises several unrelated types here
-                logger.warning(
-                    "relay %s: NATS at %s unreachable (%s); retrying in %.1f s",
-                    self.relay_id, ", ".join(self.servers), repr(exc), delay,
-                )  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            return nc
+        def failed(exc: Exception, delay: float) -> None:
+            logger.warning(
+                "relay %s: NATS at %s unreachable (%s); retrying in %.1f s",
+                self.relay_id, ", ".join(self.servers), repr(exc), delay,
+            )  # fmt: skip
+
+        return await connect_forever(
+            self._nats_module, self.servers, f"fastmd-relay {self.relay_id}",
+            disconnected=disconnected, reconnected=reconnected, error=error, on_failure=failed,
+        )  # fmt: skip
 
     async def _setup_jetstream(self, nc: NatsClient) -> None:
         from nats.js.api import StreamConfig
