@@ -9,6 +9,7 @@ by one :class:`fastmd.Decoder`, the one the live client uses.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -167,8 +168,6 @@ def gaps(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     Raises:
         RecordingNotFound, RecordingCorrupt, RecordingTruncated: as :func:`records`.
     """
-    import json
-
     for kind, _, payload in records(path):
         if kind == KIND_GAP:
             yield json.loads(bytes(payload))
@@ -189,10 +188,10 @@ def convert(
 
     Raises:
         RecordingNotFound: ``source`` is not a recording of the older layout.
+        RecordingCorrupt: a line of ``stream.jsonl`` or a snapshot file is not what the layout
+            holds.
         RecordingError: ``target`` already holds a recording or cannot be written.
     """
-    import json
-
     from fastmd.aio.record import SessionWriter
 
     folder = Path(source)
@@ -202,20 +201,28 @@ def convert(
             f"{folder} is not a recording of the older layout: meta.json and stream.jsonl needed",
             path=str(folder),
         )
-    meta = json.loads(meta_file.read_text())
     items: list[tuple[float, int, str, dict[str, str], bytes]] = []
     streams: dict[str, None] = {}
-    for number, line in enumerate(stream_file.read_bytes().splitlines()):
-        if line.strip():
-            record = json.loads(line)
-            streams[record["msg"]["stream"]] = None
-            frame = json.dumps(record["msg"], separators=(",", ":")).encode()
-            items.append((float(record["ts"]), number, "", {}, frame))
-    for file in sorted((folder / "snapshots").glob("*.json")):
-        snapshot = json.loads(file.read_text())
-        params = query_params(snapshot["url"].partition("?")[2])
-        body = json.dumps(snapshot["body"], separators=(",", ":")).encode()
-        items.append((float(snapshot["ts"]), -1, "depth", params, body))
+    where = str(meta_file)
+    try:
+        meta = json.loads(meta_file.read_text())
+        for number, line in enumerate(stream_file.read_bytes().splitlines()):
+            where = f"{stream_file}:{number + 1}"
+            if line.strip():
+                record = json.loads(line)
+                streams[str(record["msg"]["stream"])] = None
+                frame = json.dumps(record["msg"], separators=(",", ":")).encode()
+                items.append((float(record["ts"]), number, "", {}, frame))
+        for file in sorted((folder / "snapshots").glob("*.json")):
+            where = str(file)
+            snapshot = json.loads(file.read_text())
+            params = query_params(snapshot["url"].partition("?")[2])
+            body = json.dumps(snapshot["body"], separators=(",", ":")).encode()
+            items.append((float(snapshot["ts"]), -1, "depth", params, body))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RecordingCorrupt(
+            f"{where}: not what the older layout holds ({exc!r})", path=str(folder)
+        ) from exc
     items.sort(key=lambda item: (item[0], item[1]))
     url = str(meta.get("url", ""))
     subscribed = url.partition("streams=")[2]

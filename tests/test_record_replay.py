@@ -514,3 +514,28 @@ def test_writer_and_reader_agree_on_the_format() -> None:
                  "KIND_REST", "KIND_GAP"):  # fmt: skip
         assert getattr(writer, name) == getattr(reader, name), name
     assert writer._HEADER.format == reader.RECORD_HEADER.format
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "where"),
+    [
+        ("stream.jsonl", '{"ts": 1.0, "msg": {"stream": "a@trade", "data": {}}}\n{"ts": 2.0}\n',
+         "stream.jsonl:2"),
+        ("stream.jsonl", "not json\n", "stream.jsonl:1"),
+        ("meta.json", "[", "meta.json"),
+        ("snapshots/BTCUSDT.json", '{"ts": 1.0, "body": {}}', "BTCUSDT.json"),
+    ],
+)  # fmt: skip
+def test_converting_a_damaged_older_layout_is_a_typed_error(
+    tmp_path: Path, file: str, text: str, where: str
+) -> None:
+    source = tmp_path / "old"
+    (source / "snapshots").mkdir(parents=True)
+    (source / "meta.json").write_text('{"venue": "binance-spot"}')
+    (source / "stream.jsonl").write_text(
+        '{"ts": 1.0, "msg": {"stream": "btcusdt@trade", "data": {}}}\n'
+    )
+    (source / file).write_text(text)
+    with pytest.raises(fastmd.RecordingCorrupt, match=where):
+        fastmd.replay.convert(source, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
