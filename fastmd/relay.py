@@ -554,10 +554,9 @@ class Relay:
         stats = self.stats
         detail: dict[str, Any] = {}
         client = self._client
-        health = getattr(client, "health", None)
-        if callable(health):  # the client's own health report, when it offers one
+        if client is not None:  # the client's own health report, once it exists
             with contextlib.suppress(Exception):
-                detail = {"client": msgspec.to_builtins(health())}
+                detail = {"client": msgspec.to_builtins(client.health())}
         return wire.HealthMessage(
             v=wire.WIRE_VERSION,
             venue=self.venue,
