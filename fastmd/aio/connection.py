@@ -341,6 +341,11 @@ class Connection:
         return self._state
 
     @property
+    def reconnects(self) -> int:
+        """Reconnections so far (what :attr:`stats` reports, without building the snapshot)."""
+        return self._reconnects
+
+    @property
     def is_open(self) -> bool:
         return self._state is ConnectionState.OPEN
 

@@ -47,7 +47,7 @@ from fastmd.core.health import (
     overall_health,
     shift_lag,
 )
-from fastmd.core.lifecycle import ConnectionState, Severity
+from fastmd.core.lifecycle import Severity
 from fastmd.core.sequence import Gap
 from fastmd.core.streams import Venue
 
@@ -261,8 +261,7 @@ class HealthMonitor:
             watch = self._update(name, route, now)
             self._recover(watch, route, watch.recovery(now))
             self._stream_alerts(name, route, watch, now, wall, check_lag)
-        connections = self._pool.connection_health()
-        circuits = [c.url for c in connections if c.state is ConnectionState.CIRCUIT_OPEN]
+        circuits, polled, reconnects = self._pool.troubles()
         self._alert(
             AlertKind.CIRCUIT_OPEN,
             None,
@@ -270,9 +269,7 @@ class HealthMonitor:
             wall,
             lambda: f"circuit open on {', '.join(circuits)}",
         )
-        polled = [c.url for c in connections if c.polling] + [
-            name for name, outage in self._outages.items() if self._fallback.polling(outage)
-        ]
+        polled += [name for name, outage in self._outages.items() if self._fallback.polling(outage)]
         self._alert(
             AlertKind.FALLBACK,
             None,
@@ -280,7 +277,6 @@ class HealthMonitor:
             wall,
             lambda: f"served by REST polling: {', '.join(polled[:5])}",
         )
-        reconnects = self._pool.retired_totals[1] + sum(c.reconnects for c in connections)
         storm = self._reconnects.observe(now, reconnects)
         self._alert(
             AlertKind.RECONNECT_STORM,

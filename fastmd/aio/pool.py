@@ -700,6 +700,23 @@ class ConnectionPool:
         self._tasks.spawn(self._handover(shard, why))
         return True
 
+    def troubles(self) -> tuple[list[str], list[str], int]:
+        """What the health tick watches, read without building :meth:`connection_health` (no
+        statistics, no sorting): the URLs whose circuit is open, the URLs served by REST
+        polling, and the reconnects of all connections, replaced and closed ones included."""
+        circuits: list[str] = []
+        polled: list[str] = []
+        reconnects = self._retired_totals[1]
+        for shard in self._shards.values():
+            conn = shard.conn
+            if conn is not None:
+                reconnects += conn.reconnects
+                if conn.state is ConnectionState.CIRCUIT_OPEN:
+                    circuits.append(shard.url)
+            if self._fallback.polling(shard):
+                polled.append(shard.url)
+        return circuits, polled, reconnects
+
     def connection_health(self) -> list[ConnectionHealth]:
         """Each shard's connection as ``client.health()`` shows it."""
         out = []

@@ -441,15 +441,15 @@ async def test_a_failing_health_tick_is_reported_once_and_health_goes_on(
 ) -> None:
     from fastmd.aio.pool import ConnectionPool
 
-    real = ConnectionPool.connection_health
+    real = ConnectionPool.troubles  # what every tick reads from the pool
     broken = [True]
 
-    def connection_health(self: ConnectionPool) -> list[fastmd.ConnectionHealth]:
+    def troubles(self: ConnectionPool) -> tuple[list[str], list[str], int]:
         if broken[0]:
             raise RuntimeError("bug")
         return real(self)
 
-    monkeypatch.setattr(ConnectionPool, "connection_health", connection_health)
+    monkeypatch.setattr(ConnectionPool, "troubles", troubles)
     async with Exchange() as ex, client_for(ex, health=QUIET) as client:
         alerts: list[Alert] = []
         client.on_alert(alerts.append)
