@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["ClockOffset", "LagStats", "LagWindow"]
+__all__ = ["ClockOffset", "LagStats", "LagWindow", "lag_stats"]
 
 
 def _median(ordered: list[float]) -> float:
@@ -152,7 +152,8 @@ class LagStats:
 _EMPTY = LagStats(None, None, None, 0)
 
 
-def _stats(values: Iterable[float]) -> LagStats:
+def lag_stats(values: Iterable[float]) -> LagStats:
+    """p50, p99 (nearest rank) and max of ``values`` (seconds)."""
     ordered = sorted(values)
     if not ordered:
         return _EMPTY
@@ -198,7 +199,7 @@ class LagWindow:
         """p50, p99 and max of the kept samples."""
         cached = self._cached
         if cached is None:
-            cached = self._cached = _stats(self._samples)
+            cached = self._cached = lag_stats(self._samples)
         return cached
 
     @property
@@ -232,4 +233,4 @@ class LagWindow:
     def combined(windows: Iterable[LagWindow]) -> LagStats:
         """The statistics of every sample kept by ``windows`` together (e.g. overall lag from
         per-stream windows)."""
-        return _stats(value for window in windows for value in window)
+        return lag_stats(value for window in windows for value in window)

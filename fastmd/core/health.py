@@ -42,12 +42,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Final
 
-from fastmd.core.clock import LagStats
+from fastmd.core.clock import LagStats, lag_stats as lag_stats  # one definition, in clock
 from fastmd.core.lifecycle import ConnectionState, Severity
 from fastmd.core.stats import RateMeter
 from fastmd.core.streams import Stream, StreamKind, Venue
@@ -597,20 +597,6 @@ _STEPS: Final = {
     RecoveryAction.REPLACE: "; resubscribed, then its connection replaced, waiting for events",
     RecoveryAction.GIVE_UP: "; not revived by resubscribing nor by a new connection",
 }
-
-
-def lag_stats(samples: Iterable[float]) -> LagStats:
-    """p50, p99 (nearest rank) and max of ``samples`` (seconds)."""
-    ordered = sorted(samples)
-    count = len(ordered)
-    if not count:
-        return LagStats(None, None, None, 0)
-    return LagStats(
-        ordered[math.ceil(0.5 * count) - 1],
-        ordered[math.ceil(0.99 * count) - 1],
-        ordered[-1],
-        count,
-    )
 
 
 def shift_lag(stats: LagStats, offset: float | None) -> LagStats:
