@@ -37,6 +37,19 @@ class Reports:
         return [report.code for report in self.reports]
 
 
+class Tape:
+    """A callback that records events."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def __call__(self, event: Any) -> None:
+        self.events.append(event)
+
+    def ids(self) -> list[int]:
+        return [event.trade_id for event in self.events]
+
+
 async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

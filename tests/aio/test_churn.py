@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from client_helpers import FAST, PATIENT, Reports, client_for, reports_of, server_subs, until
+from client_helpers import FAST, PATIENT, Reports, Tape, client_for, reports_of, server_subs, until
 
 import fastmd
 from fastmd import Gap, GapReason, Severity, Status
@@ -37,14 +37,6 @@ async def ex() -> AsyncIterator[Exchange]:
     """A quiet market (rate 0): tests publish with ``ex.flood``."""
     async with Exchange(symbols=SYMBOLS, seed=1, rate=0) as exchange:
         yield exchange
-
-
-class Tape:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def __call__(self, event: Any) -> None:
-        self.events.append(event)
 
 
 def texts(conn: Any) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from client_helpers import (
+    Tape,
     client_for,
     client_tasks,
     reports_of,
@@ -33,19 +34,6 @@ async def ex() -> AsyncIterator[Exchange]:
     """A quiet market (rate 0): tests publish with ``ex.flood`` and ``ex.advance``."""
     async with Exchange(symbols=SYMBOLS[:2], seed=1, rate=0) as exchange:
         yield exchange
-
-
-class Tape:
-    """A callback that records events."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def __call__(self, event: Any) -> None:
-        self.events.append(event)
-
-    def ids(self) -> list[int]:
-        return [event.trade_id for event in self.events]
 
 
 def assert_paced(times: list[float]) -> None:

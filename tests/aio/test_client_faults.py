@@ -14,24 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_helpers import client_for, client_tasks, reports_of, server_subs, until
+from client_helpers import Tape, client_for, client_tasks, reports_of, server_subs, until
 
 import fastmd
 from fastmd import Gap, GapReason, Status
 from fastmd.sim import Exchange
 
 SKIP, RECONNECT = GapReason.SERVER_SKIP, GapReason.RECONNECT
-
-
-class Tape:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def __call__(self, event: Any) -> None:
-        self.events.append(event)
-
-    def ids(self) -> list[int]:
-        return [event.trade_id for event in self.events]
 
 
 async def more(tape: Tape, what: str) -> None:
