@@ -40,7 +40,7 @@ def near_limit(used: int | None, weight: int, limit: int) -> bool:
     """Whether a request of ``weight`` would take the address past the usable part of the
     exchange's ``limit``, given the ``used`` weight the exchange reported (``None``: unknown,
     so not near)."""
-    return used is not None and used + weight > limit * WEIGHT_HEADROOM
+    return used is not None and used + weight > usable_weight(limit)
 
 
 BAN_STATUSES: Final = frozenset({418, 429})

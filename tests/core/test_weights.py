@@ -82,3 +82,12 @@ def test_headroom_rules() -> None:
     assert not near_limit(None, 250, 6000)  # unknown use: not near
     assert not near_limit(5000, 250, 6000)  # 5250 <= 5400
     assert near_limit(5200, 250, 6000)  # 5450 > 5400
+
+
+def test_near_limit_is_past_the_usable_weight() -> None:
+    from fastmd.core.weights import near_limit, usable_weight
+
+    for limit in (1, 2, 7, 1199, 1200, 6000):
+        usable = usable_weight(limit)
+        assert not near_limit(usable - 1, 1, limit)
+        assert near_limit(usable, 1, limit)
