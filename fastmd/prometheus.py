@@ -343,53 +343,36 @@ class Collector(_CollectorBase):
             "the oldest).",
             labels=["stream"],
         )
-        lags: list[tuple[list[str], LagStats | None]] = []
-        other_events = other_rest = other_gaps = other_missing = 0
-        other_healthy = True
-        other_age: float | None = None
-        other_lag: float | None = None
-        other_samples = 0
-        other = 0
-        for name, stream in streams.items():
-            if name in own:
-                labels = _labels(name)
-                events.add_metric(labels, float(stream.events + stream.rest_events))
-                rest.add_metric(labels, float(stream.rest_events))
-                gaps.add_metric(labels, float(stream.gaps))
-                missing.add_metric(labels, float(stream.missing))
-                healthy.add_metric(labels, 1.0 if stream.status is HealthStatus.HEALTHY else 0.0)
-                if stream.last_event_age is not None:
-                    age.add_metric(labels, stream.last_event_age)
-                lags.append((labels, stream.lag))
-                continue
-            other += 1
-            other_events += stream.events + stream.rest_events
-            other_rest += stream.rest_events
-            other_gaps += stream.gaps
-            other_missing += stream.missing
-            other_healthy = other_healthy and stream.status is HealthStatus.HEALTHY
-            if stream.last_event_age is not None:
-                other_age = max(other_age or 0.0, stream.last_event_age)
-            if stream.lag is not None and stream.lag.max is not None:
-                other_lag = max(other_lag or 0.0, stream.lag.max)
-                other_samples += stream.lag.samples
-        if other:
-            labels = _labels(OTHER_STREAMS)
-            events.add_metric(labels, float(other_events))
-            rest.add_metric(labels, float(other_rest))
-            gaps.add_metric(labels, float(other_gaps))
-            missing.add_metric(labels, float(other_missing))
-            healthy.add_metric(labels, 1.0 if other_healthy else 0.0)
-            if other_age is not None:
-                age.add_metric(labels, other_age)
+        lags: list[tuple[list[str], LagStats | None]] = [
+            (_labels(name), stream.lag) for name, stream in streams.items() if name in own
+        ]
+        rows = [(_labels(name), [stream]) for name, stream in streams.items() if name in own]
+        others = [stream for name, stream in streams.items() if name not in own]
+        if others:
+            rows.append((_labels(OTHER_STREAMS), others))
+        for labels, group in rows:  # one stream, or every stream past max_streams summed
+            rest_events = sum(s.rest_events for s in group)
+            events.add_metric(labels, float(sum(s.events for s in group) + rest_events))
+            rest.add_metric(labels, float(rest_events))
+            gaps.add_metric(labels, float(sum(s.gaps for s in group)))
+            missing.add_metric(labels, float(sum(s.missing for s in group)))
+            ok = all(s.status is HealthStatus.HEALTHY for s in group)
+            healthy.add_metric(labels, 1.0 if ok else 0.0)
+            ages = [s.last_event_age for s in group if s.last_event_age is not None]
+            if ages:
+                age.add_metric(labels, max(ages))
+        other = len(others)
         yield from (events, rest, gaps, missing, healthy, age)
         yield GaugeMetricFamily(
             "fastmd_streams_aggregated",
             f"Streams past max_streams, summed into stream={OTHER_STREAMS!r}.",
             value=float(other),
         )
-        if other_lag is not None:
-            lags.append((_labels(OTHER_STREAMS), LagStats(None, None, other_lag, other_samples)))
+        lagged = [s.lag for s in others if s.lag is not None and s.lag.max is not None]
+        if lagged:
+            worst = max(lag.max for lag in lagged if lag.max is not None)
+            samples = sum(lag.samples for lag in lagged)
+            lags.append((_labels(OTHER_STREAMS), LagStats(None, None, worst, samples)))
         yield from _lag_families("fastmd_stream_lag", "per stream", ["stream"], lags)
 
     def _connections(self, health: Health) -> Iterable[Metric]:

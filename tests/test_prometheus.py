@@ -265,6 +265,14 @@ async def test_streams_past_max_streams_are_summed_into_other() -> None:
         assert set(ages) == {f'{{stream="{first}"}}', f'{{stream="{OTHER_STREAMS}"}}'}
         assert set(_samples(text, "fastmd_stream_healthy").values()) <= {0.0, 1.0}
         assert sum(_samples(text, "fastmd_streams").values()) == 3.0  # every stream counted
+        summed = [client.health().streams[s] for s in TRADES[1:]]
+        other = f'{{stream="{OTHER_STREAMS}"}}'
+        assert _samples(text, "fastmd_gaps_total")[other] == float(sum(s.gaps for s in summed))
+        assert _samples(text, "fastmd_rest_events_total")[other] == float(
+            sum(s.rest_events for s in summed)
+        )
+        lag_max = _samples(text, "fastmd_stream_lag_max_seconds")
+        assert lag_max[other] == max(s.lag.max for s in summed if s.lag and s.lag.max is not None)
         assert _samples(text, "fastmd_connection_up") == {'{connection="0"}': 1.0}
         quiet = _exposition(Collector(client, per_connection=False))
         assert "fastmd_connection_" not in quiet
