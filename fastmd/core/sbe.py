@@ -220,7 +220,6 @@ class SbeDecoder:
         # routes kept for good, one table per template (indexed by templateId - 10000), then
         # an LRU shared by all templates
         self._routes: tuple[dict[bytes, Route], ...] = ({}, {}, {}, {})
-        self._kept = 0
         self._overflow: OrderedDict[tuple[int, bytes], Route] = OrderedDict()
         module = None
         if compiled is None:
@@ -295,9 +294,8 @@ class SbeDecoder:
         except StreamNameError as bad:
             raise self._error("unroutable", f"the frame's symbol makes no stream: {bad}") from bad
         route = self._new_route(template, symbol)
-        if self._kept < self.max_streams:
+        if sum(map(len, self._routes)) < self.max_streams:
             table[raw_symbol] = route
-            self._kept += 1
         else:
             self._overflow[key] = route
             if len(self._overflow) > _OVERFLOW_ROUTES:
