@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from fastmd.aio.reporting import Reporter
 from fastmd.aio.rest import RestClient
@@ -50,6 +50,32 @@ logger = logging.getLogger(__name__)
 
 RestAccess = Callable[[], RestClient | None]
 """The client's REST access, ``None`` before it started."""
+
+
+_Item = TypeVar("_Item")
+
+
+async def _by_id(
+    gap: Gap,
+    fetch: Callable[[int], Awaitable[Sequence[_Item]]],
+    ident: Callable[[_Item], int],
+    event: Callable[[_Item], Any],
+) -> list[Any]:
+    """The events ``gap`` lacks, as REST pages them by id from ``fromId`` (trades and aggTrades):
+    ids from ``gap.expected`` up to ``gap.received``, exclusive."""
+    found: list[Any] = []
+    next_id = gap.expected
+    while next_id < gap.received:
+        page = await fetch(next_id)
+        for item in page:
+            if ident(item) >= gap.received:
+                break
+            if ident(item) >= next_id:  # a page starts at fromId, or later if REST lacks it
+                found.append(event(item))
+        if len(page) < BACKFILL_PAGE:
+            break
+        next_id = ident(page[-1]) + 1
+    return found
 
 
 class Backfiller:
@@ -102,10 +128,8 @@ class Backfiller:
         delivered: list[Any] = []
         kind = route.parsed.kind
         try:
-            if kind is StreamKind.TRADE:
+            if kind is StreamKind.TRADE or kind is StreamKind.AGG_TRADE:
                 delivered = await self._trades(rest, route, gap)
-            elif kind is StreamKind.AGG_TRADE:
-                delivered = await self._agg_trades(rest, route, gap)
             else:
                 delivered = await self._klines(rest, route, gap)
         except RestError as error:
@@ -138,34 +162,19 @@ class Backfiller:
 
     async def _trades(self, rest: RestClient, route: Route, gap: Gap) -> list[Any]:
         symbol = route.parsed.symbol or ""
-        found: list[Any] = []
-        next_id = gap.expected
-        while next_id < gap.received:
-            page = await rest.historical_trades(symbol, from_id=next_id, limit=BACKFILL_PAGE)
-            for item in page:
-                if item.id >= gap.received:
-                    break
-                if item.id >= next_id:  # a page starts at fromId, or later if REST lacks it
-                    found.append(convert.trade_event(symbol.upper(), item))
-            if len(page) < BACKFILL_PAGE or not page:
-                break
-            next_id = page[-1].id + 1
-        return found
-
-    async def _agg_trades(self, rest: RestClient, route: Route, gap: Gap) -> list[Any]:
-        symbol = route.parsed.symbol or ""
-        found: list[Any] = []
-        next_id = gap.expected
-        while next_id < gap.received:
-            page = await rest.agg_trades(symbol, from_id=next_id, limit=BACKFILL_PAGE)
-            for item in page:
-                if item.agg_trade_id >= gap.received:
-                    break
-                found.append(convert.agg_trade_event(symbol.upper(), item))
-            if len(page) < BACKFILL_PAGE or not page:
-                break
-            next_id = page[-1].agg_trade_id + 1
-        return found
+        if route.parsed.kind is StreamKind.TRADE:
+            return await _by_id(
+                gap,
+                lambda start: rest.historical_trades(symbol, from_id=start, limit=BACKFILL_PAGE),
+                lambda item: item.id,
+                lambda item: convert.trade_event(symbol.upper(), item),
+            )
+        return await _by_id(
+            gap,
+            lambda start: rest.agg_trades(symbol, from_id=start, limit=BACKFILL_PAGE),
+            lambda item: item.agg_trade_id,
+            lambda item: convert.agg_trade_event(symbol.upper(), item),
+        )
 
     async def _klines(self, rest: RestClient, route: Route, gap: Gap) -> list[Any]:
         symbol = route.parsed.symbol or ""

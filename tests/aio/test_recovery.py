@@ -412,3 +412,25 @@ async def test_force_reconnects_deliver_every_book_ticker_and_liquidation_once(
         first = sent[name].index(delivered[0])
         assert delivered == sent[name][first : first + len(delivered)], name
         assert first + len(delivered) >= settled[name], f"{name}: events sent, never delivered"
+
+
+async def test_backfill_pages_by_id_across_pages_and_holes() -> None:
+    """The id paging both trade backfills share: fromId pages of BACKFILL_PAGE, ids REST lacks
+    skipped, nothing at or past the id that came instead; an in-memory REST of ids only."""
+    from fastmd.aio.recovery import _by_id
+    from fastmd.core.recovery import BACKFILL_PAGE
+    from fastmd.core.sequence import Gap, GapReason
+
+    have = [i for i in range(100, 100 + 3 * BACKFILL_PAGE) if i % 7]  # REST lacks multiples of 7
+    asked: list[int] = []
+
+    async def fetch(start: int) -> list[int]:
+        asked.append(start)
+        return [i for i in have if i >= start][:BACKFILL_PAGE]
+
+    gap = Gap("btcusdt@trade", 105, 100 + 2 * BACKFILL_PAGE + 50, GapReason.RECONNECT)
+    found = await _by_id(gap, fetch, lambda i: i, lambda i: ("event", i))
+    assert found == [("event", i) for i in have if gap.expected <= i < gap.received]
+    # two full pages (with the holes, 2000 items reach past the id that came instead), the
+    # second from just after the first one's last id, and no third
+    assert asked == [gap.expected, found[BACKFILL_PAGE - 1][1] + 1]
