@@ -209,11 +209,12 @@ class Health:
     alerts: tuple[Alert, ...] = ()
 
 
-def _positive(name: str, value: float) -> None:
+def _positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {value!r}")
     if not 0 < value < math.inf:
         raise ValueError(f"{name} must be a positive finite number, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -279,12 +280,7 @@ def check_stale_after(value: object) -> float | None:
         TypeError: not a number.
         ValueError: not positive and finite.
     """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"stale_after must be a number of seconds, not {value!r}")
-    _positive("stale_after", value)
-    return float(value)
+    return None if value is None else _positive("stale_after", value)
 
 
 # -- expected intervals ---------------------------------------------------------------------
