@@ -290,6 +290,7 @@ async def test_health_of_a_client_not_started_and_closed() -> None:
         closed = client.health()
         assert closed.status is HealthStatus.DOWN
         assert closed.reason == "the client is not running"
+        assert set(closed.streams) == {TRADES, DEPTH}  # still listed, so the check below has some
         assert all(s.status is HealthStatus.DOWN for s in closed.streams.values())
 
 
