@@ -98,6 +98,26 @@ async def test_every_stream_delivers_typed_events_of_the_simulated_market() -> N
         assert all(health.streams[n].events > 0 for n in names)
 
 
+async def test_lag_of_microsecond_event_times_is_in_seconds() -> None:
+    """SBE events carry microsecond times: the lag samples read them as such (read as
+    milliseconds, the lag would be minus the epoch times a thousand)."""
+    async with Exchange(sbe=True, rate=400, api_keys=[KEY]) as ex, sbe_client(ex) as client:
+        trades = "btcusdt@trade"
+        client.subscribe(trades, lambda e: None)
+
+        def sampled() -> bool:
+            lag = client.health().streams[trades].lag
+            return lag is not None and lag.samples >= 5
+
+        await until(sampled, timeout=10)
+        lag = client.health().streams[trades].lag
+        assert lag is not None
+        assert lag.p50 is not None
+        assert lag.p99 is not None
+        assert -0.5 < lag.p50 < 1.0
+        assert lag.p99 < 2.0
+
+
 async def test_decimal_prices_are_exact() -> None:
     async with Exchange(sbe=True, rate=300, seed=2) as ex, sbe_client(ex, price_type=Decimal) as c:
         trades: list[Any] = []
