@@ -348,6 +348,7 @@ async def test_unsubscribed_streams_leave_health_and_resolve_their_alerts() -> N
         sub.unsubscribe()
         await until(lambda: len(alerts) == 2, 3.0, "resolved")
         assert not alerts[1].firing
+        assert [(a.kind, a.stream) for a in alerts] == [(AlertKind.STREAM_STALE, DEPTH)] * 2
         assert DEPTH not in client.health().streams
 
 
