@@ -32,6 +32,7 @@ import msgspec
 from cachetools import TTLCache
 
 from fastmd.aio.subscriptions import SelectiveDelivery
+from fastmd.core.convert import rest_ticker
 from fastmd.core.events import Kline, Ticker
 from fastmd.core.rest_models import DepthSnapshot, KlineBar, RestTicker, RestTrade
 from fastmd.core.selective import ChangeFilter, Throttle, throttle_seconds
@@ -261,7 +262,7 @@ class MarketData:
         name = self._symbol(symbol)
         event = self._live_event(f"{name.lower()}@ticker")
         if event is not None:
-            return Result(_rest_ticker(event), "ws", None, event.event_time)
+            return Result(rest_ticker(event), "ws", None, event.event_time)
         return await self._cached("ticker_24h", (name,), lambda: self._rest.ticker_24h(name))
 
     async def klines(
@@ -606,34 +607,6 @@ class MarketData:
 def _check_limit(limit: int) -> None:
     if isinstance(limit, bool) or limit < 1:
         raise ValueError(f"limit must be an int >= 1, not {limit!r}")
-
-
-def _rest_ticker(event: Ticker[Any]) -> RestTicker[Any]:
-    """A ``24hrTicker`` event as the ``ticker/24hr`` answer it equals (the event time is not a
-    field of the answer: it becomes the Result's ``ts``)."""
-    return RestTicker(
-        symbol=event.symbol,
-        open_price=event.open,
-        high_price=event.high,
-        low_price=event.low,
-        last_price=event.last_price,
-        volume=event.volume,
-        quote_volume=event.quote_volume,
-        open_time=event.open_time,
-        close_time=event.close_time,
-        first_id=event.first_trade_id,
-        last_id=event.last_trade_id,
-        count=event.trade_count,
-        price_change=event.price_change,
-        price_change_percent=event.price_change_percent,
-        weighted_avg_price=event.weighted_avg_price,
-        prev_close_price=event.prev_close_price,
-        last_qty=event.last_quantity,
-        bid_price=event.best_bid_price,
-        bid_qty=event.best_bid_quantity,
-        ask_price=event.best_ask_price,
-        ask_qty=event.best_ask_quantity,
-    )
 
 
 def _selective_results(

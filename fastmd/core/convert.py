@@ -28,6 +28,7 @@ __all__ = [
     "mark_price_event",
     "mini_ticker_event",
     "partial_depth_event",
+    "rest_ticker",
     "ticker_event",
     "trade_event",
 ]
@@ -189,4 +190,33 @@ def mark_price_event(symbol: str, item: PremiumIndex[Any]) -> ev.MarkPrice[Any]:
         estimated_settle_price=item.estimated_settle_price,
         funding_rate=item.last_funding_rate,
         next_funding_time=item.next_funding_time,
+    )
+
+
+def rest_ticker(event: ev.Ticker[Any]) -> RestTicker[Any]:
+    """A ``24hrTicker`` event as the full ``ticker/24hr`` answer it equals: the inverse of
+    :func:`ticker_event` (the event time is not a field of the answer; ``client.market`` makes
+    it the Result's ``ts``)."""
+    return RestTicker(
+        symbol=event.symbol,
+        open_price=event.open,
+        high_price=event.high,
+        low_price=event.low,
+        last_price=event.last_price,
+        volume=event.volume,
+        quote_volume=event.quote_volume,
+        open_time=event.open_time,
+        close_time=event.close_time,
+        first_id=event.first_trade_id,
+        last_id=event.last_trade_id,
+        count=event.trade_count,
+        price_change=event.price_change,
+        price_change_percent=event.price_change_percent,
+        weighted_avg_price=event.weighted_avg_price,
+        prev_close_price=event.prev_close_price,
+        last_qty=event.last_quantity,
+        bid_price=event.best_bid_price,
+        bid_qty=event.best_bid_quantity,
+        ask_price=event.best_ask_price,
+        ask_qty=event.best_ask_quantity,
     )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import msgspec
+from testdata import SAMPLES
 
 from fastmd.core import convert, events as ev
-from fastmd.core.rest_models import PremiumIndex, RestAvgPrice
+from fastmd.core.rest_models import PremiumIndex, RestAvgPrice, RestTicker
 
 
 def test_avg_price_event() -> None:
@@ -35,3 +36,12 @@ def test_mark_price_event() -> None:
         funding_rate="0.00038246",
         next_funding_time=1597392000000,
     )
+
+
+def test_rest_ticker_is_the_inverse_of_ticker_event() -> None:
+    answer = msgspec.json.decode(
+        (SAMPLES / "rest-ticker24hr.json").read_bytes(), type=RestTicker[str]
+    )
+    event = convert.ticker_event(answer)
+    assert convert.rest_ticker(event) == answer
+    assert convert.ticker_event(convert.rest_ticker(event)) == event
