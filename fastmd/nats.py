@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -82,9 +81,9 @@ class StreamCounters(msgspec.Struct, kw_only=True):
 PENDING_BYTES: Final = 64 * 1024 * 1024
 """Bytes of messages held per stream for a consumer that falls behind (then dropped, reported)."""
 
-RELAY_SILENT_AFTER: Final = 5.0
-"""Seconds without a health message after which a relay counts as gone (it sends one a
-second)."""
+RELAY_SILENT_AFTER: Final = wire.RELAY_SILENT_AFTER
+"""Seconds without a health message after which a relay counts as gone (the rule and its
+constant live in :mod:`fastmd.core.wire`, with the wire format the relays speak)."""
 
 
 class SourceHealth(msgspec.Struct, kw_only=True):
@@ -109,48 +108,7 @@ class SourceHealth(msgspec.Struct, kw_only=True):
     decode_errors: int
 
 
-def judge(
-    connected: bool,
-    streams: Iterable[str],
-    relays: dict[str, wire.HealthMessage],
-    heard: dict[str, float],
-    now: float,
-) -> tuple[HealthStatus, str | None]:
-    """The overall status of a source, worst first: ``DOWN`` when its NATS connection is down;
-    ``STALE`` when a subscribed stream's relay has been silent for :data:`RELAY_SILENT_AFTER`
-    seconds or said it is stopping; ``DEGRADED`` when no relay publishes a subscribed stream, or
-    its relay's client is not connected or not healthy; else ``HEALTHY``. ``heard`` holds when
-    each relay's last health message arrived, on the clock that gives ``now``."""
-    if not connected:
-        return HealthStatus.DOWN, "the NATS connection is down"
-    order = list(HealthStatus)
-    worst: tuple[HealthStatus, str | None] = (HealthStatus.HEALTHY, None)
-    for name in streams:
-        found: tuple[HealthStatus, str | None] = (HealthStatus.HEALTHY, None)
-        owners = [r for r in relays.values() if name in r.streams]
-        if not owners:
-            found = HealthStatus.DEGRADED, f"{name}: no relay says it publishes it"
-        for relay in owners:
-            silent = now - heard.get(relay.relay, -math.inf)
-            client = relay.detail.get("client")
-            client_status = client.get("status") if isinstance(client, dict) else None
-            if silent > RELAY_SILENT_AFTER:
-                found = HealthStatus.STALE, f"{name}: relay {relay.relay} silent for {silent:.0f} s"
-            elif relay.status == "stopping":
-                found = HealthStatus.STALE, f"{name}: relay {relay.relay} stopped"
-            elif relay.status != "CONNECTED":
-                found = HealthStatus.DEGRADED, f"{name}: relay {relay.relay} is {relay.status}"
-            elif client_status not in (None, "HEALTHY"):
-                found = (
-                    HealthStatus.DEGRADED,
-                    f"{name}: relay {relay.relay}'s client is {client_status}",
-                )
-            else:
-                found = (HealthStatus.HEALTHY, None)
-                break  # one healthy publisher is enough
-        if order.index(found[0]) > order.index(worst[0]):
-            worst = found
-    return worst
+judge = wire.judge  # the source's status rule, sans-I/O in fastmd.core.wire
 
 
 class _Route:

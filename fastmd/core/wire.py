@@ -23,18 +23,22 @@ strings; all-market array streams carry one list of such maps per event.
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
+from collections.abc import Iterable
 from typing import Any, Final, Generic, Literal
 
 import msgspec
 from typing_extensions import TypeVar
 
+from fastmd.core.health import HealthStatus
 from fastmd.core.sequence import Gap, GapReason
 from fastmd.errors import ProtocolError
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "RELAY_SILENT_AFTER",
     "WIRE_VERSION",
     "Batch",
     "BatchSequencer",
@@ -47,6 +51,7 @@ __all__ = [
     "gap_wildcard",
     "health_subject",
     "health_wildcard",
+    "judge",
     "shard_of",
     "stream_of_token",
     "stream_token",
@@ -333,3 +338,52 @@ def check_version(version: int) -> None:
         raise ProtocolError(
             f"wire version {version} is not supported (this reader: {WIRE_VERSION})"
         )
+
+
+RELAY_SILENT_AFTER: Final = 5.0
+"""Seconds without a health message after which a relay counts as gone (it sends one a
+second)."""
+
+
+def judge(
+    connected: bool,
+    streams: Iterable[str],
+    relays: dict[str, HealthMessage],
+    heard: dict[str, float],
+    now: float,
+) -> tuple[HealthStatus, str | None]:
+    """The overall status of a source, worst first: ``DOWN`` when its NATS connection is down;
+    ``STALE`` when a subscribed stream's relay has been silent for :data:`RELAY_SILENT_AFTER`
+    seconds or said it is stopping; ``DEGRADED`` when no relay publishes a subscribed stream, or
+    its relay's client is not connected or not healthy; else ``HEALTHY``. ``heard`` holds when
+    each relay's last health message arrived, on the clock that gives ``now``."""
+    if not connected:
+        return HealthStatus.DOWN, "the NATS connection is down"
+    order = list(HealthStatus)
+    worst: tuple[HealthStatus, str | None] = (HealthStatus.HEALTHY, None)
+    for name in streams:
+        found: tuple[HealthStatus, str | None] = (HealthStatus.HEALTHY, None)
+        owners = [r for r in relays.values() if name in r.streams]
+        if not owners:
+            found = HealthStatus.DEGRADED, f"{name}: no relay says it publishes it"
+        for relay in owners:
+            silent = now - heard.get(relay.relay, -math.inf)
+            client = relay.detail.get("client")
+            client_status = client.get("status") if isinstance(client, dict) else None
+            if silent > RELAY_SILENT_AFTER:
+                found = HealthStatus.STALE, f"{name}: relay {relay.relay} silent for {silent:.0f} s"
+            elif relay.status == "stopping":
+                found = HealthStatus.STALE, f"{name}: relay {relay.relay} stopped"
+            elif relay.status != "CONNECTED":
+                found = HealthStatus.DEGRADED, f"{name}: relay {relay.relay} is {relay.status}"
+            elif client_status not in (None, "HEALTHY"):
+                found = (
+                    HealthStatus.DEGRADED,
+                    f"{name}: relay {relay.relay}'s client is {client_status}",
+                )
+            else:
+                found = (HealthStatus.HEALTHY, None)
+                break  # one healthy publisher is enough
+        if order.index(found[0]) > order.index(worst[0]):
+            worst = found
+    return worst
