@@ -513,6 +513,8 @@ class HealthMonitor:
                 connection=shard.url if shard is not None else None,
                 resubscribes=watch.resubscribes,
                 replacements=watch.replacements,
+                skipped=sum(sub.held_back(name)[0] for sub in route.subscriptions),
+                conflated=sum(sub.held_back(name)[1] for sub in route.subscriptions),
             )
         connections: tuple[ConnectionHealth, ...] = tuple(self._pool.connection_health())
         overall, reason = overall_health(running, statuses, [c.status for c in connections])

@@ -183,6 +183,12 @@ class Subscription:
         """Events replaced by a newer one within a throttle interval (``throttle``)."""
         return sum(delivery.conflated for delivery in self._selective.values())
 
+    def held_back(self, stream: str) -> tuple[int, int]:
+        """``(skipped, conflated)`` of one of its streams (both 0 without ``only_changes`` and
+        ``throttle``): what ``client.health()`` shows per stream."""
+        delivery = self._selective.get(stream)
+        return (delivery.skipped, delivery.conflated) if delivery is not None else (0, 0)
+
     def target(self, stream: str) -> Callable[[Any], object]:
         """What the route of ``stream`` calls with each event: the callback itself, or the
         selective delivery in front of it."""

@@ -141,6 +141,10 @@ class StreamHealth:
         connection: the URL of the connection carrying it (``None`` before placement).
         resubscribes: times health resubscribed it.
         replacements: times health replaced its connection.
+        skipped: events its current subscriptions did not deliver because nothing they compare
+            had changed (``only_changes``); counted in ``events``, never gaps.
+        conflated: events its current subscriptions' throttles replaced by a newer one
+            (``throttle``); counted in ``events``, never gaps.
     """
 
     stream: str
@@ -158,6 +162,8 @@ class StreamHealth:
     connection: str | None
     resubscribes: int = 0
     replacements: int = 0
+    skipped: int = 0
+    conflated: int = 0
 
 
 @dataclass(frozen=True, slots=True)

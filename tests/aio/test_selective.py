@@ -87,6 +87,10 @@ async def test_only_changes_on_the_recorded_session_calls_back_once_per_change()
         assert metrics.gaps == 0
         skipped = sum(sub.skipped for sub in subs)
         assert skipped == metrics.unchanged_skipped
+        health = client.health()  # per stream: what that stream's callbacks were not given
+        for stream in streams:
+            assert health.streams[stream].skipped == every[stream] - changed[stream], stream
+            assert health.streams[stream].conflated == 0
 
 
 @pytest.fixture
@@ -121,6 +125,8 @@ async def test_throttle_delivers_at_most_once_per_interval_and_the_newest_last(
         metrics = client.metrics()
         assert metrics.throttle_conflated == sub.conflated == len(every) - len(seen)
         assert metrics.gaps == 0
+        stream = client.health().streams["btcusdt@bookTicker"]
+        assert (stream.conflated, stream.skipped) == (len(every) - len(seen), 0)
 
 
 async def test_only_changes_with_named_fields_and_throttle_together(ex: Exchange) -> None:
